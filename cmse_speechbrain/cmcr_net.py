@@ -1,0 +1,582 @@
+"""CMCR-Net: a CRN-style complex-spectrum enhancer with a collaboration module.
+
+Implements the network of Xu, Tu, Han and Yang, "All Information is
+Necessary: Integrating Speech Positive and Negative Information by
+Contrastive Learning for Speech Enhancement" (arXiv 2304.13439, 2023).
+The paper's method section was not available; the design follows its
+abstract and the authors' public code for the earlier version (CRC-Net).
+Every choice that the two leave open is written down where it is made and
+exposed as a constructor argument (hence a YAML hyperparameter):
+
+* Signal path: STFT (512-point Hamming window, hop 256, i.e. 32 ms / 16 ms
+  at 16 kHz), real and imaginary parts stacked as two input channels, a
+  complex output spectrum inverted by iSTFT to the input's length.
+* Backbone: 5 causal Conv2d blocks (kernel (3, 2), stride 2 along
+  frequency, BatchNorm, ELU), mirrored by transposed convolutions whose skip
+  connections pass through attention gates.
+* Collaboration module (CM) in the bottleneck: one block applied
+  ``cm_repeats`` times with shared weights, each made of a
+  :class:`ContrastiveAttention` (split into speech-relevant and
+  speech-irrelevant streams) and an :class:`InteractiveAttention`
+  (learnable correlation of the two streams).
+
+The network knows nothing of training: it returns the enhanced waveform and
+the two streams, and :meth:`CMCRNet.reference_features` gives the clean
+speech's features in the same space, so that the contrastive loss of
+``cmse_speechbrain.losses`` can be computed by the Brain.
+
+Authors
+ * cmse-speechbrain contributors 2026
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechbrain.processing.features import ISTFT, STFT
+
+
+class EncoderBlock(nn.Module):
+    """Causal 2-D convolution block: Conv2d, BatchNorm, ELU.
+
+    The time axis has kernel 2, one frame of padding on each side and the
+    last frame dropped, so each output frame sees only the current and the
+    previous input frame. The frequency axis is downsampled by 2.
+
+    Arguments
+    ---------
+    in_channels : int
+        Input channels.
+    out_channels : int
+        Output channels.
+
+    Example
+    -------
+    >>> block = EncoderBlock(2, 16)
+    >>> block(torch.rand(1, 2, 257, 10)).shape
+    torch.Size([1, 16, 128, 10])
+    """
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, (3, 2), stride=(2, 1), padding=(0, 1)
+        )
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.activation = nn.ELU()
+
+    def forward(self, x):
+        """Maps [B, C, F, T] to [B, C', F', T]."""
+        return self.activation(self.norm(self.conv(x)[..., :-1]))
+
+
+class DecoderBlock(nn.Module):
+    """Causal transposed 2-D convolution block, the mirror of EncoderBlock.
+
+    Arguments
+    ---------
+    in_channels : int
+        Input channels (decoder features and gated skip, concatenated).
+    out_channels : int
+        Output channels.
+    freq_padding : int
+        Extra output row along frequency (0 or 1) to reach the encoder size.
+    last : bool
+        If True, no normalisation and no activation (the output spectrum).
+
+    Example
+    -------
+    >>> block = DecoderBlock(32, 2, freq_padding=0, last=True)
+    >>> block(torch.rand(1, 32, 128, 10)).shape
+    torch.Size([1, 2, 257, 10])
+    """
+
+    def __init__(self, in_channels, out_channels, freq_padding=0, last=False):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            (3, 2),
+            stride=(2, 1),
+            output_padding=(freq_padding, 0),
+        )
+        self.norm = nn.Identity() if last else nn.BatchNorm2d(out_channels)
+        self.activation = nn.Identity() if last else nn.ELU()
+
+    def forward(self, x):
+        """Maps [B, C, F, T] to [B, C', 2F+1(+1), T]."""
+        return self.activation(self.norm(self.conv(x)[..., :-1]))
+
+
+class AttentionGate(nn.Module):
+    """Gates an encoder skip connection by the decoder features.
+
+    ``skip * sigmoid(conv(relu(conv(skip) + conv(decoder))))`` with 1x1
+    convolutions, as in the authors' CRC-Net code.
+
+    Arguments
+    ---------
+    channels : int
+        Channels of the skip and of the decoder features.
+
+    Example
+    -------
+    >>> gate = AttentionGate(16)
+    >>> skip, dec = torch.rand(1, 16, 63, 5), torch.rand(1, 16, 63, 5)
+    >>> gate(skip, dec).shape
+    torch.Size([1, 16, 63, 5])
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.skip_proj = nn.Conv2d(channels, channels, 1)
+        self.decoder_proj = nn.Conv2d(channels, channels, 1)
+        self.score = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, skip, decoder):
+        """Returns the gated skip features."""
+        mix = F.relu(self.skip_proj(skip) + self.decoder_proj(decoder))
+        return skip * torch.sigmoid(self.score(mix))
+
+
+def _split_heads(x, nhead):
+    batch, time, dim = x.shape
+    return x.view(batch, time, nhead, dim // nhead).transpose(1, 2)
+
+
+def _merge_heads(x):
+    batch, nhead, time, dim = x.shape
+    return x.transpose(1, 2).reshape(batch, time, nhead * dim)
+
+
+def _attend(query, key, value, nhead, causal):
+    out = F.scaled_dot_product_attention(
+        _split_heads(query, nhead),
+        _split_heads(key, nhead),
+        _split_heads(value, nhead),
+        is_causal=causal,
+    )
+    return _merge_heads(out)
+
+
+class ContrastiveAttention(nn.Module):
+    """Splits frame features into speech-relevant and speech-irrelevant streams.
+
+    Queries, keys and values are linear projections of the frame features.
+    A gate ``z = sigmoid(MLP([q, k]))`` (the authors' "local" block) is a
+    learned soft mask: the relevant stream is self-attention over frames
+    with the gated query and value ``(z q, k, z v)``, the irrelevant stream
+    uses the complement ``((1 - z) q, k, (1 - z) v)``. Gating the values as
+    well as the queries (the CRC-Net code gates the queries only) is this
+    project's choice: it makes the two streams a soft partition of the
+    values. The split is learned with the contrastive loss
+    ``cmse_speechbrain.losses.StreamContrastiveLoss``.
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the input frame features.
+    d_model : int
+        Size of the projected features and of the streams.
+    nhead : int
+        Attention heads (must divide ``d_model``).
+    causal : bool
+        If True, each frame attends to itself and the past only.
+
+    Example
+    -------
+    >>> attention = ContrastiveAttention(64, d_model=32, nhead=4)
+    >>> relevant, irrelevant, gate = attention(torch.rand(2, 10, 64))
+    >>> relevant.shape, irrelevant.shape, gate.shape
+    (torch.Size([2, 10, 32]), torch.Size([2, 10, 32]), torch.Size([2, 10, 32]))
+    """
+
+    def __init__(self, input_size, d_model=128, nhead=4, causal=False):
+        super().__init__()
+        if d_model % nhead:
+            raise ValueError(f"d_model={d_model} not divisible by nhead={nhead}")
+        self.nhead = nhead
+        self.causal = causal
+        self.query = nn.Linear(input_size, d_model)
+        self.key = nn.Linear(input_size, d_model)
+        self.value = nn.Linear(input_size, d_model)
+        self.gate = nn.Sequential(
+            nn.Linear(2 * d_model, d_model),
+            nn.ReLU(),
+            nn.Linear(d_model, d_model),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        """Returns (relevant, irrelevant, gate), each [B, T, d_model]."""
+        query, key, value = self.query(x), self.key(x), self.value(x)
+        gate = self.gate(torch.cat([query, key], dim=-1))
+        relevant = _attend(
+            gate * query, key, gate * value, self.nhead, self.causal
+        )
+        irrelevant = _attend(
+            (1 - gate) * query, key, (1 - gate) * value, self.nhead, self.causal
+        )
+        return relevant, irrelevant, gate
+
+
+class InteractiveAttention(nn.Module):
+    """Learnable, self-adaptive correlation between the two streams.
+
+    Two steps:
+
+    1. Cross-attention both ways with residual and LayerNorm: the relevant
+       stream queries the irrelevant one and vice versa (this project's
+       reading of "interactive"; the CRC-Net code has step 2 only).
+    2. Selective fusion weights (selective-kernel style, as in the CRC-Net
+       code): the two streams are summed and pooled over time, a shared MLP
+       (d -> 2d -> 2d) gives one logit per stream and channel, and a softmax
+       across the two streams weights each of them. With ``causal=True`` the
+       pooling is a running mean over past frames.
+
+    Arguments
+    ---------
+    d_model : int
+        Size of the streams.
+    nhead : int
+        Attention heads for the cross-attention.
+    causal : bool
+        If True, nothing looks at future frames.
+
+    Example
+    -------
+    >>> interact = InteractiveAttention(32, nhead=4)
+    >>> relevant, irrelevant = torch.rand(2, 10, 32), torch.rand(2, 10, 32)
+    >>> weighted_relevant, weighted_irrelevant = interact(relevant, irrelevant)
+    >>> weighted_relevant.shape
+    torch.Size([2, 10, 32])
+    """
+
+    def __init__(self, d_model=128, nhead=4, causal=False):
+        super().__init__()
+        self.nhead = nhead
+        self.causal = causal
+        self.rel_query = nn.Linear(d_model, d_model)
+        self.irr_query = nn.Linear(d_model, d_model)
+        self.rel_kv = nn.Linear(d_model, 2 * d_model)
+        self.irr_kv = nn.Linear(d_model, 2 * d_model)
+        self.rel_norm = nn.LayerNorm(d_model)
+        self.irr_norm = nn.LayerNorm(d_model)
+        self.selector = nn.Sequential(
+            nn.Linear(d_model, 2 * d_model),
+            nn.ReLU(),
+            nn.Linear(2 * d_model, 2 * d_model),
+        )
+
+    def forward(self, relevant, irrelevant):
+        """Returns both streams, correlated and weighted, [B, T, d_model]."""
+        rel_key, rel_value = self.rel_kv(relevant).chunk(2, dim=-1)
+        irr_key, irr_value = self.irr_kv(irrelevant).chunk(2, dim=-1)
+        relevant = self.rel_norm(
+            relevant
+            + _attend(
+                self.rel_query(relevant), irr_key, irr_value, self.nhead,
+                self.causal,
+            )
+        )
+        irrelevant = self.irr_norm(
+            irrelevant
+            + _attend(
+                self.irr_query(irrelevant), rel_key, rel_value, self.nhead,
+                self.causal,
+            )
+        )
+        summed = relevant + irrelevant
+        if self.causal:
+            steps = torch.arange(1, summed.shape[1] + 1, device=summed.device)
+            pooled = summed.cumsum(dim=1) / steps[None, :, None]
+        else:
+            pooled = summed.mean(dim=1, keepdim=True)
+        logits = self.selector(pooled)
+        weights = torch.softmax(
+            logits.view(*logits.shape[:2], 2, -1), dim=2
+        )
+        return relevant * weights[:, :, 0], irrelevant * weights[:, :, 1]
+
+
+class CollaborationModule(nn.Module):
+    """Contrastive attention + interactive attention, applied repeatedly.
+
+    One block, applied ``repeats`` times with shared weights (as in the
+    CRC-Net code, which applies it 3 times). In each pass the two weighted
+    streams are each concatenated with the (projected) block input and
+    mapped back to the input size by a path of their own; the two paths are
+    summed and added to the input with a LayerNorm residual.
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the frame features (channels x frequency of the bottleneck).
+    d_model : int
+        Size of the streams.
+    nhead : int
+        Attention heads.
+    repeats : int
+        How many times the shared block is applied.
+    causal : bool
+        If True, no frame sees the future.
+
+    Example
+    -------
+    >>> cm = CollaborationModule(64, d_model=32, nhead=4, repeats=2)
+    >>> out, streams = cm(torch.rand(2, 10, 64))
+    >>> out.shape, len(streams), streams[0][0].shape
+    (torch.Size([2, 10, 64]), 2, torch.Size([2, 10, 32]))
+    """
+
+    def __init__(
+        self, input_size, d_model=128, nhead=4, repeats=3, causal=False
+    ):
+        super().__init__()
+        self.repeats = repeats
+        self.contrastive = ContrastiveAttention(
+            input_size, d_model, nhead, causal
+        )
+        self.interactive = InteractiveAttention(d_model, nhead, causal)
+        self.input_proj = nn.Linear(input_size, d_model)
+        self.relevant_path = nn.Linear(2 * d_model, input_size)
+        self.irrelevant_path = nn.Linear(2 * d_model, input_size)
+        self.norm = nn.LayerNorm(input_size)
+
+    def forward(self, x):
+        """Returns the refined features [B, T, input_size] and, per pass,
+        the (relevant, irrelevant) streams [B, T, d_model]."""
+        streams = []
+        for _ in range(self.repeats):
+            relevant, irrelevant, _ = self.contrastive(x)
+            streams.append((relevant, irrelevant))
+            relevant, irrelevant = self.interactive(relevant, irrelevant)
+            block_input = self.input_proj(x)
+            fused = self.relevant_path(
+                torch.cat([relevant, block_input], dim=-1)
+            ) + self.irrelevant_path(
+                torch.cat([irrelevant, block_input], dim=-1)
+            )
+            x = self.norm(x + fused)
+        return x, streams
+
+    def reference(self, x):
+        """Projects features into the space of the streams (the values)."""
+        return self.contrastive.value(x)
+
+
+class CMCRNet(nn.Module):
+    """The CMCR-Net enhancer: waveform in, enhanced waveform out.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sampling rate of the waveforms.
+    n_fft : int
+        FFT size (also the window length): 512 in the paper's code.
+    hop_length : int
+        Hop size in samples: 256 in the paper's code.
+    channels : list of int
+        Encoder channels, one block each: [16, 32, 64, 128, 256] in the
+        paper's code.
+    use_cm : bool
+        If False, the bottleneck is passed through unchanged (the baseline
+        CRN of the ablation).
+    d_model : int
+        Size of the CM streams (64 in the CRC-Net code; 128 here by default).
+    nhead : int
+        Attention heads in the CM.
+    cm_repeats : int
+        Passes of the shared CM block (3 in the CRC-Net code).
+    output_type : str
+        ``"mapping"``: the decoder outputs the complex spectrum itself (the
+        CRC-Net code). ``"complex_mask"``: it outputs a complex ratio mask,
+        bounded by ``mask_bound * tanh(|m|)`` in magnitude, applied to the
+        noisy spectrum (this project's option; it trains faster on small
+        data). The mask starts near identity, i.e. the untrained network
+        returns about its input.
+    mask_bound : float
+        Upper bound of the mask magnitude for ``"complex_mask"`` (> 1).
+    causal : bool
+        If True, the attention in the CM sees no future frame (the
+        convolutions are causal in either case). The STFT frame still
+        looks 32 ms ahead.
+
+    Example
+    -------
+    >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2)
+    >>> noisy = torch.rand(2, 8000) - 0.5
+    >>> enhanced, aux = model(noisy)
+    >>> enhanced.shape, len(aux["streams"])
+    (torch.Size([2, 8000]), 3)
+    >>> model.reference_features(noisy).shape
+    torch.Size([2, 32, 16])
+    >>> baseline = CMCRNet(channels=[4, 8, 8, 8, 8], use_cm=False)
+    >>> baseline(noisy)[1]["streams"]
+    []
+    """
+
+    def __init__(
+        self,
+        sample_rate=16000,
+        n_fft=512,
+        hop_length=256,
+        channels=(16, 32, 64, 128, 256),
+        use_cm=True,
+        d_model=128,
+        nhead=4,
+        cm_repeats=3,
+        output_type="complex_mask",
+        mask_bound=2.0,
+        causal=False,
+    ):
+        super().__init__()
+        if output_type not in ("mapping", "complex_mask"):
+            raise ValueError(
+                f"output_type must be 'mapping' or 'complex_mask', got {output_type!r}"
+            )
+        self.output_type = output_type
+        self.mask_bound = mask_bound
+        win_ms = 1000.0 * n_fft / sample_rate
+        hop_ms = 1000.0 * hop_length / sample_rate
+        self.stft = STFT(
+            sample_rate,
+            win_length=win_ms,
+            hop_length=hop_ms,
+            n_fft=n_fft,
+            window_fn=torch.hamming_window,
+        )
+        self.istft = ISTFT(
+            sample_rate,
+            n_fft=n_fft,
+            win_length=win_ms,
+            hop_length=hop_ms,
+            window_fn=torch.hamming_window,
+        )
+        freqs = [n_fft // 2 + 1]
+        for _ in channels:
+            freqs.append((freqs[-1] - 3) // 2 + 1)
+            if freqs[-1] < 1:
+                raise ValueError(f"n_fft={n_fft} too small for {len(channels)} blocks")
+        in_channels = [2] + list(channels[:-1])
+        self.encoder = nn.ModuleList(
+            EncoderBlock(cin, cout) for cin, cout in zip(in_channels, channels)
+        )
+        self.gates = nn.ModuleList(AttentionGate(c) for c in channels)
+        self.decoder = nn.ModuleList()
+        for i in reversed(range(len(channels))):
+            unpadded = (freqs[i + 1] - 1) * 2 + 3
+            self.decoder.append(
+                DecoderBlock(
+                    2 * channels[i],
+                    in_channels[i],
+                    freq_padding=freqs[i] - unpadded,
+                    last=(i == 0),
+                )
+            )
+        if output_type == "complex_mask":
+            # Start near the identity mask (output = noisy input): the last
+            # layer's weights are scaled down and its bias gives |mask| = 1.
+            last = self.decoder[-1].conv
+            with torch.no_grad():
+                last.weight.mul_(0.01)
+                last.bias.copy_(
+                    torch.tensor([math.atanh(1.0 / mask_bound), 0.0])
+                )
+        bottleneck_size = channels[-1] * freqs[-1]
+        self.cm = (
+            CollaborationModule(
+                bottleneck_size, d_model, nhead, cm_repeats, causal
+            )
+            if use_cm
+            else None
+        )
+
+    def _spectrum(self, wavs):
+        # STFT [B, T, F, 2] -> network layout [B, 2, F, T]
+        return self.stft(wavs).permute(0, 3, 2, 1)
+
+    def _encode(self, spec):
+        skips = []
+        x = spec
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        return x, skips
+
+    @staticmethod
+    def _frames(x):
+        # [B, C, F, T] -> [B, T, C*F]
+        batch, channels, freqs, time = x.shape
+        return x.permute(0, 3, 1, 2).reshape(batch, time, channels * freqs)
+
+    def forward(self, wavs, lengths=None):
+        """Enhances a batch of waveforms.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Noisy waveforms [B, samples].
+        lengths : torch.Tensor, optional
+            Relative lengths (unused: every operation is frame-local or
+            attends over the padded batch; kept for SpeechBrain interfaces).
+
+        Returns
+        -------
+        enhanced : torch.Tensor
+            Enhanced waveforms [B, samples].
+        aux : dict
+            ``"streams"``: list of (relevant, irrelevant) [B, T, d_model]
+            per CM pass (empty without CM); ``"spectrum"``: the enhanced
+            spectrum [B, T, F, 2].
+        """
+        spec = self._spectrum(wavs)
+        x, skips = self._encode(spec)
+        streams = []
+        if self.cm is not None:
+            batch, channels, freqs, time = x.shape
+            refined, streams = self.cm(self._frames(x))
+            x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
+        for block, gate, skip in zip(
+            self.decoder, reversed(self.gates), reversed(skips)
+        ):
+            x = block(torch.cat([x, gate(skip, x)], dim=1))
+        if self.output_type == "complex_mask":
+            magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
+            x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
+            real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]
+            imag = x[:, 0] * spec[:, 1] + x[:, 1] * spec[:, 0]
+            x = torch.stack([real, imag], dim=1)
+        enhanced_spec = x.permute(0, 3, 2, 1)
+        enhanced = self.istft(enhanced_spec, sig_length=wavs.shape[-1])
+        return enhanced, {"streams": streams, "spectrum": enhanced_spec}
+
+    @torch.no_grad()
+    def reference_features(self, wavs):
+        """Features of (clean) waveforms in the space of the CM streams.
+
+        The encoder runs in eval mode (BatchNorm statistics untouched) and
+        without gradient: the result is a fixed target for the contrastive
+        loss of the streams.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            Waveforms [B, samples].
+
+        Returns
+        -------
+        torch.Tensor
+            [B, T, d_model].
+        """
+        if self.cm is None:
+            raise RuntimeError("reference_features needs the CM (use_cm=True)")
+        was_training = self.training
+        self.eval()
+        try:
+            x, _ = self._encode(self._spectrum(wavs))
+            return self.cm.reference(self._frames(x))
+        finally:
+            self.train(was_training)

@@ -1,0 +1,242 @@
+"""Audio input/output with checks, and the paired-data pipeline.
+
+Every reader here refuses a bad file by name (:class:`AudioFileError`):
+missing, unreadable or not audio, empty, too short, NaN/inf samples.
+Other rates are resampled, several channels mixed down. Writers write to a
+temporary name in the destination folder and rename, so a reader never sees
+half a file.
+
+Authors
+ * cmse-speechbrain contributors 2026
+"""
+
+import contextlib
+import os
+import pathlib
+import random
+import tempfile
+
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+import speechbrain as sb
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+
+
+class AudioFileError(ValueError):
+    """A file that cannot be used as audio; the message names the file."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def audio_info(path):
+    """Returns soundfile's info for ``path`` or raises AudioFileError.
+
+    Example
+    -------
+    >>> audio_info("no/such/file.wav")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.dataio.AudioFileError: no/such/file.wav: file not found
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise AudioFileError(path, "file not found")
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # soundfile raises several types
+        raise AudioFileError(path, f"not a readable audio file ({error})") from None
+    if info.frames == 0:
+        raise AudioFileError(path, "empty audio (0 samples)")
+    return info
+
+
+def read_audio_checked(path, sample_rate=16000, min_samples=1):
+    """Reads a file as a mono float32 tensor at ``sample_rate``.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        Audio file (anything soundfile reads: WAV, FLAC, ...).
+    sample_rate : int
+        Rate of the returned signal; other rates are resampled.
+    min_samples : int
+        Shortest accepted signal (after resampling).
+
+    Returns
+    -------
+    torch.Tensor
+        [samples], float32.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "stereo.wav", np.full((4800, 2), 0.25), 48000)
+    >>> wav = read_audio_checked(tmp / "stereo.wav", 16000)
+    >>> wav.shape
+    torch.Size([1600])
+    """
+    info = audio_info(path)
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:
+        raise AudioFileError(path, f"cannot decode audio ({error})") from None
+    audio = torch.from_numpy(audio)
+    if not torch.isfinite(audio).all():
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    audio = audio.mean(dim=1) if info.channels > 1 else audio[:, 0]
+    if rate != sample_rate:
+        audio = AF.resample(audio, rate, sample_rate)
+    if audio.numel() < min_samples:
+        raise AudioFileError(
+            path,
+            f"too short: {audio.numel()} samples at {sample_rate} Hz, "
+            f"need at least {min_samples}",
+        )
+    return audio.contiguous()
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path next to ``path``; renames it to ``path`` on
+    success, removes it on failure. Readers never see a partial file.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> with atomic_output(tmp / "out.txt") as partial:
+    ...     _ = partial.write_text("done")
+    >>> [p.name for p in tmp.iterdir()]
+    ['out.txt']
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    try:
+        yield pathlib.Path(tmp_name)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+
+
+def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16"):
+    """Writes audio to ``path`` through a temporary file and a rename.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        Destination; its format follows the extension (.wav, .flac).
+    audio : torch.Tensor or numpy.ndarray
+        [samples] or [samples, channels].
+    sample_rate : int
+        Sampling rate.
+    subtype : str
+        soundfile subtype, e.g. "PCM_16" or "FLOAT".
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> write_audio_atomic(tmp / "a.wav", torch.zeros(160), 16000)
+    >>> sorted(p.name for p in tmp.iterdir())
+    ['a.wav']
+    """
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().float().numpy()
+    with atomic_output(path) as partial:
+        sf.write(str(partial), audio, sample_rate, subtype=subtype)
+
+
+def random_crop(signals, segment_samples, rng=random):
+    """Crops aligned signals to the same random segment.
+
+    Signals no longer than the segment are returned whole.
+
+    Example
+    -------
+    >>> a = torch.arange(10.0)
+    >>> x, y = random_crop([a, a * 2], 4)
+    >>> bool((y == 2 * x).all()), x.numel()
+    (True, 4)
+    """
+    length = signals[0].shape[-1]
+    if segment_samples is None or segment_samples <= 0 or length <= segment_samples:
+        return signals
+    start = rng.randint(0, length - segment_samples)
+    return [s[..., start : start + segment_samples] for s in signals]
+
+
+def paired_dataio_prep(hparams):
+    """Creates train/valid/test DynamicItemDatasets of noisy/clean pairs.
+
+    Reads the json manifests ``train_annotation``, ``valid_annotation`` and
+    ``test_annotation`` (entries with ``noisy_wav``, ``clean_wav``,
+    ``length``), replacing ``{data_root}`` by ``data_folder``. Training
+    items are cropped to ``train_segment_seconds`` at a random offset, the
+    same for both signals. Training items are sorted as ``sorting`` says.
+
+    Arguments
+    ---------
+    hparams : dict
+        The recipe's hyperparameters.
+
+    Returns
+    -------
+    dict
+        ``{"train": ..., "valid": ..., "test": ...}``.
+    """
+    sample_rate = hparams["sample_rate"]
+    min_samples = hparams.get("min_audio_samples", 1)
+    segment = int(hparams.get("train_segment_seconds", 0) * sample_rate)
+
+    def read_pair(noisy_wav, clean_wav):
+        noisy = read_audio_checked(noisy_wav, sample_rate, min_samples)
+        clean = read_audio_checked(clean_wav, sample_rate, min_samples)
+        if noisy.shape != clean.shape:
+            raise AudioFileError(
+                noisy_wav,
+                f"{noisy.numel()} samples but its clean twin {clean_wav} "
+                f"has {clean.numel()}",
+            )
+        return noisy, clean
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def train_pipeline(noisy_wav, clean_wav):
+        noisy, clean = random_crop(read_pair(noisy_wav, clean_wav), segment)
+        yield noisy
+        yield clean
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def eval_pipeline(noisy_wav, clean_wav):
+        noisy, clean = read_pair(noisy_wav, clean_wav)
+        yield noisy
+        yield clean
+
+    datasets = {}
+    for split in ["train", "valid", "test"]:
+        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=hparams[f"{split}_annotation"],
+            replacements={"data_root": hparams["data_folder"]},
+            dynamic_items=[train_pipeline if split == "train" else eval_pipeline],
+            output_keys=["id", "noisy_sig", "clean_sig"],
+        )
+    sorting = hparams.get("sorting", "random")
+    if sorting in ("ascending", "descending"):
+        datasets["train"] = datasets["train"].filtered_sorted(
+            sort_key="length", reverse=sorting == "descending"
+        )
+        hparams["train_dataloader_opts"]["shuffle"] = False
+    elif sorting != "random":
+        raise ValueError(f"sorting must be random, ascending or descending, got {sorting!r}")
+    return datasets

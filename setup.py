@@ -1,0 +1,36 @@
+"""Installs cmse_speechbrain, the CMCR-Net speech enhancement plugin for SpeechBrain."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+here = pathlib.Path(__file__).parent
+
+setup(
+    name="cmse-speechbrain",
+    version="0.1.0",
+    description=(
+        "CMCR-Net speech enhancement (collaboration module + contrastive "
+        "regularization) as a SpeechBrain plugin"
+    ),
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["cmse_speechbrain", "cmse_speechbrain.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch==2.14.1",
+        "torchaudio==2.11.0",
+        "speechbrain==1.1.2",
+        "hyperpyyaml",
+        "numpy",
+        "pesq",
+        "pystoi",
+        "soundfile",
+    ],
+    extras_require={
+        "plots": ["matplotlib"],
+        "ssl": ["transformers"],
+        "test": ["pytest", "matplotlib", "transformers"],
+    },
+)

@@ -1,0 +1,58 @@
+"""Shared fixtures: paths to the shipped real audio and a recipe runner."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download in tests
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MINI_VOICEBANK = ROOT / "recipes" / "VoiceBank" / "mini_voicebank"
+TRAIN_SCRIPT = ROOT / "recipes" / "VoiceBank" / "train.py"
+HPARAMS = ROOT / "hparams" / "cmse.yaml"
+
+# A small network with the full structure, to keep tests fast on 2 cores.
+TINY_MODEL = [
+    "--channels=[4, 8, 8, 16, 16]",
+    "--d_model=16",
+    "--nhead=2",
+    "--batch_size=4",
+    "--device=cpu",
+]
+
+
+@pytest.fixture
+def mini_voicebank():
+    """The shipped VoiceBank-style subset of real recordings."""
+    return MINI_VOICEBANK
+
+
+def recipe_command(output_folder, *extra):
+    """The VoiceBank recipe's command line with a tiny model."""
+    return [
+        sys.executable,
+        str(TRAIN_SCRIPT),
+        str(HPARAMS),
+        f"--output_folder={output_folder}",
+        f"--data_folder={MINI_VOICEBANK}",
+        *TINY_MODEL,
+        *extra,
+    ]
+
+
+def run_recipe(output_folder, *extra, timeout=600):
+    """Runs the recipe to the end; fails the test with its output if it fails."""
+    result = subprocess.run(
+        recipe_command(output_folder, *extra),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    if result.returncode != 0:
+        pytest.fail(f"recipe failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
