@@ -24,6 +24,8 @@ import json
 import logging
 import pathlib
 
+import torch
+
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process
 from speechbrain.utils.metric_stats import MetricStats
@@ -46,6 +48,24 @@ class CMSEBrain(sb.Brain):
     def _model(self):
         model = self.modules.model
         return getattr(model, "module", model)  # unwrap DDP
+
+    def _losses_to_device(self):
+        # Losses with frozen networks (the CR representation) live in
+        # hparams, not in modules: move them to the Brain's device.
+        for name in ["recon_loss", "cm_loss", "cr_loss"]:
+            loss = getattr(self.hparams, name, None)
+            if isinstance(loss, torch.nn.Module):
+                loss.to(self.device)
+
+    def on_fit_start(self):
+        """Moves the losses to the device, then SpeechBrain's fit start."""
+        self._losses_to_device()
+        super().on_fit_start()
+
+    def on_evaluate_start(self, max_key=None, min_key=None):
+        """Moves the losses to the device, then loads the best checkpoint."""
+        self._losses_to_device()
+        super().on_evaluate_start(max_key=max_key, min_key=min_key)
 
     def compute_forward(self, batch, stage):
         """Enhances the noisy batch: returns (enhanced [B, T], aux dict)."""

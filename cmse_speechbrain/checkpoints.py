@@ -28,6 +28,7 @@ from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from cmse_speechbrain.dataio import atomic_output
 
 STAGING_PREFIX = ".staging-"
+logger = logging.getLogger(__name__)
 
 
 class AtomicCheckpointer(Checkpointer):
@@ -72,7 +73,7 @@ class AtomicCheckpointer(Checkpointer):
             )
         try:
             saved = super().save_checkpoint(
-                meta=meta, end_of_epoch=end_of_epoch, verbosity=verbosity
+                meta=meta, end_of_epoch=end_of_epoch, verbosity=logging.DEBUG
             )
         finally:
             self._staging_dir = None
@@ -82,6 +83,8 @@ class AtomicCheckpointer(Checkpointer):
         if final_dir.exists():  # a custom name saved twice: replace it
             shutil.rmtree(final_dir)
         os.replace(saved.path, final_dir)
+        kind = "end-of-epoch" if end_of_epoch else "intra-epoch"
+        logger.log(verbosity, f"Saved an {kind} checkpoint in {final_dir}")
         return Checkpoint(
             final_dir,
             saved.meta,
@@ -133,16 +136,25 @@ class TrainingHistory:
         except ImportError:
             return False
         keys = sorted({k for row in self.rows for k in row if k != "epoch"})
-        groups = {}
+        groups = {}  # one panel per quantity; the noisy input's score beside
         for key in keys:
-            groups.setdefault(key.split("_", 1)[1], []).append(key)
+            split, name = key.split("_", 1)
+            label = split
+            if name.startswith("noisy_"):
+                name, label = name[len("noisy_") :], f"{split} (noisy input)"
+            groups.setdefault(name, []).append((key, label))
+        columns = min(4, len(groups))
+        rows = -(-len(groups) // columns)
         fig, axes = plt.subplots(
-            1, len(groups), figsize=(4 * len(groups), 3), squeeze=False
+            rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False
         )
-        for ax, (name, group) in zip(axes[0], sorted(groups.items())):
-            for key in group:
+        for ax in axes.flat[len(groups) :]:
+            ax.axis("off")
+        for ax, (name, series) in zip(axes.flat, sorted(groups.items())):
+            for key, label in series:
                 points = [(r["epoch"], r[key]) for r in self.rows if key in r]
-                ax.plot(*zip(*points), marker="o", label=key.split("_")[0])
+                style = "--" if "noisy" in label else "-"
+                ax.plot(*zip(*points), style, marker="o", label=label)
             ax.set_title(name)
             ax.set_xlabel("epoch")
             ax.legend()
