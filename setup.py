@@ -17,6 +17,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["cmse_speechbrain", "cmse_speechbrain.*"]),
+    package_data={"cmse_speechbrain": ["pretrained/*/*"]},
+    entry_points={
+        "console_scripts": [
+            "cmse-enhance=cmse_speechbrain.cli:enhance_main",
+            "cmse-evaluate=cmse_speechbrain.cli:evaluate_main",
+            "cmse-export=cmse_speechbrain.cli:export_main",
+        ]
+    },
     python_requires=">=3.9",
     install_requires=[
         "torch==2.14.1",
@@ -31,6 +39,7 @@ setup(
     extras_require={
         "plots": ["matplotlib"],
         "ssl": ["transformers"],
-        "test": ["pytest", "matplotlib", "transformers"],
+        "dnsmos": ["speechmos", "onnxruntime", "librosa"],
+        "test": ["pytest", "matplotlib", "transformers", "speechmos", "onnxruntime", "librosa"],
     },
 )

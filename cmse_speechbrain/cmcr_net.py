@@ -433,6 +433,20 @@ class CMCRNet(nn.Module):
         causal=False,
     ):
         super().__init__()
+        # constructor arguments, so that an inference YAML can rebuild it
+        self.config = {
+            "sample_rate": sample_rate,
+            "n_fft": n_fft,
+            "hop_length": hop_length,
+            "channels": list(channels),
+            "use_cm": use_cm,
+            "d_model": d_model,
+            "nhead": nhead,
+            "cm_repeats": cm_repeats,
+            "output_type": output_type,
+            "mask_bound": mask_bound,
+            "causal": causal,
+        }
         if output_type not in ("mapping", "complex_mask"):
             raise ValueError(
                 f"output_type must be 'mapping' or 'complex_mask', got {output_type!r}"

@@ -23,6 +23,8 @@ import torchaudio.functional as AF
 import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class AudioFileError(ValueError):
@@ -121,6 +123,7 @@ def atomic_output(path):
         prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
     )
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
     try:
         yield pathlib.Path(tmp_name)
         os.replace(tmp_name, path)
