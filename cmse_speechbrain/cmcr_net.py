@@ -38,6 +38,26 @@ from torch import nn
 from speechbrain.processing.features import ISTFT, STFT
 
 
+def stft_pair(sample_rate, n_fft, hop_length):
+    """SpeechBrain STFT and ISTFT with a Hamming window of ``n_fft`` samples
+    and a hop of ``hop_length`` samples (SpeechBrain counts in ms).
+
+    Example
+    -------
+    >>> stft, istft = stft_pair(16000, 512, 256)
+    >>> wav = torch.rand(1, 4000)
+    >>> torch.allclose(istft(stft(wav), sig_length=4000), wav, atol=1e-4)
+    True
+    """
+    win_ms = 1000.0 * n_fft / sample_rate
+    hop_ms = 1000.0 * hop_length / sample_rate
+    stft = STFT(sample_rate, win_length=win_ms, hop_length=hop_ms, n_fft=n_fft,
+                window_fn=torch.hamming_window)
+    istft = ISTFT(sample_rate, n_fft=n_fft, win_length=win_ms, hop_length=hop_ms,
+                  window_fn=torch.hamming_window)
+    return stft, istft
+
+
 class EncoderBlock(nn.Module):
     """Causal 2-D convolution block: Conv2d, BatchNorm, ELU.
 
@@ -453,22 +473,7 @@ class CMCRNet(nn.Module):
             )
         self.output_type = output_type
         self.mask_bound = mask_bound
-        win_ms = 1000.0 * n_fft / sample_rate
-        hop_ms = 1000.0 * hop_length / sample_rate
-        self.stft = STFT(
-            sample_rate,
-            win_length=win_ms,
-            hop_length=hop_ms,
-            n_fft=n_fft,
-            window_fn=torch.hamming_window,
-        )
-        self.istft = ISTFT(
-            sample_rate,
-            n_fft=n_fft,
-            win_length=win_ms,
-            hop_length=hop_ms,
-            window_fn=torch.hamming_window,
-        )
+        self.stft, self.istft = stft_pair(sample_rate, n_fft, hop_length)
         freqs = [n_fft // 2 + 1]
         for _ in channels:
             freqs.append((freqs[-1] - 3) // 2 + 1)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain.processing.features import STFT
+from cmse_speechbrain.cmcr_net import stft_pair
 
 
 def _time_mask(lengths, steps, device):
@@ -68,6 +68,28 @@ def masked_l1(a, b, lengths=None):
     if mask is None:
         return diff.mean()
     return (diff * mask).sum() / mask.sum()
+
+
+def compressed_spectrum(spec, compression):
+    """Power-law compressed magnitude and complex spectrum.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        SpeechBrain STFT output [B, T, F, 2].
+    compression : float
+        Exponent c: returns ``|X|^c`` and ``|X|^c e^{j angle X}``.
+
+    Example
+    -------
+    >>> spec = torch.tensor([[[[3.0, 4.0]]]])
+    >>> magnitude, complex_spec = compressed_spectrum(spec, 0.5)
+    >>> round(float(magnitude), 3), [round(float(v), 3) for v in complex_spec.flatten()]
+    (2.236, [1.342, 1.789])
+    """
+    magnitude = torch.sqrt(spec.pow(2).sum(-1) + 1e-10)
+    compressed = magnitude.pow(compression)
+    return compressed, spec * (compressed / magnitude).unsqueeze(-1)
 
 
 class RandomConvRepresentation(nn.Module):
@@ -118,12 +140,7 @@ class RandomConvRepresentation(nn.Module):
     ):
         super().__init__()
         self.compression = compression
-        self.stft = STFT(
-            sample_rate,
-            win_length=1000.0 * n_fft / sample_rate,
-            hop_length=1000.0 * hop_length / sample_rate,
-            n_fft=n_fft,
-        )
+        self.stft, _ = stft_pair(sample_rate, n_fft, hop_length)
         generator = torch.Generator().manual_seed(seed)
         self.layers = nn.ModuleList()
         in_channels = 1
@@ -148,8 +165,7 @@ class RandomConvRepresentation(nn.Module):
 
     def forward(self, wavs, lengths=None):
         """Returns one feature tensor [B, T, C, F] per layer."""
-        spec = self.stft(wavs)  # [B, T, F, 2]
-        magnitude = (spec.pow(2).sum(-1) + 1e-10).pow(self.compression / 2)
+        magnitude, _ = compressed_spectrum(self.stft(wavs), self.compression)
         x = magnitude.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         feats = []
         for conv in self.layers:
@@ -401,18 +417,7 @@ class ReconstructionLoss(nn.Module):
         self.waveform_weight = waveform_weight
         self.spectral_weight = spectral_weight
         self.compression = compression
-        self.stft = STFT(
-            sample_rate,
-            win_length=1000.0 * n_fft / sample_rate,
-            hop_length=1000.0 * hop_length / sample_rate,
-            n_fft=n_fft,
-        )
-
-    def _compressed(self, wavs):
-        spec = self.stft(wavs)  # [B, T, F, 2]
-        magnitude = torch.sqrt(spec.pow(2).sum(-1) + 1e-10)
-        compressed = magnitude.pow(self.compression)
-        return compressed, spec * (compressed / magnitude).unsqueeze(-1)
+        self.stft, _ = stft_pair(sample_rate, n_fft, hop_length)
 
     def forward(self, enhanced, clean, lengths=None):
         """Returns the weighted loss (scalar)."""
@@ -423,8 +428,8 @@ class ReconstructionLoss(nn.Module):
         else:
             loss = self.waveform_weight * (squared * mask).sum() / mask.sum()
         if self.spectral_weight > 0:
-            enh_mag, enh_cplx = self._compressed(enhanced)
-            clean_mag, clean_cplx = self._compressed(clean)
+            enh_mag, enh_cplx = compressed_spectrum(self.stft(enhanced), self.compression)
+            clean_mag, clean_cplx = compressed_spectrum(self.stft(clean), self.compression)
             spectral = masked_mse(enh_mag, clean_mag, lengths) + masked_mse(
                 enh_cplx, clean_cplx, lengths
             )
