@@ -67,6 +67,18 @@ class CMSEBrain(sb.Brain):
         self._losses_to_device()
         super().on_evaluate_start(max_key=max_key, min_key=min_key)
 
+    def _wrap_distributed(self):
+        # SpeechBrain converts BatchNorm to SyncBatchNorm under DDP, which
+        # only runs on GPUs: on CPU (gloo) keep plain BatchNorm, whose
+        # statistics are then per process.
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
     def compute_forward(self, batch, stage):
         """Enhances the noisy batch: returns (enhanced [B, T], aux dict)."""
         batch = batch.to(self.device)

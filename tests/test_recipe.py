@@ -103,3 +103,13 @@ def test_interrupted_save_leaves_no_checkpoint(tmp_path):
     saver.explode = False
     ckpt.save_checkpoint(meta={"pesq": 3.0})  # cleans the staging leftovers
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_recipe_under_torchrun_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    command = recipe_command(out, "--debug", "--debug_persistently", "--distributed_backend=gloo")
+    command = [command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] + command[1:]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert (out / "test_summary.json").exists()
+    assert len(list((out / "save").glob("CKPT+*"))) >= 1
