@@ -123,11 +123,11 @@ class CMSEBrain(sb.Brain):
     def _write_enhanced(self, ids, enhanced, lengths):
         samples = (lengths * enhanced.shape[1]).round().int()
         for utt_id, wav, length in zip(ids, enhanced, samples):
-            peak = wav[:length].abs().max().clamp(min=1.0)  # no clipping
             write_audio_atomic(
                 pathlib.Path(self.hparams.enhanced_folder) / f"{utt_id}.wav",
-                wav[:length].cpu() / peak,
+                wav[:length],
                 self.hparams.sample_rate,
+                scale_to_fit=True,
             )
 
     def on_stage_start(self, stage, epoch=None):

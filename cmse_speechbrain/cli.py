@@ -108,13 +108,11 @@ def enhance_main(argv=None):
             output = (out_dir / relative).with_suffix(".wav")
             if output.resolve() in input_files:
                 raise AudioFileError(path, f"output {output} would overwrite an input")
-            enhanced = enhancer.enhance_file(path, output, mix_down=not args.no_mix_down)
+            enhancer.enhance_file(path, output, mix_down=not args.no_mix_down)
             if args.spectrogram:
                 rate = enhancer.sample_rate
-                noisy = read_audio_checked(path, rate)
-                resampled = read_audio_checked(output, rate)
-                save_spectrogram(noisy, resampled, rate, output.with_suffix(".png"))
-            del enhanced
+                save_spectrogram(read_audio_checked(path, rate), read_audio_checked(output, rate),
+                                 rate, output.with_suffix(".png"))
         except (AudioFileError, OSError, RuntimeError, ValueError) as error:
             failures.append((path, str(error)))
     done = len(inputs) - len(failures)

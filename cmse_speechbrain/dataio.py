@@ -132,7 +132,7 @@ def atomic_output(path):
             os.remove(tmp_name)
 
 
-def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16"):
+def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16", scale_to_fit=False):
     """Writes audio to ``path`` through a temporary file and a rename.
 
     Arguments
@@ -145,18 +145,35 @@ def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16"):
         Sampling rate.
     subtype : str
         soundfile subtype, e.g. "PCM_16" or "FLOAT".
+    scale_to_fit : bool
+        If True and the peak exceeds 1, scale the signal down to peak 1
+        rather than let an integer format clip it.
+
+    Returns
+    -------
+    float
+        The gain applied (1.0 unless scaled).
 
     Example
     -------
     >>> tmp = getfixture("tmp_path")
     >>> write_audio_atomic(tmp / "a.wav", torch.zeros(160), 16000)
+    1.0
+    >>> write_audio_atomic(tmp / "b.wav", torch.full((160,), 2.0), 16000, scale_to_fit=True)
+    0.5
     >>> sorted(p.name for p in tmp.iterdir())
-    ['a.wav']
+    ['a.wav', 'b.wav']
     """
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().float().numpy()
+    gain = 1.0
+    peak = float(abs(audio).max()) if audio.size else 0.0
+    if scale_to_fit and peak > 1.0:
+        gain = 1.0 / peak
+        audio = audio * gain
     with atomic_output(path) as partial:
         sf.write(str(partial), audio, sample_rate, subtype=subtype)
+    return gain
 
 
 def random_crop(signals, segment_samples, rng=random):

@@ -212,10 +212,9 @@ class EnhanceCMCR(Pretrained):
             output = pathlib.Path(output_filename)
             if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
                 raise ValueError(f"{output}: refusing to overwrite the input file")
-            peak = enhanced.abs().max()
-            if peak > 1.0:  # a 16-bit file would clip
-                logger.warning("%s: peak %.2f, scaled to 1.0", output, float(peak))
-            write_audio_atomic(output, enhanced / peak.clamp(min=1.0), info.samplerate)
+            gain = write_audio_atomic(output, enhanced, info.samplerate, scale_to_fit=True)
+            if gain < 1.0:  # a 16-bit file would have clipped
+                logger.warning("%s: peak %.2f, scaled to 1.0", output, 1.0 / gain)
         return enhanced
 
     def forward(self, noisy, lengths=None):

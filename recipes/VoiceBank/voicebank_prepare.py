@@ -104,8 +104,8 @@ def _usable_path(path, data_folder, cache_folder, sample_rate):
         return "{data_root}/" + path.relative_to(data_folder).as_posix(), info
     cached = cache_folder / path.relative_to(data_folder).with_suffix(".wav")
     if not cached.exists() or cached.stat().st_mtime < path.stat().st_mtime:
-        write_audio_atomic(
-            cached, read_audio_checked(path, sample_rate), sample_rate
+        write_audio_atomic(  # float: lossless, no clipping of resampling overshoot
+            cached, read_audio_checked(path, sample_rate), sample_rate, subtype="FLOAT"
         )
     return str(cached.resolve()), info
 
