@@ -14,6 +14,7 @@ Authors
 import json
 import logging
 import os
+import pickle
 import shutil
 
 from speechbrain.utils.checkpoints import (
@@ -28,6 +29,11 @@ from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from cmse_speechbrain.dataio import atomic_output
 
 STAGING_PREFIX = ".staging-"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded (truncated, corrupt or tampered)."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,6 +56,23 @@ class AtomicCheckpointer(Checkpointer):
     """
 
     _staging_dir = None
+
+    def load_checkpoint(self, checkpoint):
+        """Loads a checkpoint; a corrupt or tampered one is refused by name.
+
+        Parameter files are read with ``torch.load(weights_only=True)``
+        (PyTorch's default), which refuses any pickled code.
+        """
+        try:
+            super().load_checkpoint(checkpoint)
+        except FileNotFoundError:
+            raise
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+            raise CheckpointError(
+                f"{checkpoint.path}: cannot be loaded safely ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}). Remove this "
+                "folder to resume from an older checkpoint."
+            ) from None
 
     def _new_checkpoint_dirpath(self):
         if self._staging_dir is not None:

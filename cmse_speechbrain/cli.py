@@ -21,6 +21,7 @@ Authors
 import argparse
 import csv
 import logging
+import os
 import pathlib
 import sys
 
@@ -42,17 +43,22 @@ def shipped_model_folder():
 def collect_inputs(inputs):
     """(file, path relative to its input root) for files and folders.
 
-    Missing paths are returned with a None relative path (reported later).
+    A missing path comes back as (path, None); an unreadable folder as
+    (folder, None, problem): both are reported as failures, not raised.
     """
     found = []
     for item in inputs:
         path = pathlib.Path(item)
-        if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                if file.is_file() and file.suffix.lower() in INPUT_EXTENSIONS:
-                    found.append((file, file.relative_to(path)))
-        else:
+        if not path.is_dir():
             found.append((path, pathlib.Path(path.name) if path.exists() else None))
+            continue
+        for folder, subfolders, files in os.walk(path, onerror=lambda e: found.append(
+                (pathlib.Path(e.filename), None, f"cannot read folder ({e.strerror})"))):
+            subfolders.sort()
+            for name in sorted(files):
+                file = pathlib.Path(folder) / name
+                if file.suffix.lower() in INPUT_EXTENSIONS:
+                    found.append((file, file.relative_to(path)))
     return found
 
 
@@ -99,12 +105,12 @@ def enhance_main(argv=None):
                                         overrides=overrides)
     out_dir = pathlib.Path(args.output_dir)
     inputs = collect_inputs(args.inputs)
-    input_files = {p.resolve() for p, rel in inputs if rel is not None}
+    input_files = {item[0].resolve() for item in inputs if item[1] is not None}
     failures = []
-    for path, relative in tqdm(inputs, desc="enhancing", unit="file"):
+    for path, relative, *problem in tqdm(inputs, desc="enhancing", unit="file"):
         try:
             if relative is None:
-                raise AudioFileError(path, "file not found")
+                raise AudioFileError(path, problem[0] if problem else "file not found")
             output = (out_dir / relative).with_suffix(".wav")
             if output.resolve() in input_files:
                 raise AudioFileError(path, f"output {output} would overwrite an input")

@@ -17,6 +17,7 @@ Authors
 
 import logging
 import pathlib
+import pickle
 
 import torch
 import torchaudio.functional as AF
@@ -120,9 +121,19 @@ class EnhanceCMCR(Pretrained):
         if savedir is None:
             savedir = folder
             kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
-        return super().from_hparams(
-            source=str(folder), hparams_file=hparams_file, savedir=str(savedir), **kwargs
-        )
+        try:
+            return super().from_hparams(
+                source=str(folder), hparams_file=hparams_file, savedir=str(savedir), **kwargs
+            )
+        except FileNotFoundError:
+            raise
+        except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as error:
+            # torch.load(weights_only=True) refuses pickled code; a truncated
+            # or corrupt file fails to unpickle: either way, say which folder.
+            raise ValueError(
+                f"{folder}: a checkpoint in this model folder cannot be loaded safely "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            ) from None
 
     @property
     def sample_rate(self):

@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the shipped real audio and a recipe runner."""
 
+import hashlib
 import os
 import pathlib
 import subprocess
@@ -56,3 +57,24 @@ def run_recipe(output_folder, *extra, timeout=600):
     if result.returncode != 0:
         pytest.fail(f"recipe failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def sha256(path):
+    """Content hash, to check that inputs are never modified."""
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory):
+    """A from_hparams folder holding a small randomly initialised CMCR-Net."""
+    import torch
+
+    from cmse_speechbrain.cmcr_net import CMCRNet
+    from cmse_speechbrain.export import inference_yaml
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    torch.manual_seed(0)
+    model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
+    (folder / "hyperparams.yaml").write_text(inference_yaml(model.config))
+    torch.save(model.state_dict(), folder / "enhance_model.ckpt")
+    return folder

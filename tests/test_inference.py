@@ -1,6 +1,5 @@
 """EnhanceCMCR, export and the command-line tools, on real audio."""
 
-import hashlib
 import subprocess
 import sys
 
@@ -9,30 +8,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from cmse_speechbrain.cmcr_net import CMCRNet
 from cmse_speechbrain.cli import shipped_model_folder
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
-from cmse_speechbrain.export import export_model, inference_yaml
+from cmse_speechbrain.export import export_model
 from cmse_speechbrain.inference import EnhanceCMCR
-from conftest import ROOT, run_recipe
+from conftest import ROOT, run_recipe, sha256 as _sha
 
 REAL_NOISY = ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav"
 REAL_CLEAN = ROOT / "recipes/VoiceBank/mini_voicebank/clean_testset_wav"
-
-
-@pytest.fixture(scope="module")
-def tiny_model_folder(tmp_path_factory):
-    """A from_hparams folder holding a small randomly initialised CMCR-Net."""
-    folder = tmp_path_factory.mktemp("tiny_model")
-    torch.manual_seed(0)
-    model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
-    (folder / "hyperparams.yaml").write_text(inference_yaml(model.config))
-    torch.save(model.state_dict(), folder / "enhance_model.ckpt")
-    return folder
-
-
-def _sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_from_hparams_loads_a_local_folder_offline(tiny_model_folder):
