@@ -48,7 +48,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, nargs="+", default=[30.0, 600.0])
     args = parser.parse_args()
-    from cmse_speechbrain.cli import shipped_model_folder
+    from cmse_speechbrain.inference import shipped_model_folder
 
     source = args.source or str(shipped_model_folder())
     audio = ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav"

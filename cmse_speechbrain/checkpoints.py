@@ -34,6 +34,23 @@ STAGING_PREFIX = ".staging-"
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded (truncated, corrupt or tampered)."""
 
+
+# What torch.load(weights_only=True) raises for pickled code (refused), a
+# truncated archive or a file that is no checkpoint at all.
+UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError)
+
+
+def describe_load_error(error):
+    """One line naming the error, for messages about refused checkpoints.
+
+    Example
+    -------
+    >>> describe_load_error(EOFError("Ran out of input\nmore"))
+    'EOFError: Ran out of input'
+    """
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,11 +84,10 @@ class AtomicCheckpointer(Checkpointer):
             super().load_checkpoint(checkpoint)
         except FileNotFoundError:
             raise
-        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as error:
+        except UNSAFE_LOAD_ERRORS as error:
             raise CheckpointError(
-                f"{checkpoint.path}: cannot be loaded safely ({type(error).__name__}: "
-                f"{str(error).splitlines()[0] if str(error) else ''}). Remove this "
-                "folder to resume from an older checkpoint."
+                f"{checkpoint.path}: cannot be loaded safely ({describe_load_error(error)})."
+                " Remove this folder to resume from an older checkpoint."
             ) from None
 
     def _new_checkpoint_dirpath(self):

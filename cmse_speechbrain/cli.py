@@ -31,13 +31,7 @@ from tqdm import tqdm
 from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, AudioFileError, atomic_output, read_audio_checked
 from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, nanmean, si_sdr, stoi_score
 
-logger = logging.getLogger(__name__)
 INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".ogg", ".aiff", ".aif")
-
-
-def shipped_model_folder():
-    """The model folder shipped inside the package."""
-    return pathlib.Path(__file__).resolve().parent / "pretrained" / "cmcr-net-real-mix"
 
 
 def collect_inputs(inputs):
@@ -97,7 +91,7 @@ def enhance_main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from cmse_speechbrain.inference import EnhanceCMCR
+    from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 
     source = pathlib.Path(args.source) if args.source else shipped_model_folder()
     overrides = {} if args.chunk_seconds is None else {"chunk_seconds": args.chunk_seconds}

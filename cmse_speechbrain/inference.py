@@ -17,7 +17,6 @@ Authors
 
 import logging
 import pathlib
-import pickle
 
 import torch
 import torchaudio.functional as AF
@@ -25,6 +24,7 @@ import torchaudio.functional as AF
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.fetching import LocalStrategy
 
+from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
 from cmse_speechbrain.dataio import (
     AudioFileError,
     audio_info,
@@ -33,6 +33,17 @@ from cmse_speechbrain.dataio import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def shipped_model_folder():
+    """The trained model folder shipped inside the package (see its README).
+
+    Example
+    -------
+    >>> (shipped_model_folder() / "hyperparams.yaml").is_file()
+    True
+    """
+    return pathlib.Path(__file__).resolve().parent / "pretrained" / "cmcr-net-real-mix"
 
 
 def chunk_weights(length, starts, chunk, overlap, device=None):
@@ -127,12 +138,10 @@ class EnhanceCMCR(Pretrained):
             )
         except FileNotFoundError:
             raise
-        except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as error:
-            # torch.load(weights_only=True) refuses pickled code; a truncated
-            # or corrupt file fails to unpickle: either way, say which folder.
+        except UNSAFE_LOAD_ERRORS as error:
             raise ValueError(
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+                f"({describe_load_error(error)})"
             ) from None
 
     @property

@@ -8,10 +8,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from cmse_speechbrain.cli import shipped_model_folder
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.export import export_model
-from cmse_speechbrain.inference import EnhanceCMCR
+from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from conftest import ROOT, run_recipe, sha256 as _sha
 
 REAL_NOISY = ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav"

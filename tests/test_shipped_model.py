@@ -3,9 +3,8 @@
 import numpy as np
 import torch
 
-from cmse_speechbrain.cli import shipped_model_folder
 from cmse_speechbrain.dataio import read_audio_checked
-from cmse_speechbrain.inference import EnhanceCMCR
+from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.metrics import pesq_wb
 from conftest import MINI_VOICEBANK
 
