@@ -45,7 +45,7 @@ def describe_load_error(error):
 
     Example
     -------
-    >>> describe_load_error(EOFError("Ran out of input\nmore"))
+    >>> describe_load_error(EOFError("Ran out of input"))
     'EOFError: Ran out of input'
     """
     text = str(error).splitlines()[0] if str(error) else ""
