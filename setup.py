@@ -40,6 +40,17 @@ setup(
         "plots": ["matplotlib"],
         "ssl": ["transformers"],
         "dnsmos": ["speechmos", "onnxruntime", "librosa"],
-        "test": ["pytest", "matplotlib", "transformers", "speechmos", "onnxruntime", "librosa"],
+        "asr": ["pocketsphinx==5.1.1"],
+        "export": ["onnx", "onnxruntime"],
+        "test": [
+            "pytest",
+            "matplotlib",
+            "transformers",
+            "speechmos",
+            "onnxruntime",
+            "librosa",
+            "pocketsphinx==5.1.1",
+            "onnx",
+        ],
     },
 )

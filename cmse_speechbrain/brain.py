@@ -15,6 +15,8 @@ Hyperparameters it reads (all from the recipe's YAML): ``recon_loss``,
 Validation and test report PESQ (wide-band) and STOI of the enhanced and of
 the noisy input; the checkpoint with the best validation PESQ is kept. The test stage also scores the noisy input,
 writes ``test_results.csv`` (per utterance) and ``test_summary.json``.
+Recordings without a clean reference are scored with DNSMOS
+(:meth:`CMSEBrain.evaluate_without_reference`).
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -27,11 +29,11 @@ import pathlib
 import torch
 
 import speechbrain as sb
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from speechbrain.utils.metric_stats import MetricStats
 
 from cmse_speechbrain.dataio import atomic_output, write_audio_atomic
-from cmse_speechbrain.metrics import nanmean, pesq_wb, stoi_score
+from cmse_speechbrain.metrics import dnsmos_scores, nanmean, pesq_wb, stoi_score
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +82,29 @@ class CMSEBrain(sb.Brain):
                 )
 
     def compute_forward(self, batch, stage):
-        """Enhances the noisy batch: returns (enhanced [B, T], aux dict)."""
+        """Enhances the noisy batch: returns (enhanced [B, T], aux dict).
+
+        With a ``mixer`` in the hparams (e.g.
+        :class:`cmse_speechbrain.mixing.OnTheFlyMixer`), training batches
+        carry clean speech only and the noisy input and its target are mixed
+        here; ``aux`` carries the ``noisy`` input and the ``clean`` target
+        used, whichever way they came.
+        """
         batch = batch.to(self.device)
-        noisy, lengths = batch.noisy_sig
-        return self.modules.model(noisy, lengths)
+        mixer = getattr(self.hparams, "mixer", None)
+        if stage == sb.Stage.TRAIN and mixer is not None:
+            clean, lengths = batch.clean_sig
+            noisy, clean = mixer(clean, lengths)
+        else:
+            noisy, lengths = batch.noisy_sig
+            clean, _ = batch.clean_sig
+        enhanced, aux = self.modules.model(noisy, lengths)
+        return enhanced, dict(aux, noisy=noisy, clean=clean, lengths=lengths)
 
     def compute_objectives(self, predictions, batch, stage):
         """Weighted sum of reconstruction, CM contrastive and CR losses."""
         enhanced, aux = predictions
-        clean, lengths = batch.clean_sig
-        noisy, _ = batch.noisy_sig
+        clean, noisy, lengths = aux["clean"], aux["noisy"], aux["lengths"]
         terms = {
             "recon": self.hparams.recon_loss(enhanced, clean, lengths),
         }
@@ -120,11 +135,20 @@ class CMSEBrain(sb.Brain):
                 self._write_enhanced(batch.id, enhanced, lengths)
         return loss
 
+    test_set_name = None  # set by the recipe when it has several test sets
+
+    def _test_output(self, stem, suffix):
+        name = f"{stem}_{self.test_set_name}" if self.test_set_name else stem
+        return pathlib.Path(self.hparams.output_folder) / f"{name}{suffix}"
+
     def _write_enhanced(self, ids, enhanced, lengths):
+        folder = pathlib.Path(self.hparams.enhanced_folder)
+        if self.test_set_name:
+            folder = folder / self.test_set_name
         samples = (lengths * enhanced.shape[1]).round().int()
         for utt_id, wav, length in zip(ids, enhanced, samples):
             write_audio_atomic(
-                pathlib.Path(self.hparams.enhanced_folder) / f"{utt_id}.wav",
+                folder / f"{utt_id}.wav",
                 wav[:length],
                 self.hparams.sample_rate,
                 scale_to_fit=True,
@@ -198,7 +222,6 @@ class CMSEBrain(sb.Brain):
             self.test_stats = stats
 
     def _write_test_results(self, stats):
-        folder = pathlib.Path(self.hparams.output_folder)
         rows = zip(
             self.pesq_metric.ids,
             self.noisy_pesq_metric.scores,
@@ -210,7 +233,7 @@ class CMSEBrain(sb.Brain):
         lines = [",".join(header)]
         for utt_id, *scores in rows:
             lines.append(",".join([utt_id] + [f"{float(s):.4f}" for s in scores]))
-        with atomic_output(folder / "test_results.csv") as partial:
+        with atomic_output(self._test_output("test_results", ".csv")) as partial:
             partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
         summary = {
             "utterances": len(self.pesq_metric.ids),
@@ -218,12 +241,103 @@ class CMSEBrain(sb.Brain):
             "enhanced": {"pesq": stats["pesq"], "stoi": stats["stoi"]},
             "checkpoint_epoch": self.hparams.epoch_counter.current,
         }
-        with atomic_output(folder / "test_summary.json") as partial:
+        with atomic_output(self._test_output("test_summary", ".json")) as partial:
             partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         table = (
-            f"Test set ({summary['utterances']} utterances)\n"
+            f"Test set {self.test_set_name or ''} ({summary['utterances']} utterances)\n"
             f"{'':10s}{'PESQ-WB':>9s}{'STOI':>8s}\n"
             f"{'noisy':10s}{stats['noisy_pesq']:9.3f}{stats['noisy_stoi']:8.3f}\n"
             f"{'enhanced':10s}{stats['pesq']:9.3f}{stats['stoi']:8.3f}"
         )
         logger.info("\n" + table)
+
+    def evaluate_without_reference(self, dataset, name="real", max_key="pesq", min_key=None):
+        """Enhances recordings that have no clean reference; scores DNSMOS.
+
+        Loads the best checkpoint, enhances every recording whole (batch of
+        one) and computes DNSMOS P.835 SIG, BAK and OVRL of the noisy and of
+        the enhanced signal (:func:`cmse_speechbrain.metrics.dnsmos_scores`,
+        offline). Writes ``dnsmos_<name>.csv`` (per recording),
+        ``dnsmos_<name>_summary.json`` (means) and the enhanced recordings to
+        ``enhanced_folder/<name>/``, and logs a table. The main process does
+        the work; the others wait. With ``--debug`` only ``debug_batches``
+        recordings are processed. Without the ``speechmos`` package it logs a
+        warning and returns None.
+
+        Arguments
+        ---------
+        dataset : speechbrain.dataio.dataset.DynamicItemDataset
+            Items with ``id`` and ``noisy_sig`` (1-D, at ``sample_rate``).
+        name : str
+            Names the outputs.
+        max_key, min_key : str
+            Which checkpoint to load (as in ``evaluate``).
+
+        Returns
+        -------
+        dict or None
+            The summary (also in ``self.dnsmos_stats``).
+        """
+        try:
+            import speechmos  # noqa: F401
+        except ImportError:
+            logger.warning(
+                "DNSMOS of %s skipped: the speechmos package is not installed "
+                "(pip install 'cmse-speechbrain[dnsmos]')", name,
+            )
+            return None
+        self.on_evaluate_start(max_key=max_key, min_key=min_key)
+        self.modules.eval()
+        self.dnsmos_stats = None
+        count = len(dataset)
+        if self.debug:
+            count = min(count, self.debug_batches)
+        if count and if_main_process():
+            self.dnsmos_stats = self._score_without_reference(dataset, name, count)
+        ddp_barrier()
+        return self.dnsmos_stats
+
+    def _score_without_reference(self, dataset, name, count):
+        rate = self.hparams.sample_rate
+        model = self._model()
+        folder = self.hparams.enhanced_folder
+        keys = ["sig", "bak", "ovrl"]
+        rows = []
+        for index in range(count):
+            item = dataset[index]
+            noisy = item["noisy_sig"].to(self.device).unsqueeze(0)
+            with torch.no_grad(), self.evaluation_ctx:
+                enhanced, _ = model(noisy, torch.ones(1, device=self.device))
+            enhanced = enhanced[0].detach().float().cpu()
+            if folder:
+                write_audio_atomic(
+                    pathlib.Path(folder) / name / f"{item['id']}.wav",
+                    enhanced, rate, scale_to_fit=True,
+                )
+            rows.append((
+                item["id"],
+                dnsmos_scores(noisy[0].cpu(), rate),
+                dnsmos_scores(enhanced, rate),
+            ))
+        header = ["id"] + [f"{s}_{k}" for s in ("noisy", "enhanced") for k in keys]
+        lines = [",".join(header)]
+        for utt_id, noisy_scores, enhanced_scores in rows:
+            values = [noisy_scores[k] for k in keys] + [enhanced_scores[k] for k in keys]
+            lines.append(",".join([utt_id] + [f"{v:.4f}" for v in values]))
+        output = pathlib.Path(self.hparams.output_folder)
+        with atomic_output(output / f"dnsmos_{name}.csv") as partial:
+            partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        summary = {
+            "recordings": len(rows),
+            "noisy": {k: nanmean([r[1][k] for r in rows]) for k in keys},
+            "enhanced": {k: nanmean([r[2][k] for r in rows]) for k in keys},
+            "checkpoint_epoch": self.hparams.epoch_counter.current,
+        }
+        with atomic_output(output / f"dnsmos_{name}_summary.json") as partial:
+            partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        table = [f"DNSMOS of {name} ({len(rows)} recordings, no reference)",
+                 f"{'':10s}" + "".join(f"{k.upper():>7s}" for k in keys)]
+        for which in ["noisy", "enhanced"]:
+            table.append(f"{which:10s}" + "".join(f"{summary[which][k]:7.3f}" for k in keys))
+        logger.info("\n" + "\n".join(table))
+        return summary

@@ -12,7 +12,9 @@ PESQ-WB, STOI, ESTOI, CSIG/CBAK/COVL, SSNR, SI-SDR, with the noisy input's
 scores beside them when ``--noisy`` is given.
 
 ``cmse-export RUN_FOLDER MODEL_FOLDER`` turns a training run into a model
-folder for ``EnhanceCMCR.from_hparams`` and ``cmse-enhance --source``.
+folder for ``EnhanceCMCR.from_hparams`` and ``cmse-enhance --source``;
+``--torchscript`` and ``--onnx`` add the network on spectra as
+``enhance_model.pt`` / ``enhance_model.onnx`` (see ``cmse_speechbrain.export``).
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -216,11 +218,18 @@ def export_main(argv=None):
     parser.add_argument("run_folder", help="the recipe's output folder (hyperparams.yaml, save/)")
     parser.add_argument("destination", help="model folder to create")
     parser.add_argument("--force", action="store_true", help="replace an existing destination")
+    parser.add_argument("--torchscript", action="store_true",
+                        help="also write the network on spectra as TorchScript (enhance_model.pt)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write it as ONNX, opset 17 (enhance_model.onnx; needs the onnx package)")
     args = parser.parse_args(argv)
-    from cmse_speechbrain.export import export_model
+    from cmse_speechbrain.export import export_model, export_network_files
 
     folder = export_model(args.run_folder, args.destination, overwrite=args.force)
     print(f"model folder written: {folder}")
+    if args.torchscript or args.onnx:
+        for path in export_network_files(folder, args.torchscript, args.onnx):
+            print(f"network written: {path}")
     return 0
 
 

@@ -171,17 +171,147 @@ def _merge_heads(x):
     return x.transpose(1, 2).reshape(batch, time, nhead * dim)
 
 
-def _attend(query, key, value, nhead, causal):
+def _attend(query, key, value, nhead, causal, mask=None):
     out = F.scaled_dot_product_attention(
         _split_heads(query, nhead),
         _split_heads(key, nhead),
         _split_heads(value, nhead),
-        is_causal=causal,
+        attn_mask=mask,
+        is_causal=causal and mask is None,
     )
     return _merge_heads(out)
 
 
-class ContrastiveAttention(nn.Module):
+def attention_mask(
+    query_start, num_queries, key_start, num_keys, window=None, lookahead=0,
+    device=None,
+):
+    """Which keys each query may attend to, for a causal windowed attention.
+
+    Query frame ``t`` sees key frames ``s`` with
+    ``t - window < s <= t + lookahead`` (no lower bound if ``window`` is
+    None). Queries are frames ``query_start ...``, keys ``key_start ...``.
+
+    Arguments
+    ---------
+    query_start, num_queries : int
+        First frame index and number of the queries.
+    key_start, num_keys : int
+        First frame index and number of the keys.
+    window : int, optional
+        Past frames seen, the current one included.
+    lookahead : int
+        Future frames seen.
+    device : torch.device, optional
+        Device of the mask.
+
+    Returns
+    -------
+    torch.Tensor
+        Boolean [num_queries, num_keys], True where attention is allowed.
+
+    Example
+    -------
+    >>> attention_mask(0, 4, 0, 4, window=2).int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [0, 1, 1, 0],
+            [0, 0, 1, 1]], dtype=torch.int32)
+    """
+    queries = torch.arange(num_queries, device=device)[:, None] + query_start
+    keys = torch.arange(num_keys, device=device)[None, :] + key_start
+    allowed = keys <= queries + lookahead
+    if window is not None:
+        allowed = allowed & (keys > queries - window)
+    return allowed
+
+
+def _windowed_attend(query, key, value, nhead, window, lookahead, block=512):
+    # Causal windowed attention over a whole sequence, in blocks of queries
+    # so that memory stays linear in the number of frames.
+    frames = query.shape[1]
+    if window is None or frames <= block:
+        mask = attention_mask(
+            0, frames, 0, frames, window, lookahead, query.device
+        )
+        return _attend(query, key, value, nhead, False, mask)
+    outputs = []
+    for start in range(0, frames, block):
+        stop = min(start + block, frames)
+        first, last = max(0, start - window + 1), min(frames, stop + lookahead)
+        mask = attention_mask(
+            start, stop - start, first, last - first, window, lookahead,
+            query.device,
+        )
+        outputs.append(
+            _attend(
+                query[:, start:stop], key[:, first:last],
+                value[:, first:last], nhead, False, mask,
+            )
+        )
+    return torch.cat(outputs, dim=1)
+
+
+def windowed_mean(x, window=None, lookahead=0):
+    """Mean over each frame's attention span, ``t - window < s <= t + lookahead``.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        [B, T, D].
+    window : int, optional
+        Past frames, the current one included (None: all past frames).
+    lookahead : int
+        Future frames.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, T, D].
+
+    Example
+    -------
+    >>> windowed_mean(torch.tensor([[[1.0], [3.0], [5.0]]]), window=2)[0, :, 0]
+    tensor([1., 2., 4.])
+    """
+    frames = x.shape[1]
+    steps = torch.arange(frames, device=x.device)
+    if window is None:
+        last = (steps + lookahead).clamp(max=frames - 1)
+        sums = x.cumsum(dim=1)[:, last]
+        counts = last + 1
+    else:
+        span = window + lookahead
+        padded = F.pad(x.transpose(1, 2), (window - 1, lookahead))
+        sums = (F.avg_pool1d(padded, span, stride=1) * span).transpose(1, 2)
+        counts = (steps + lookahead).clamp(max=frames - 1) - (
+            steps - window + 1
+        ).clamp(min=0) + 1
+    return sums / counts[None, :, None].to(x.dtype)
+
+
+class _FrameAttention(nn.Module):
+    """Base of the CM attentions: full, causal, or causal windowed."""
+
+    def _setup_span(self, nhead, causal, window, lookahead):
+        if (window is not None or lookahead) and not causal:
+            raise ValueError("attention_window/lookahead_frames need causal=True")
+        if window is not None and window < 1:
+            raise ValueError(f"attention_window must be >= 1, got {window}")
+        self.nhead = nhead
+        self.causal = causal
+        self.window = window
+        self.lookahead = lookahead
+
+    def _attention(self, query, key, value):
+        if self.causal and (self.window is not None or self.lookahead):
+            return _windowed_attend(
+                query, key, value, self.nhead, self.window, self.lookahead
+            )
+        return _attend(query, key, value, self.nhead, self.causal)
+
+
+class ContrastiveAttention(_FrameAttention):
     """Splits frame features into speech-relevant and speech-irrelevant streams.
 
     Queries, keys and values are linear projections of the frame features.
@@ -204,6 +334,11 @@ class ContrastiveAttention(nn.Module):
         Attention heads (must divide ``d_model``).
     causal : bool
         If True, each frame attends to itself and the past only.
+    window : int, optional
+        With ``causal``: each frame attends to the last ``window`` frames
+        (itself included) only; None: to all past frames.
+    lookahead : int
+        With ``causal``: future frames each frame may also attend to.
 
     Example
     -------
@@ -213,12 +348,14 @@ class ContrastiveAttention(nn.Module):
     (torch.Size([2, 10, 32]), torch.Size([2, 10, 32]), torch.Size([2, 10, 32]))
     """
 
-    def __init__(self, input_size, d_model=128, nhead=4, causal=False):
+    def __init__(
+        self, input_size, d_model=128, nhead=4, causal=False, window=None,
+        lookahead=0,
+    ):
         super().__init__()
         if d_model % nhead:
             raise ValueError(f"d_model={d_model} not divisible by nhead={nhead}")
-        self.nhead = nhead
-        self.causal = causal
+        self._setup_span(nhead, causal, window, lookahead)
         self.query = nn.Linear(input_size, d_model)
         self.key = nn.Linear(input_size, d_model)
         self.value = nn.Linear(input_size, d_model)
@@ -233,16 +370,12 @@ class ContrastiveAttention(nn.Module):
         """Returns (relevant, irrelevant, gate), each [B, T, d_model]."""
         query, key, value = self.query(x), self.key(x), self.value(x)
         gate = self.gate(torch.cat([query, key], dim=-1))
-        relevant = _attend(
-            gate * query, key, gate * value, self.nhead, self.causal
-        )
-        irrelevant = _attend(
-            (1 - gate) * query, key, (1 - gate) * value, self.nhead, self.causal
-        )
+        relevant = self._attention(gate * query, key, gate * value)
+        irrelevant = self._attention((1 - gate) * query, key, (1 - gate) * value)
         return relevant, irrelevant, gate
 
 
-class InteractiveAttention(nn.Module):
+class InteractiveAttention(_FrameAttention):
     """Learnable, self-adaptive correlation between the two streams.
 
     Two steps:
@@ -254,7 +387,8 @@ class InteractiveAttention(nn.Module):
        code): the two streams are summed and pooled over time, a shared MLP
        (d -> 2d -> 2d) gives one logit per stream and channel, and a softmax
        across the two streams weights each of them. With ``causal=True`` the
-       pooling is a running mean over past frames.
+       pooling is a running mean over past frames (over the attention span
+       when ``window`` or ``lookahead`` is set).
 
     Arguments
     ---------
@@ -264,6 +398,11 @@ class InteractiveAttention(nn.Module):
         Attention heads for the cross-attention.
     causal : bool
         If True, nothing looks at future frames.
+    window : int, optional
+        With ``causal``: attention and pooling span the last ``window``
+        frames only.
+    lookahead : int
+        With ``causal``: future frames in the attention and pooling span.
 
     Example
     -------
@@ -274,10 +413,9 @@ class InteractiveAttention(nn.Module):
     torch.Size([2, 10, 32])
     """
 
-    def __init__(self, d_model=128, nhead=4, causal=False):
+    def __init__(self, d_model=128, nhead=4, causal=False, window=None, lookahead=0):
         super().__init__()
-        self.nhead = nhead
-        self.causal = causal
+        self._setup_span(nhead, causal, window, lookahead)
         self.rel_query = nn.Linear(d_model, d_model)
         self.irr_query = nn.Linear(d_model, d_model)
         self.rel_kv = nn.Linear(d_model, 2 * d_model)
@@ -296,24 +434,24 @@ class InteractiveAttention(nn.Module):
         irr_key, irr_value = self.irr_kv(irrelevant).chunk(2, dim=-1)
         relevant = self.rel_norm(
             relevant
-            + _attend(
-                self.rel_query(relevant), irr_key, irr_value, self.nhead,
-                self.causal,
-            )
+            + self._attention(self.rel_query(relevant), irr_key, irr_value)
         )
         irrelevant = self.irr_norm(
             irrelevant
-            + _attend(
-                self.irr_query(irrelevant), rel_key, rel_value, self.nhead,
-                self.causal,
-            )
+            + self._attention(self.irr_query(irrelevant), rel_key, rel_value)
         )
         summed = relevant + irrelevant
-        if self.causal:
+        if self.causal and (self.window is not None or self.lookahead):
+            pooled = windowed_mean(summed, self.window, self.lookahead)
+        elif self.causal:
             steps = torch.arange(1, summed.shape[1] + 1, device=summed.device)
             pooled = summed.cumsum(dim=1) / steps[None, :, None]
         else:
             pooled = summed.mean(dim=1, keepdim=True)
+        return self.select(relevant, irrelevant, pooled)
+
+    def select(self, relevant, irrelevant, pooled):
+        """Weights the two streams by the selector's softmax on ``pooled``."""
         logits = self.selector(pooled)
         weights = torch.softmax(
             logits.view(*logits.shape[:2], 2, -1), dim=2
@@ -342,6 +480,10 @@ class CollaborationModule(nn.Module):
         How many times the shared block is applied.
     causal : bool
         If True, no frame sees the future.
+    window : int, optional
+        With ``causal``: attention span of the last ``window`` frames.
+    lookahead : int
+        With ``causal``: future frames in the attention span.
 
     Example
     -------
@@ -352,14 +494,17 @@ class CollaborationModule(nn.Module):
     """
 
     def __init__(
-        self, input_size, d_model=128, nhead=4, repeats=3, causal=False
+        self, input_size, d_model=128, nhead=4, repeats=3, causal=False,
+        window=None, lookahead=0,
     ):
         super().__init__()
         self.repeats = repeats
         self.contrastive = ContrastiveAttention(
-            input_size, d_model, nhead, causal
+            input_size, d_model, nhead, causal, window, lookahead
         )
-        self.interactive = InteractiveAttention(d_model, nhead, causal)
+        self.interactive = InteractiveAttention(
+            d_model, nhead, causal, window, lookahead
+        )
         self.input_proj = nn.Linear(input_size, d_model)
         self.relevant_path = nn.Linear(2 * d_model, input_size)
         self.irrelevant_path = nn.Linear(2 * d_model, input_size)
@@ -373,14 +518,16 @@ class CollaborationModule(nn.Module):
             relevant, irrelevant, _ = self.contrastive(x)
             streams.append((relevant, irrelevant))
             relevant, irrelevant = self.interactive(relevant, irrelevant)
-            block_input = self.input_proj(x)
-            fused = self.relevant_path(
-                torch.cat([relevant, block_input], dim=-1)
-            ) + self.irrelevant_path(
-                torch.cat([irrelevant, block_input], dim=-1)
-            )
-            x = self.norm(x + fused)
+            x = self.fuse(x, relevant, irrelevant)
         return x, streams
+
+    def fuse(self, x, relevant, irrelevant):
+        """One pass's output: both paths summed, residual, LayerNorm."""
+        block_input = self.input_proj(x)
+        fused = self.relevant_path(
+            torch.cat([relevant, block_input], dim=-1)
+        ) + self.irrelevant_path(torch.cat([irrelevant, block_input], dim=-1))
+        return self.norm(x + fused)
 
     def reference(self, x):
         """Projects features into the space of the streams (the values)."""
@@ -423,6 +570,16 @@ class CMCRNet(nn.Module):
         If True, the attention in the CM sees no future frame (the
         convolutions are causal in either case). The STFT frame still
         looks 32 ms ahead.
+    attention_window : int, optional
+        With ``causal``: each CM attention (and the selector's pooling)
+        spans only the last ``attention_window`` frames, so that every
+        output frame depends on a bounded past (what
+        :class:`cmse_speechbrain.streaming.StreamingEnhancer` needs).
+        None (default): all past frames (causal) or all frames.
+    lookahead_frames : int
+        With ``causal``: future frames each CM attention may also see
+        (adds ``lookahead_frames * hop_length`` samples of latency per
+        attention layer; 0 by default, the only value streaming supports).
 
     Example
     -------
@@ -451,6 +608,8 @@ class CMCRNet(nn.Module):
         output_type="complex_mask",
         mask_bound=2.0,
         causal=False,
+        attention_window=None,
+        lookahead_frames=0,
     ):
         super().__init__()
         # constructor arguments, so that an inference YAML can rebuild it
@@ -466,6 +625,8 @@ class CMCRNet(nn.Module):
             "output_type": output_type,
             "mask_bound": mask_bound,
             "causal": causal,
+            "attention_window": attention_window,
+            "lookahead_frames": lookahead_frames,
         }
         if output_type not in ("mapping", "complex_mask"):
             raise ValueError(
@@ -473,6 +634,11 @@ class CMCRNet(nn.Module):
             )
         self.output_type = output_type
         self.mask_bound = mask_bound
+        self.causal = causal
+        self.attention_window = attention_window
+        self.lookahead_frames = lookahead_frames
+        self.hop_length = hop_length
+        self.n_fft = n_fft
         self.stft, self.istft = stft_pair(sample_rate, n_fft, hop_length)
         freqs = [n_fft // 2 + 1]
         for _ in channels:
@@ -507,7 +673,8 @@ class CMCRNet(nn.Module):
         bottleneck_size = channels[-1] * freqs[-1]
         self.cm = (
             CollaborationModule(
-                bottleneck_size, d_model, nhead, cm_repeats, causal
+                bottleneck_size, d_model, nhead, cm_repeats, causal,
+                attention_window, lookahead_frames,
             )
             if use_cm
             else None
@@ -552,25 +719,74 @@ class CMCRNet(nn.Module):
             spectrum [B, T, F, 2].
         """
         spec = self._spectrum(wavs)
+        enhanced, streams = self.enhance_spectrum(spec)
+        enhanced_spec = enhanced.permute(0, 3, 2, 1)
+        enhanced = self.istft(enhanced_spec, sig_length=wavs.shape[-1])
+        return enhanced, {"streams": streams, "spectrum": enhanced_spec}
+
+    def enhance_spectrum(self, spec):
+        """The network between STFT and iSTFT (what is exported).
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            Noisy spectrum [B, 2, F, T] (real, imaginary).
+
+        Returns
+        -------
+        enhanced : torch.Tensor
+            Enhanced spectrum [B, 2, F, T].
+        streams : list
+            (relevant, irrelevant) [B, T, d_model] per CM pass.
+        """
         x, skips = self._encode(spec)
         streams = []
         if self.cm is not None:
             batch, channels, freqs, time = x.shape
             refined, streams = self.cm(self._frames(x))
             x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
+        x = self._decode(x, skips)
+        return self.apply_output(x, spec), streams
+
+    def _decode(self, x, skips):
         for block, gate, skip in zip(
             self.decoder, reversed(self.gates), reversed(skips)
         ):
             x = block(torch.cat([x, gate(skip, x)], dim=1))
+        return x
+
+    def apply_output(self, x, spec):
+        """Turns the decoder output [B, 2, F, T] into the enhanced spectrum."""
         if self.output_type == "complex_mask":
             magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
             x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
             real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]
             imag = x[:, 0] * spec[:, 1] + x[:, 1] * spec[:, 0]
             x = torch.stack([real, imag], dim=1)
-        enhanced_spec = x.permute(0, 3, 2, 1)
-        enhanced = self.istft(enhanced_spec, sig_length=wavs.shape[-1])
-        return enhanced, {"streams": streams, "spectrum": enhanced_spec}
+        return x
+
+    def receptive_field_frames(self):
+        """How many past frames an output frame depends on (None: unbounded).
+
+        Each causal convolution (encoder and decoder) reaches one frame
+        back; in each CM pass the contrastive attention, the interactive
+        attention and the selector's pooling each reach
+        ``attention_window - 1`` frames back.
+
+        Example
+        -------
+        >>> CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True,
+        ...         attention_window=4).receptive_field_frames()
+        31
+        """
+        if self.cm is not None and (
+            not self.causal or self.attention_window is None
+        ):
+            return None
+        past = 2 * len(self.encoder)
+        if self.cm is not None:
+            past += 3 * self.cm.repeats * (self.attention_window - 1)
+        return past
 
     @torch.no_grad()
     def reference_features(self, wavs):

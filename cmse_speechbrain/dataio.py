@@ -1,4 +1,4 @@
-"""Audio input/output with checks, and the paired-data pipeline.
+"""Audio input/output with checks, and the recipes' data pipelines.
 
 Every reader here refuses a bad file by name (:class:`AudioFileError`):
 missing, unreadable or not audio, empty, too short, NaN/inf samples.
@@ -11,6 +11,8 @@ Authors
 """
 
 import contextlib
+import json
+import logging
 import os
 import pathlib
 import random
@@ -23,6 +25,7 @@ import torchaudio.functional as AF
 import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+logger = logging.getLogger(__name__)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -58,7 +61,7 @@ def audio_info(path):
     return info
 
 
-def read_audio_checked(path, sample_rate=16000, min_samples=1):
+def read_audio_checked(path, sample_rate=16000, min_samples=1, segment_samples=None, rng=random):
     """Reads a file as a mono float32 tensor at ``sample_rate``.
 
     Arguments
@@ -69,6 +72,11 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1):
         Rate of the returned signal; other rates are resampled.
     min_samples : int
         Shortest accepted signal (after resampling).
+    segment_samples : int, optional
+        Read only a random window of this many samples (at
+        ``sample_rate``), so that long files are never loaded whole.
+    rng : random.Random
+        Picks the window.
 
     Returns
     -------
@@ -83,10 +91,21 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1):
     >>> wav = read_audio_checked(tmp / "stereo.wav", 16000)
     >>> wav.shape
     torch.Size([1600])
+    >>> read_audio_checked(tmp / "stereo.wav", 16000, segment_samples=400).shape
+    torch.Size([400])
     """
     info = audio_info(path)
+    start, frames = 0, -1
+    if segment_samples:
+        frames = -(-segment_samples * info.samplerate // sample_rate)
+        if frames < info.frames:
+            start = rng.randint(0, info.frames - frames)
+        else:
+            frames = -1
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio, rate = sf.read(
+            str(path), start=start, frames=frames, dtype="float32", always_2d=True
+        )
     except Exception as error:
         raise AudioFileError(path, f"cannot decode audio ({error})") from None
     audio = torch.from_numpy(audio)
@@ -95,6 +114,8 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1):
     audio = audio.mean(dim=1) if info.channels > 1 else audio[:, 0]
     if rate != sample_rate:
         audio = AF.resample(audio, rate, sample_rate)
+    if segment_samples:
+        audio = audio[:segment_samples]
     if audio.numel() < min_samples:
         raise AudioFileError(
             path,
@@ -195,14 +216,31 @@ def random_crop(signals, segment_samples, rng=random):
     return [s[..., start : start + segment_samples] for s in signals]
 
 
-def paired_dataio_prep(hparams):
-    """Creates train/valid/test DynamicItemDatasets of noisy/clean pairs.
+def _is_empty_manifest(path):
+    with open(path, encoding="utf-8") as fin:
+        return not json.load(fin)
 
-    Reads the json manifests ``train_annotation``, ``valid_annotation`` and
-    ``test_annotation`` (entries with ``noisy_wav``, ``clean_wav``,
-    ``length``), replacing ``{data_root}`` by ``data_folder``. Training
-    items are cropped to ``train_segment_seconds`` at a random offset, the
-    same for both signals. Training items are sorted as ``sorting`` says.
+
+def enhancement_dataio_prep(hparams):
+    """Creates the train, valid and test DynamicItemDatasets of a recipe.
+
+    Reads json manifests whose entries carry ``clean_wav``, ``length`` and,
+    for paired data, ``noisy_wav`` (``{data_root}`` is replaced by
+    ``data_folder``):
+
+    * ``train_annotation``: paired entries are cropped to
+      ``train_segment_seconds`` at a random offset, the same for both
+      signals. With a ``mixer`` in the hparams (on-the-fly mixing) the
+      entries need only ``clean_wav``: a random segment of it is read, never
+      the whole file, and the Brain mixes the noisy input.
+    * ``valid_annotation``: paired, fixed.
+    * ``test_annotations`` (a dict name -> manifest) or ``test_annotation``
+      (a single manifest, named ``test``): paired. An empty manifest (a
+      subset the data lacks) is skipped with a warning.
+    * ``real_annotation`` (optional): recordings without clean references,
+      entries with ``noisy_wav`` only; returned as ``"real"``.
+
+    Training items are sorted as ``sorting`` says.
 
     Arguments
     ---------
@@ -212,7 +250,8 @@ def paired_dataio_prep(hparams):
     Returns
     -------
     dict
-        ``{"train": ..., "valid": ..., "test": ...}``.
+        ``{"train": ..., "valid": ..., "test": {name: ...}}``, plus
+        ``"real"`` when ``real_annotation`` is set.
     """
     sample_rate = hparams["sample_rate"]
     min_samples = hparams.get("min_audio_samples", 1)
@@ -236,6 +275,11 @@ def paired_dataio_prep(hparams):
         yield noisy
         yield clean
 
+    @sb.utils.data_pipeline.takes("clean_wav")
+    @sb.utils.data_pipeline.provides("clean_sig")
+    def clean_train_pipeline(clean_wav):
+        return read_audio_checked(clean_wav, sample_rate, min_samples, segment)
+
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
     def eval_pipeline(noisy_wav, clean_wav):
@@ -243,13 +287,50 @@ def paired_dataio_prep(hparams):
         yield noisy
         yield clean
 
-    datasets = {}
-    for split in ["train", "valid", "test"]:
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=hparams[f"{split}_annotation"],
+    @sb.utils.data_pipeline.takes("noisy_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig")
+    def noisy_only_pipeline(noisy_wav):
+        return read_audio_checked(noisy_wav, sample_rate, min_samples)
+
+    def paired_set(manifest, pipeline=eval_pipeline):
+        return sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=manifest,
             replacements={"data_root": hparams["data_folder"]},
-            dynamic_items=[train_pipeline if split == "train" else eval_pipeline],
+            dynamic_items=[pipeline],
             output_keys=["id", "noisy_sig", "clean_sig"],
+        )
+
+    if hparams.get("mixer") is not None:
+        train = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=hparams["train_annotation"],
+            replacements={"data_root": hparams["data_folder"]},
+            dynamic_items=[clean_train_pipeline],
+            output_keys=["id", "clean_sig"],
+        )
+    else:
+        train = paired_set(hparams["train_annotation"], train_pipeline)
+    test_manifests = hparams.get("test_annotations") or {
+        "test": hparams["test_annotation"]
+    }
+    datasets = {
+        "train": train,
+        "valid": paired_set(hparams["valid_annotation"]),
+        "test": {},
+    }
+    for name, manifest in test_manifests.items():
+        if _is_empty_manifest(manifest):  # e.g. a DNS test subset the data lacks
+            logger.warning("Test set %s (%s) is empty, skipped", name, manifest)
+            continue
+        datasets["test"][name] = paired_set(manifest)
+    real_manifest = hparams.get("real_annotation")
+    if real_manifest and _is_empty_manifest(real_manifest):
+        logger.warning("No recordings without reference in %s, skipped", real_manifest)
+    elif real_manifest:
+        datasets["real"] = sb.dataio.dataset.DynamicItemDataset.from_json(
+            json_path=hparams["real_annotation"],
+            replacements={"data_root": hparams["data_folder"]},
+            dynamic_items=[noisy_only_pipeline],
+            output_keys=["id", "noisy_sig"],
         )
     sorting = hparams.get("sorting", "random")
     if sorting in ("ascending", "descending"):

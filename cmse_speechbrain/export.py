@@ -10,6 +10,13 @@ validation PESQ) of ``run_folder/save`` and writes ``destination`` with:
 
 The folder appears whole or not at all (written aside, then renamed).
 
+``export_torchscript(model, path)`` and ``export_onnx(model, path)`` write
+the network between STFT and iSTFT (:class:`SpectrumEnhancer`: noisy
+spectrum [B, 2, F, T] in, enhanced spectrum out, batch and frames dynamic)
+as TorchScript or ONNX (opset 17). The STFT and iSTFT stay outside, in
+:func:`noisy_spectrum` and :func:`spectrum_to_waveform` (plain torch, the
+same transforms as the model), so the exported graph has no FFT op.
+
 Authors
  * cmse-speechbrain contributors 2026
 """
@@ -18,8 +25,11 @@ import json
 import pathlib
 import shutil
 import tempfile
+import warnings
 
+import torch
 from hyperpyyaml import load_hyperpyyaml
+from torch import nn
 
 from speechbrain.utils.checkpoints import Checkpointer
 
@@ -120,3 +130,156 @@ def export_model(run_folder, destination, max_key="pesq", overwrite=False,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+class SpectrumEnhancer(nn.Module):
+    """A CMCR-Net's network between its STFT and iSTFT, for export.
+
+    Arguments
+    ---------
+    model : cmse_speechbrain.cmcr_net.CMCRNet
+        The model (used in eval mode).
+
+    Example
+    -------
+    >>> from cmse_speechbrain.cmcr_net import CMCRNet
+    >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2)
+    >>> wav = torch.rand(1, 4000) - 0.5
+    >>> spec = noisy_spectrum(model, wav)
+    >>> spec.shape
+    torch.Size([1, 2, 257, 16])
+    >>> out = spectrum_to_waveform(model, SpectrumEnhancer(model)(spec), 4000)
+    >>> torch.allclose(out, model.eval()(wav)[0], atol=1e-6)
+    True
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.eval()
+        self.eval()
+
+    def forward(self, spec):
+        """Noisy spectrum [B, 2, F, T] -> enhanced spectrum [B, 2, F, T]."""
+        return self.model.enhance_spectrum(spec)[0]
+
+
+def noisy_spectrum(model, wavs):
+    """The model's STFT of waveforms [B, samples]: [B, 2, F, T] (real, imag)."""
+    return model.stft(wavs).permute(0, 3, 2, 1)
+
+
+def spectrum_to_waveform(model, spec, length):
+    """The model's iSTFT of a spectrum [B, 2, F, T] to ``length`` samples."""
+    return model.istft(spec.permute(0, 3, 2, 1), sig_length=length)
+
+
+def _example_spectrum(model, seconds):
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(1, int(seconds * model.config["sample_rate"]))
+    return noisy_spectrum(model, wav)
+
+
+def export_torchscript(model, path, example_seconds=2.0):
+    """Writes the network on spectra as TorchScript (``torch.jit.trace``).
+
+    Load it with ``torch.jit.load(path)``; any batch size and length work.
+    A causal ``attention_window`` model's attention is traced as one masked
+    attention over all frames (memory quadratic in the frames: chunk long
+    inputs, as :class:`~cmse_speechbrain.inference.EnhanceCMCR` does).
+
+    Arguments
+    ---------
+    model : cmse_speechbrain.cmcr_net.CMCRNet
+        The model.
+    path : str or pathlib.Path
+        Output file (``.pt``).
+    example_seconds : float
+        Length of the tracing example.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    path = pathlib.Path(path)
+    wrapper = SpectrumEnhancer(model)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in 2.14
+        traced = torch.jit.trace(
+            wrapper, _example_spectrum(model, example_seconds), check_trace=False
+        )
+        traced.save(str(path))
+    return path
+
+
+def export_onnx(model, path, opset=17, example_seconds=2.0):
+    """Writes the network on spectra as ONNX (needs the ``onnx`` package).
+
+    Input ``noisy_spectrum`` [batch, 2, F, frames], output
+    ``enhanced_spectrum``, batch and frames dynamic (causal windowed models:
+    one masked attention, as for :func:`export_torchscript`). Run it with
+    onnxruntime; :func:`noisy_spectrum` and :func:`spectrum_to_waveform`
+    give the STFT and iSTFT around it.
+
+    Arguments
+    ---------
+    model : cmse_speechbrain.cmcr_net.CMCRNet
+        The model.
+    path : str or pathlib.Path
+        Output file (``.onnx``).
+    opset : int
+        ONNX opset (>= 17).
+    example_seconds : float
+        Length of the tracing example.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    if opset < 17:
+        raise ValueError(f"opset must be >= 17, got {opset}")
+    path = pathlib.Path(path)
+    wrapper = SpectrumEnhancer(model)
+    dynamic = {0: "batch", 3: "frames"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (_example_spectrum(model, example_seconds),),
+            str(path),
+            opset_version=opset,
+            dynamo=False,  # the TorchScript-based exporter works offline
+            input_names=["noisy_spectrum"],
+            output_names=["enhanced_spectrum"],
+            dynamic_axes={"noisy_spectrum": dynamic, "enhanced_spectrum": dynamic},
+        )
+    return path
+
+
+def export_network_files(model_folder, torchscript=True, onnx=True):
+    """Adds ``enhance_model.pt`` (TorchScript) and/or ``enhance_model.onnx``
+    to a ``from_hparams`` model folder, from its own weights.
+
+    Arguments
+    ---------
+    model_folder : str or pathlib.Path
+        A folder written by :func:`export_model` (or the shipped model).
+    torchscript, onnx : bool
+        Which files to write.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+    """
+    from cmse_speechbrain.inference import EnhanceCMCR
+
+    folder = pathlib.Path(model_folder)
+    model = EnhanceCMCR.from_hparams(source=str(folder)).mods.enhance_model
+    written = []
+    if torchscript:
+        written.append(export_torchscript(model, folder / "enhance_model.pt"))
+    if onnx:
+        written.append(export_onnx(model, folder / "enhance_model.onnx"))
+    return written

@@ -14,6 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MINI_VOICEBANK = ROOT / "recipes" / "VoiceBank" / "mini_voicebank"
 TRAIN_SCRIPT = ROOT / "recipes" / "VoiceBank" / "train.py"
 HPARAMS = ROOT / "hparams" / "cmse.yaml"
+MINI_DNS = ROOT / "recipes" / "DNS" / "mini_dns"
+RECIPES = {  # name: (train script, hparams, shipped data)
+    "voicebank": (TRAIN_SCRIPT, HPARAMS, MINI_VOICEBANK),
+    "dns": (ROOT / "recipes" / "DNS" / "train.py", ROOT / "hparams" / "cmse_dns.yaml", MINI_DNS),
+}
 
 # A small network with the full structure, to keep tests fast on 2 cores.
 TINY_MODEL = [
@@ -31,23 +36,24 @@ def mini_voicebank():
     return MINI_VOICEBANK
 
 
-def recipe_command(output_folder, *extra):
-    """The VoiceBank recipe's command line with a tiny model."""
+def recipe_command(output_folder, *extra, recipe="voicebank"):
+    """A recipe's command line (``voicebank`` or ``dns``) with a tiny model."""
+    script, hparams, data = RECIPES[recipe]
     return [
         sys.executable,
-        str(TRAIN_SCRIPT),
-        str(HPARAMS),
+        str(script),
+        str(hparams),
         f"--output_folder={output_folder}",
-        f"--data_folder={MINI_VOICEBANK}",
+        f"--data_folder={data}",
         *TINY_MODEL,
         *extra,
     ]
 
 
-def run_recipe(output_folder, *extra, timeout=600):
+def run_recipe(output_folder, *extra, timeout=600, recipe="voicebank"):
     """Runs the recipe to the end; fails the test with its output if it fails."""
     result = subprocess.run(
-        recipe_command(output_folder, *extra),
+        recipe_command(output_folder, *extra, recipe=recipe),
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -17,57 +17,23 @@ Authors
 import os
 import sys
 
-from hyperpyyaml import load_hyperpyyaml
-
-import speechbrain as sb
-from speechbrain.utils.distributed import run_on_main
-
-from cmse_speechbrain.brain import CMSEBrain
-from cmse_speechbrain.dataio import paired_dataio_prep
+from cmse_speechbrain.recipe import run_enhancement_recipe
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from voicebank_prepare import prepare_voicebank  # noqa: E402
 
+
+def prepare(hparams):
+    """Writes the VoiceBank manifests the YAML names."""
+    prepare_voicebank(
+        data_folder=hparams["data_folder"],
+        save_folder=hparams["output_folder"],
+        valid_speakers=hparams["valid_speakers"],
+        sample_rate=hparams["sample_rate"],
+        skip_prep=hparams["skip_prep"],
+        download=hparams["download"],
+    )
+
+
 if __name__ == "__main__":
-    hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-
-    sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    run_on_main(
-        prepare_voicebank,
-        kwargs={
-            "data_folder": hparams["data_folder"],
-            "save_folder": hparams["output_folder"],
-            "valid_speakers": hparams["valid_speakers"],
-            "sample_rate": hparams["sample_rate"],
-            "skip_prep": hparams["skip_prep"],
-            "download": hparams["download"],
-        },
-    )
-    datasets = paired_dataio_prep(hparams)
-
-    brain = CMSEBrain(
-        modules=hparams["modules"],
-        opt_class=hparams["opt_class"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        epoch_counter=brain.hparams.epoch_counter,
-        train_set=datasets["train"],
-        valid_set=datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
-    )
-    brain.evaluate(
-        test_set=datasets["test"],
-        max_key="pesq",
-        test_loader_kwargs=hparams["test_dataloader_opts"],
-    )
+    run_enhancement_recipe(sys.argv[1:], prepare)

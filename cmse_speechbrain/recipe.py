@@ -1,0 +1,111 @@
+"""The train-and-test sequence that every enhancement recipe runs.
+
+A recipe's ``train.py`` names its data preparation and calls
+:func:`run_enhancement_recipe`; everything else (experiment folder, DDP
+group, datasets, :class:`cmse_speechbrain.brain.CMSEBrain`, training, every
+test set, DNSMOS of the recordings without references) is the same for
+VoiceBank, DNS and any new dataset.
+
+Authors
+ * cmse-speechbrain contributors 2026
+"""
+
+import shutil
+import sys
+
+from hyperpyyaml import load_hyperpyyaml
+
+import speechbrain as sb
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from cmse_speechbrain.brain import CMSEBrain
+from cmse_speechbrain.dataio import enhancement_dataio_prep
+
+
+def run_enhancement_recipe(argv, prepare):
+    """Parses the command line, prepares the data, trains and tests.
+
+    Arguments
+    ---------
+    argv : list of str
+        ``hparams.yaml`` followed by SpeechBrain run options and overrides.
+    prepare : callable
+        ``prepare(hparams)``: writes the manifests the YAML names; run on
+        the main process only.
+
+    Returns
+    -------
+    CMSEBrain
+        The trained Brain; ``brain.test_stats`` maps each test set's name to
+        its scores; with a ``real_annotation`` (recordings without clean
+        references), ``brain.dnsmos_stats`` holds their DNSMOS.
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    return train_and_test(hparams, run_opts, prepare, hparams_file, overrides)
+
+
+def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides=None):
+    """Prepares the data, trains and tests on every test set.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters.
+    run_opts : dict
+        SpeechBrain run options (device, precision, DDP, debug...).
+    prepare : callable, optional
+        ``prepare(hparams)``, run on the main process only.
+    hparams_file : str, optional
+        Saved in the experiment folder with ``overrides``.
+    overrides : str or dict, optional
+        The overrides that were applied.
+
+    Returns
+    -------
+    CMSEBrain
+    """
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides or {},
+    )
+    # SpeechBrain saves the calling file (this one); save the recipe too
+    main_script = getattr(sys.modules["__main__"], "__file__", None)
+    if main_script and if_main_process():
+        shutil.copy(main_script, hparams["output_folder"])
+    if prepare is not None:
+        run_on_main(prepare, args=[hparams])
+    datasets = enhancement_dataio_prep(hparams)
+
+    brain = CMSEBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        epoch_counter=brain.hparams.epoch_counter,
+        train_set=datasets["train"],
+        valid_set=datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    test_stats = {}
+    several = bool(hparams.get("test_annotations"))  # named test sets
+    for name, test_set in datasets["test"].items():
+        brain.test_set_name = name if several else None
+        brain.evaluate(
+            test_set=test_set,
+            max_key="pesq",
+            test_loader_kwargs=hparams["test_dataloader_opts"],
+        )
+        test_stats[name] = brain.test_stats
+    brain.test_set_name = None
+    brain.test_stats = test_stats
+    if "real" in datasets:  # recordings without references: DNSMOS
+        brain.evaluate_without_reference(datasets["real"], name="real", max_key="pesq")
+    return brain
