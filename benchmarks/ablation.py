@@ -30,8 +30,8 @@ the package's ``train_and_test`` (the recipes' sequence) on
 
 Writes to ``--out`` (default ``reports/ablation``): ``runs.csv`` (one row
 per run), ``ablation.md`` (mean +- std over seeds: PESQ-WB, STOI, CSIG,
-CBAK, COVL, SI-SDR, parameters, training time), ``valid_curves.png`` and
-``spectrograms.png``.
+CBAK, COVL, SI-SDR, parameters, training time), ``split.json`` (the files
+of each split), ``valid_curves.png`` and ``spectrograms.png``.
 
 Usage::
 
@@ -48,6 +48,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -344,6 +345,7 @@ def report(args):
               "`benchmarks/` throughput figures, not this column.", ""]
     lines += paired_differences(rows)
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copy(out / "data" / "split.json", out / "split.json")  # the files used
     print("\n".join(lines))
     plot_curves(results, out / "valid_curves.png")
     plot_spectrograms(out)

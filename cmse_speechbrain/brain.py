@@ -60,8 +60,15 @@ class CMSEBrain(sb.Brain):
                 loss.to(self.device)
 
     def on_fit_start(self):
-        """Moves the losses to the device, then SpeechBrain's fit start."""
+        """Moves the losses to the device, then SpeechBrain's fit start.
+
+        Under DDP every process was seeded alike; each then continues from
+        ``seed + rank``, so that on-the-fly mixing draws different noises
+        and SNRs in each process.
+        """
         self._losses_to_device()
+        if self.distributed_launch and torch.distributed.is_initialized():
+            torch.manual_seed(torch.initial_seed() + torch.distributed.get_rank())
         super().on_fit_start()
 
     def on_evaluate_start(self, max_key=None, min_key=None):
