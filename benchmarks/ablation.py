@@ -429,7 +429,7 @@ def plot_spectrograms(out):
         ax.set_ylabel("kHz", fontsize=7)
     axes[-1].set_xlabel(f"seconds ({utt_id}, seed {seed})")
     fig.tight_layout()
-    fig.savefig(out / "spectrograms.png", dpi=110)
+    fig.savefig(out / "spectrograms.png", dpi=72)
     plt.close(fig)
 
 
