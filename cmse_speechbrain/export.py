@@ -33,6 +33,8 @@ from torch import nn
 
 from speechbrain.utils.checkpoints import Checkpointer
 
+from cmse_speechbrain.dataio import atomic_output
+
 INFERENCE_YAML = """\
 # CMCR-Net inference hyperparameters (cmse_speechbrain.inference.EnhanceCMCR).
 # Exported from {run_folder}, checkpoint {checkpoint}.
@@ -174,8 +176,9 @@ def spectrum_to_waveform(model, spec, length):
 
 
 def _example_spectrum(model, seconds):
-    torch.manual_seed(0)
-    wav = 0.1 * torch.randn(1, int(seconds * model.config["sample_rate"]))
+    generator = torch.Generator().manual_seed(0)  # leaves the global RNG alone
+    samples = int(seconds * model.config["sample_rate"])
+    wav = 0.1 * torch.randn(1, samples, generator=generator)
     return noisy_spectrum(model, wav)
 
 
@@ -208,7 +211,8 @@ def export_torchscript(model, path, example_seconds=2.0):
         traced = torch.jit.trace(
             wrapper, _example_spectrum(model, example_seconds), check_trace=False
         )
-        traced.save(str(path))
+        with atomic_output(path) as partial:
+            traced.save(str(partial))
     return path
 
 
@@ -242,12 +246,12 @@ def export_onnx(model, path, opset=17, example_seconds=2.0):
     path = pathlib.Path(path)
     wrapper = SpectrumEnhancer(model)
     dynamic = {0: "batch", 3: "frames"}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), atomic_output(path) as partial:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
             (_example_spectrum(model, example_seconds),),
-            str(path),
+            str(partial),
             opset_version=opset,
             dynamo=False,  # the TorchScript-based exporter works offline
             input_names=["noisy_spectrum"],
