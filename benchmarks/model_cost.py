@@ -3,7 +3,7 @@
 ablation variants (baseline / +CM / +CR / full) and SpeechBrain's enhancers.
 
 Each variant is built from its YAML with the ablation flags of the README
-(``--use_cm`` / ``--cr_weight``), for the offline default
+(``--use_cm`` / ``--cm_share`` / ``--cr_share``), for the offline default
 (``hparams/cmse.yaml``) and the causal streaming model
 (``hparams/cmse_causal.yaml``). MACs are counted, not estimated, with
 ``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2) on 10 s of
@@ -35,9 +35,9 @@ warnings.simplefilter("ignore")
 aten = torch.ops.aten
 SECONDS = 10.0
 VARIANTS = {
-    "baseline": {"use_cm": False, "cr_weight": 0.0},
-    "+CM": {"use_cm": True, "cr_weight": 0.0},
-    "+CR": {"use_cm": False},
+    "baseline": {"use_cm": False, "cm_share": 0.0, "cr_share": 0.0},
+    "+CM": {"use_cm": True, "cr_share": 0.0},
+    "+CR": {"use_cm": False, "cm_share": 0.0},
     "full": {},
 }
 
@@ -100,16 +100,17 @@ def main():
     rows = []
     for yaml in ["cmse.yaml", "cmse_causal.yaml"]:
         for variant, overrides in VARIANTS.items():
-            hparams = load(yaml, overrides)
+            hparams = load(yaml, dict(overrides, init_from=None))
             model = hparams["model"].eval()
+            objective = hparams["objective"]
             inference = macs(lambda: model(audio))
             extra = 0.0
-            if hparams["cr_weight"] > 0:
-                enhanced = model(audio)[0].detach()
-                extra += macs(lambda: hparams["cr_loss"](enhanced, clean, audio))
-            if hparams["cm_weight"] > 0 and model.cm is not None:
-                streams = model(audio)[1]["streams"]
-                extra += macs(lambda: hparams["cm_loss"](streams, model.reference_features(clean)))
+            with torch.no_grad():
+                enhanced, aux = model(audio)
+            if hparams["cr_share"] > 0:
+                extra += macs(lambda: objective.contrastive_regularization(enhanced, clean, audio))
+            if hparams["cm_share"] > 0 and model.cm is not None:
+                extra += macs(lambda: objective.stream_contrast(aux["streams"], clean, audio - clean))
             rows.append({
                 "config": yaml, "variant": variant,
                 "params": sum(p.numel() for p in model.parameters()),

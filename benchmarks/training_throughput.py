@@ -2,9 +2,10 @@
 """Training throughput of CMCR-Net's ablation variants: seconds of audio
 trained per second of wall time, on CPU.
 
-One optimiser step = forward, the recipe's full objective (the terms and
-weights of ``CMSEBrain.compute_objectives``: reconstruction, CM contrastive
-loss with the clean reference features, CR), backward and Adam, on a batch
+One optimiser step = forward, the recipe's objective module
+(``cmse_speechbrain.losses.CMCRObjective``, as ``CMSEBrain`` calls it:
+reconstruction, CM stream contrast, CR; the gradient-share measurement that
+runs every ``rebalance_interval`` steps is left out), backward and Adam, on a batch
 of 8 random 4 s crops of real VoiceBank-DEMAND training pairs (the shipped
 subset), as ``hparams/cmse.yaml`` trains (batch_size 8,
 train_segment_seconds 4). The variants use the README's ablation flags.
@@ -29,9 +30,9 @@ from common import RESULTS, ROOT, machine, pyplot, write_csv
 
 warnings.simplefilter("ignore")
 VARIANTS = {
-    "baseline": {"use_cm": False, "cr_weight": 0.0},
-    "+CM": {"use_cm": True, "cr_weight": 0.0},
-    "+CR": {"use_cm": False},
+    "baseline": {"use_cm": False, "cm_share": 0.0, "cr_share": 0.0},
+    "+CM": {"use_cm": True, "cr_share": 0.0},
+    "+CR": {"use_cm": False, "cm_share": 0.0},
     "full": {},
 }
 
@@ -56,17 +57,6 @@ def real_batch(batch_size, seconds, sample_rate=16000):
     return torch.stack(noisy), torch.stack(clean)
 
 
-def objective(hparams, model, enhanced, aux, clean, noisy, lengths):
-    # the terms and weights of CMSEBrain.compute_objectives
-    loss = hparams["recon_weight"] * hparams["recon_loss"](enhanced, clean, lengths)
-    if hparams["cm_weight"] > 0 and aux["streams"]:
-        reference = model.reference_features(clean)
-        loss = loss + hparams["cm_weight"] * hparams["cm_loss"](aux["streams"], reference, lengths)
-    if hparams["cr_weight"] > 0:
-        loss = loss + hparams["cr_weight"] * hparams["cr_loss"](enhanced, clean, noisy, lengths)
-    return loss
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -78,16 +68,20 @@ def main():
     rows = []
     for variant, overrides in VARIANTS.items():
         with open(ROOT / "hparams" / args.yaml) as fin:
-            hparams = load_hyperpyyaml(fin, {"output_folder": "/tmp/cmse_bench", **overrides})
+            hparams = load_hyperpyyaml(fin, {"output_folder": "/tmp/cmse_bench", "init_from": None,
+                                             "aux_start_steps": 0, **overrides})
         model = hparams["model"].train()
-        optimizer = hparams["opt_class"](model.parameters())
+        objective = hparams["objective"].train()
+        optimizer = hparams["opt_class"](list(model.parameters()) + list(objective.parameters()))
         noisy, clean = real_batch(hparams["batch_size"], hparams["train_segment_seconds"])
         lengths = torch.ones(noisy.shape[0])
         times = []
         for step in range(args.steps + 1):  # the first step warms up
             start = time.perf_counter()
             enhanced, aux = model(noisy, lengths)
-            loss = objective(hparams, model, enhanced, aux, clean, noisy, lengths)
+            loss, terms = objective(enhanced, clean, noisy, lengths, aux["streams"])
+            if step == 0 and objective.needs_rebalance():
+                objective.rebalance(terms, model.parameters())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,20 +1,26 @@
 """CMSEBrain: training and evaluation of CMCR-Net, shared by every recipe.
 
-The objective is::
+The objective is the module ``modules.objective``
+(:class:`cmse_speechbrain.losses.CMCRObjective`): it returns the loss and
+its named terms; every ``rebalance_interval`` steps the Brain lets it
+measure the gradient share of each term on the model's parameters. The
+terms and the measured shares are logged per epoch.
 
-    loss = recon_weight * recon_loss(enhanced, clean)
-         + cm_weight * cm_loss(CM streams, clean reference)   (if the CM is on)
-         + cr_weight * cr_loss(enhanced, clean, noisy)          (if cr_weight > 0)
-
-Hyperparameters it reads (all from the recipe's YAML): ``recon_loss``,
-``recon_weight``, ``cm_loss``, ``cm_weight``, ``cr_loss``, ``cr_weight``,
-``sample_rate``, ``train_logger``, ``history``, ``output_folder``,
-``enhanced_folder`` (test outputs; ``null`` to skip writing them),
-``epoch_counter``, ``pesq_n_jobs``.
+Hyperparameters it reads (all from the recipe's YAML): ``modules.model``,
+``modules.objective``, ``sample_rate``, ``train_logger``, ``history``,
+``output_folder``, ``enhanced_folder`` (test outputs; ``null`` to skip
+writing them), ``epoch_counter``, ``pesq_n_jobs``; optional ``mixer``
+(on-the-fly mixing of training batches), ``lr_annealing`` (a per-step
+scheduler such as SpeechBrain's ``LinearWarmupScheduler``) and
+``train_time_budget_minutes`` (after the first validation the number of
+epochs and the schedule are cut to what fits in that time).
 
 Validation and test report PESQ (wide-band) and STOI of the enhanced and of
-the noisy input; the checkpoint with the best validation PESQ is kept. The test stage also scores the noisy input,
-writes ``test_results.csv`` (per utterance) and ``test_summary.json``.
+the noisy input, and ``quality = 0.5 * (PESQ - 1) / 3.5 + 0.5 * STOI`` (each
+on a 0..1 scale, equal weights; this project's choice); the checkpoint with
+the best validation ``quality`` is kept. The test stage also scores the
+noisy input, writes ``test_results.csv`` (per utterance) and
+``test_summary.json``.
 Recordings without a clean reference are scored with DNSMOS
 (:meth:`CMSEBrain.evaluate_without_reference`).
 
@@ -24,7 +30,9 @@ Authors
 
 import json
 import logging
+import math
 import pathlib
+import time
 
 import torch
 
@@ -38,43 +46,52 @@ from cmse_speechbrain.metrics import dnsmos_scores, nanmean, pesq_wb, stoi_score
 logger = logging.getLogger(__name__)
 
 
+def quality_score(pesq, stoi):
+    """The checkpoint selection score: PESQ-WB and STOI on 0..1, averaged.
+
+    Example
+    -------
+    >>> quality_score(4.5, 1.0), round(quality_score(2.25, 0.9), 3)
+    (1.0, 0.629)
+    """
+    return 0.5 * (pesq - 1.0) / 3.5 + 0.5 * stoi
+
+
 class CMSEBrain(sb.Brain):
     """Brain for CMCR-Net (and its ablations) on paired noisy/clean data.
 
     Batches carry ``noisy_sig`` and ``clean_sig`` (SpeechBrain PaddedData).
     ``modules.model`` is a :class:`cmse_speechbrain.cmcr_net.CMCRNet` (or any
-    module with the same contract: waveform in, ``(waveform, aux)`` out, and
-    ``reference_features`` when the CM loss is used).
+    module with the same contract: waveform in, ``(waveform, aux)`` out with
+    ``aux["streams"]``), ``modules.objective`` a
+    :class:`cmse_speechbrain.losses.CMCRObjective`.
     """
 
     def _model(self):
         model = self.modules.model
         return getattr(model, "module", model)  # unwrap DDP
 
-    def _losses_to_device(self):
-        # Losses with frozen networks (the CR representation) live in
-        # hparams, not in modules: move them to the Brain's device.
-        for name in ["recon_loss", "cm_loss", "cr_loss"]:
-            loss = getattr(self.hparams, name, None)
-            if isinstance(loss, torch.nn.Module):
-                loss.to(self.device)
+    def _objective(self):
+        objective = self.modules.objective
+        return getattr(objective, "module", objective)
 
     def on_fit_start(self):
-        """Moves the losses to the device, then SpeechBrain's fit start.
+        """A per-process seed, SpeechBrain's fit start, and the schedule's length.
 
         Under DDP every process was seeded alike; each then continues from
         ``seed + rank``, so that on-the-fly mixing draws different noises
         and SNRs in each process.
         """
-        self._losses_to_device()
         if self.distributed_launch and torch.distributed.is_initialized():
             torch.manual_seed(torch.initial_seed() + torch.distributed.get_rank())
-        super().on_fit_start()
-
-    def on_evaluate_start(self, max_key=None, min_key=None):
-        """Moves the losses to the device, then loads the best checkpoint."""
-        self._losses_to_device()
-        super().on_evaluate_start(max_key=max_key, min_key=min_key)
+        super().on_fit_start()  # recovers the last checkpoint, if any
+        # the schedule decays over the configured epochs, also when a resumed
+        # run was given another number_of_epochs
+        annealing = getattr(self.hparams, "lr_annealing", None)
+        steps_per_epoch = getattr(self.hparams, "train_steps_per_epoch", None)
+        if steps_per_epoch and hasattr(annealing, "num_training_steps"):
+            annealing.num_training_steps = self.hparams.epoch_counter.limit * steps_per_epoch
+        self.fit_started = time.time()
 
     def _wrap_distributed(self):
         # SpeechBrain converts BatchNorm to SyncBatchNorm under DDP, which
@@ -109,38 +126,67 @@ class CMSEBrain(sb.Brain):
         return enhanced, dict(aux, noisy=noisy, clean=clean, lengths=lengths)
 
     def compute_objectives(self, predictions, batch, stage):
-        """Weighted sum of reconstruction, CM contrastive and CR losses."""
+        """The objective's loss; logs its terms and, when it asks, lets it
+        measure the terms' gradient shares."""
         enhanced, aux = predictions
         clean, noisy, lengths = aux["clean"], aux["noisy"], aux["lengths"]
-        terms = {
-            "recon": self.hparams.recon_loss(enhanced, clean, lengths),
-        }
-        loss = self.hparams.recon_weight * terms["recon"]
-        if self.hparams.cm_weight > 0 and aux["streams"]:
-            reference = self._model().reference_features(clean)
-            terms["cm"] = self.hparams.cm_loss(aux["streams"], reference, lengths)
-            loss = loss + self.hparams.cm_weight * terms["cm"]
-        if self.hparams.cr_weight > 0:
-            terms["cr"] = self.hparams.cr_loss(enhanced, clean, noisy, lengths)
-            loss = loss + self.hparams.cr_weight * terms["cr"]
-        for name, value in terms.items():
+        loss, terms = self.modules.objective(enhanced, clean, noisy, lengths, aux["streams"])
+        values = {name: value.detach().item() for name, value in terms.items()}
+        if stage == sb.Stage.TRAIN and self._objective().needs_rebalance():
+            shares = self._objective().rebalance(terms, self._model().parameters())
+            values.update({f"share_{name}": share for name, share in shares.items()})
+        for name, value in values.items():
             total, count = self.loss_terms.get(name, (0.0, 0))
-            self.loss_terms[name] = (total + value.detach().item(), count + 1)
+            self.loss_terms[name] = (total + value, count + 1)
 
         if stage != sb.Stage.TRAIN:
-            enhanced = enhanced.detach().float()
-            for metric, signal in [
-                (self.pesq_metric, enhanced),
-                (self.stoi_metric, enhanced),
-                (self.noisy_pesq_metric, noisy),
-                (self.noisy_stoi_metric, noisy),
-            ]:
+            # the metrics run on the CPU (in worker processes with pesq_n_jobs)
+            enhanced, noisy, clean, lengths = (
+                x.detach().float().cpu() for x in (enhanced, noisy, clean, lengths)
+            )
+            pairs = [(self.pesq_metric, enhanced), (self.stoi_metric, enhanced)]
+            cache = self.noisy_scores.setdefault(stage, {})
+            if stage == sb.Stage.VALID and all(i in cache for i in batch.id):
+                # the fixed validation set's noisy scores, from the first epoch
+                for name in ["pesq", "stoi"]:
+                    metric = getattr(self, f"noisy_{name}_metric")
+                    metric.ids.extend(batch.id)
+                    metric.scores.extend(cache[i][name] for i in batch.id)
+            else:
+                pairs += [(self.noisy_pesq_metric, noisy), (self.noisy_stoi_metric, noisy)]
+            for metric, signal in pairs:
                 metric.append(
                     batch.id, predict=signal, target=clean, lengths=lengths
                 )
             if stage == sb.Stage.TEST and self.hparams.enhanced_folder:
                 self._write_enhanced(batch.id, enhanced, lengths)
         return loss
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Steps the per-step learning-rate schedule, if any."""
+        annealing = getattr(self.hparams, "lr_annealing", None)
+        if should_step and annealing is not None:
+            annealing(self.optimizer)
+
+    def _fit_time_budget(self, epoch):
+        # After the first validation: cut the epochs (and the schedule's
+        # length) to what fits in the budget at the speed measured so far.
+        budget = getattr(self.hparams, "train_time_budget_minutes", None)
+        if not budget or epoch != 1:
+            return
+        counter = self.hparams.epoch_counter
+        elapsed = time.time() - self.fit_started
+        fit = max(1, math.floor(60.0 * budget / elapsed))
+        if fit < counter.limit:
+            logger.info(
+                "Time budget %.1f min: epoch 1 took %.0f s, training for %d epochs "
+                "instead of %d", budget, elapsed, fit, counter.limit,
+            )
+            annealing = getattr(self.hparams, "lr_annealing", None)
+            if annealing is not None and hasattr(annealing, "num_training_steps"):
+                steps_per_epoch = annealing.current_step
+                annealing.num_training_steps = fit * steps_per_epoch
+            counter.limit = fit
 
     test_set_name = None  # set by the recipe when it has several test sets
 
@@ -164,6 +210,8 @@ class CMSEBrain(sb.Brain):
     def on_stage_start(self, stage, epoch=None):
         """Resets the loss terms and, outside training, the metrics."""
         self.loss_terms = {}
+        if not hasattr(self, "noisy_scores"):
+            self.noisy_scores = {}
         if stage == sb.Stage.TRAIN:
             return
         rate = self.hparams.sample_rate
@@ -199,6 +247,13 @@ class CMSEBrain(sb.Brain):
         for name in ["pesq", "stoi", "noisy_pesq", "noisy_stoi"]:
             stats[name] = nanmean(getattr(self, f"{name}_metric").scores)
         if stage == sb.Stage.VALID:
+            cache = self.noisy_scores.setdefault(stage, {})
+            for utt_id, pesq, stoi in zip(self.noisy_pesq_metric.ids,
+                                          self.noisy_pesq_metric.scores,
+                                          self.noisy_stoi_metric.scores):
+                cache[utt_id] = {"pesq": pesq, "stoi": stoi}
+        stats["quality"] = quality_score(stats["pesq"], stats["stoi"])
+        if stage == sb.Stage.VALID:
             epoch_stats = {"epoch": epoch}
             if hasattr(self, "optimizer"):
                 epoch_stats["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -216,9 +271,11 @@ class CMSEBrain(sb.Brain):
                         / "training_curves.png"
                     )
             self.checkpointer.save_and_keep_only(
-                meta={"pesq": stats["pesq"], "stoi": stats["stoi"]},
-                max_keys=["pesq"],
+                meta={"pesq": stats["pesq"], "stoi": stats["stoi"],
+                      "quality": stats["quality"]},
+                max_keys=["quality"],
             )
+            self._fit_time_budget(epoch)
         elif stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
                 {"Epoch loaded": self.hparams.epoch_counter.current},
@@ -258,7 +315,7 @@ class CMSEBrain(sb.Brain):
         )
         logger.info("\n" + table)
 
-    def evaluate_without_reference(self, dataset, name="real", max_key="pesq", min_key=None):
+    def evaluate_without_reference(self, dataset, name="real", max_key="quality", min_key=None):
         """Enhances recordings that have no clean reference; scores DNSMOS.
 
         Loads the best checkpoint, enhances every recording whole (batch of

@@ -9,10 +9,14 @@ Every choice that the two leave open is written down where it is made and
 exposed as a constructor argument (hence a YAML hyperparameter):
 
 * Signal path: STFT (512-point Hamming window, hop 256, i.e. 32 ms / 16 ms
-  at 16 kHz), real and imaginary parts stacked as two input channels, a
-  complex output spectrum inverted by iSTFT to the input's length.
-* Backbone: 5 causal Conv2d blocks (kernel (3, 2), stride 2 along
-  frequency, BatchNorm, ELU), mirrored by transposed convolutions whose skip
+  at 16 kHz); the network's input is the spectrum divided by its level,
+  magnitude-compressed, as real, imaginary and magnitude channels (this
+  project's choice; the authors feed the raw real and imaginary parts); a
+  complex mask on the noisy spectrum, inverted by iSTFT to the input's
+  length.
+* Backbone: 5 Conv2d blocks (kernel 3 and stride 2 along frequency,
+  ``time_kernel`` along time: causal as in the authors' code, or centred;
+  BatchNorm, ELU), mirrored by transposed convolutions whose skip
   connections pass through attention gates.
 * Collaboration module (CM) in the bottleneck: one block applied
   ``cm_repeats`` times with shared weights, each made of a
@@ -20,10 +24,10 @@ exposed as a constructor argument (hence a YAML hyperparameter):
   speech-irrelevant streams) and an :class:`InteractiveAttention`
   (learnable correlation of the two streams).
 
-The network knows nothing of training: it returns the enhanced waveform and
-the two streams, and :meth:`CMCRNet.reference_features` gives the clean
-speech's features in the same space, so that the contrastive loss of
-``cmse_speechbrain.losses`` can be computed by the Brain.
+The network knows nothing of training: it returns the enhanced waveform and,
+per CM pass, the two streams and the gate, which the objective of
+``cmse_speechbrain.losses`` compares with fixed features of the clean speech
+and of the noise.
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -58,12 +62,29 @@ def stft_pair(sample_rate, n_fft, hop_length):
     return stft, istft
 
 
-class EncoderBlock(nn.Module):
-    """Causal 2-D convolution block: Conv2d, BatchNorm, ELU.
+def time_padding(time_kernel, causal):
+    """Frames of padding (past, future) that keep the frame count of a time
+    convolution: all in the past when causal, centred otherwise (an even
+    kernel puts the extra frame in the past).
 
-    The time axis has kernel 2, one frame of padding on each side and the
-    last frame dropped, so each output frame sees only the current and the
-    previous input frame. The frequency axis is downsampled by 2.
+    Example
+    -------
+    >>> time_padding(2, causal=True), time_padding(3, causal=False)
+    ((1, 0), (1, 1))
+    """
+    if time_kernel < 1:
+        raise ValueError(f"time_kernel must be >= 1, got {time_kernel}")
+    future = 0 if causal else (time_kernel - 1) // 2
+    return time_kernel - 1 - future, future
+
+
+class EncoderBlock(nn.Module):
+    """2-D convolution block: Conv2d, BatchNorm, ELU.
+
+    The frequency axis has kernel 3 and stride 2; the time axis has kernel
+    ``time_kernel`` and stride 1, padded so that the frame count is kept:
+    causal (past frames only, as in the authors' code, kernel 2) or centred
+    (``causal=False``: ``(time_kernel - 1) // 2`` future frames).
 
     Arguments
     ---------
@@ -71,29 +92,37 @@ class EncoderBlock(nn.Module):
         Input channels.
     out_channels : int
         Output channels.
+    time_kernel : int
+        Kernel size along time.
+    causal : bool
+        If True, no output frame depends on a later input frame.
 
     Example
     -------
-    >>> block = EncoderBlock(2, 16)
-    >>> block(torch.rand(1, 2, 257, 10)).shape
+    >>> block = EncoderBlock(3, 16)
+    >>> block(torch.rand(1, 3, 257, 10)).shape
     torch.Size([1, 16, 128, 10])
     """
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels, out_channels, time_kernel=2, causal=True):
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, (3, 2), stride=(2, 1), padding=(0, 1)
-        )
+        self.padding = time_padding(time_kernel, causal)
+        self.conv = nn.Conv2d(in_channels, out_channels, (3, time_kernel), stride=(2, 1))
         self.norm = nn.BatchNorm2d(out_channels)
         self.activation = nn.ELU()
 
     def forward(self, x):
         """Maps [B, C, F, T] to [B, C', F', T]."""
-        return self.activation(self.norm(self.conv(x)[..., :-1]))
+        x = F.pad(x, (self.padding[0], self.padding[1]))
+        return self.activation(self.norm(self.conv(x)))
 
 
 class DecoderBlock(nn.Module):
-    """Causal transposed 2-D convolution block, the mirror of EncoderBlock.
+    """Transposed 2-D convolution block, the mirror of EncoderBlock.
+
+    The transposed convolution makes ``T + time_kernel - 1`` frames; the
+    frames kept are those of the encoder's alignment (causal: the first
+    ``T``; centred: the middle ``T``).
 
     Arguments
     ---------
@@ -105,20 +134,26 @@ class DecoderBlock(nn.Module):
         Extra output row along frequency (0 or 1) to reach the encoder size.
     last : bool
         If True, no normalisation and no activation (the output spectrum).
+    time_kernel : int
+        Kernel size along time.
+    causal : bool
+        If True, no output frame depends on a later input frame.
 
     Example
     -------
-    >>> block = DecoderBlock(32, 2, freq_padding=0, last=True)
+    >>> block = DecoderBlock(32, 2, freq_padding=0, last=True, time_kernel=3, causal=False)
     >>> block(torch.rand(1, 32, 128, 10)).shape
     torch.Size([1, 2, 257, 10])
     """
 
-    def __init__(self, in_channels, out_channels, freq_padding=0, last=False):
+    def __init__(self, in_channels, out_channels, freq_padding=0, last=False,
+                 time_kernel=2, causal=True):
         super().__init__()
+        self.padding = time_padding(time_kernel, causal)
         self.conv = nn.ConvTranspose2d(
             in_channels,
             out_channels,
-            (3, 2),
+            (3, time_kernel),
             stride=(2, 1),
             output_padding=(freq_padding, 0),
         )
@@ -127,7 +162,10 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x):
         """Maps [B, C, F, T] to [B, C', 2F+1(+1), T]."""
-        return self.activation(self.norm(self.conv(x)[..., :-1]))
+        frames = x.shape[-1]
+        # output frame t + past of the transposed conv is aligned with input t
+        x = self.conv(x)[..., self.padding[1] : self.padding[1] + frames]
+        return self.activation(self.norm(x))
 
 
 class AttentionGate(nn.Module):
@@ -512,11 +550,11 @@ class CollaborationModule(nn.Module):
 
     def forward(self, x):
         """Returns the refined features [B, T, input_size] and, per pass,
-        the (relevant, irrelevant) streams [B, T, d_model]."""
+        the (relevant, irrelevant, gate) tensors [B, T, d_model]."""
         streams = []
         for _ in range(self.repeats):
-            relevant, irrelevant, _ = self.contrastive(x)
-            streams.append((relevant, irrelevant))
+            relevant, irrelevant, gate = self.contrastive(x)
+            streams.append((relevant, irrelevant, gate))
             relevant, irrelevant = self.interactive(relevant, irrelevant)
             x = self.fuse(x, relevant, irrelevant)
         return x, streams
@@ -529,13 +567,88 @@ class CollaborationModule(nn.Module):
         ) + self.irrelevant_path(torch.cat([irrelevant, block_input], dim=-1))
         return self.norm(x + fused)
 
-    def reference(self, x):
-        """Projects features into the space of the streams (the values)."""
-        return self.contrastive.value(x)
+
+LEVEL_FLOOR = 1e-6  # input level of digital silence, in spectrum units
+
+
+def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR):
+    """Level of a spectrum: root mean power per bin, over the utterance or,
+    when causal, over the frames up to each frame.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        [B, 2, F, T] (real, imaginary).
+    causal : bool
+        If True, frame ``t`` uses frames ``0 .. t`` only (a running mean).
+    eps : float
+        Floor of the level (silence), in spectrum units.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 1, 1, 1] (utterance) or [B, 1, 1, T] (causal).
+
+    Example
+    -------
+    >>> spec = torch.ones(1, 2, 3, 4)
+    >>> spectrum_level(spec).flatten().tolist()
+    [1.4142135381698608]
+    >>> spec[..., 2:] = 0.0
+    >>> [round(v, 3) for v in spectrum_level(spec, causal=True).flatten().tolist()]
+    [1.414, 1.414, 1.155, 1.0]
+    """
+    power = spec.pow(2).sum(dim=1).mean(dim=1)  # [B, T]
+    if causal:
+        steps = torch.arange(1, power.shape[1] + 1, device=power.device, dtype=power.dtype)
+        power = power.cumsum(dim=1) / steps
+    else:
+        power = power.mean(dim=1, keepdim=True)
+    return torch.sqrt(power + eps**2)[:, None, None, :]
+
+
+def compressed_input(spec, level, compression=0.3):
+    """The network's input: the level-normalised spectrum with its magnitude
+    compressed, as real, imaginary and magnitude channels.
+
+    ``X / level`` is compressed to ``|X/level|^c e^{j angle X}``; the three
+    channels are its real part, imaginary part and magnitude ``|X/level|^c``.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        [B, 2, F, T].
+    level : torch.Tensor
+        Broadcastable to [B, 1, 1, T] (see :func:`spectrum_level`).
+    compression : float
+        Exponent ``c`` (1: no compression).
+
+    Returns
+    -------
+    torch.Tensor
+        [B, 3, F, T].
+
+    Example
+    -------
+    >>> spec = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+    >>> compressed_input(spec, torch.ones(1, 1, 1, 1), 0.5).flatten().tolist()
+    [1.3416407108306885, 1.7888543605804443, 2.2360680103302]
+    """
+    normalized = spec / level
+    magnitude = torch.sqrt(normalized.pow(2).sum(dim=1, keepdim=True) + 1e-12)
+    compressed = magnitude.pow(compression)
+    return torch.cat([normalized * (compressed / magnitude), compressed], dim=1)
 
 
 class CMCRNet(nn.Module):
     """The CMCR-Net enhancer: waveform in, enhanced waveform out.
+
+    The network sees the level-normalised, power-law compressed spectrum
+    (:func:`compressed_input`: real, imaginary and magnitude channels of
+    ``|X/level|^c e^{j angle X}``) and predicts a complex mask that is
+    applied to the noisy spectrum itself, so the output is at the input's
+    level and the same whatever the input gain (this project's choice; the
+    authors' code feeds the raw spectrum).
 
     Arguments
     ---------
@@ -558,18 +671,17 @@ class CMCRNet(nn.Module):
     cm_repeats : int
         Passes of the shared CM block (3 in the CRC-Net code).
     output_type : str
-        ``"mapping"``: the decoder outputs the complex spectrum itself (the
-        CRC-Net code). ``"complex_mask"``: it outputs a complex ratio mask,
-        bounded by ``mask_bound * tanh(|m|)`` in magnitude, applied to the
-        noisy spectrum (this project's option; it trains faster on small
-        data). The mask starts near identity, i.e. the untrained network
-        returns about its input.
+        ``"complex_mask"`` (default): the decoder outputs a complex ratio
+        mask, bounded by ``mask_bound * tanh(|m|)`` in magnitude, applied to
+        the noisy spectrum; it starts near identity. ``"mapping"``: the
+        decoder outputs the (level-normalised) spectrum itself (the CRC-Net
+        code maps the spectrum).
     mask_bound : float
         Upper bound of the mask magnitude for ``"complex_mask"`` (> 1).
     causal : bool
-        If True, the attention in the CM sees no future frame (the
-        convolutions are causal in either case). The STFT frame still
-        looks 32 ms ahead.
+        If True, nothing looks at future frames: the convolutions pad the
+        past only, the CM attention is causal and the input level is a
+        running mean. The STFT frame still looks 32 ms ahead.
     attention_window : int, optional
         With ``causal``: each CM attention (and the selector's pooling)
         spans only the last ``attention_window`` frames, so that every
@@ -580,16 +692,21 @@ class CMCRNet(nn.Module):
         With ``causal``: future frames each CM attention may also see
         (adds ``lookahead_frames * hop_length`` samples of latency per
         attention layer; 0 by default, the only value streaming supports).
+    time_kernel : int
+        Kernel size of the encoder/decoder convolutions along time (2 in the
+        authors' causal code). Non-causal models centre it.
+    input_compression : float
+        Exponent of the input magnitude compression (1: none).
 
     Example
     -------
     >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2)
     >>> noisy = torch.rand(2, 8000) - 0.5
     >>> enhanced, aux = model(noisy)
-    >>> enhanced.shape, len(aux["streams"])
-    (torch.Size([2, 8000]), 3)
-    >>> model.reference_features(noisy).shape
-    torch.Size([2, 32, 16])
+    >>> enhanced.shape, len(aux["streams"]), aux["streams"][0][2].shape
+    (torch.Size([2, 8000]), 3, torch.Size([2, 32, 16]))
+    >>> model.eval()(3 * noisy)[0].allclose(3 * model(noisy)[0], atol=1e-5)
+    True
     >>> baseline = CMCRNet(channels=[4, 8, 8, 8, 8], use_cm=False)
     >>> baseline(noisy)[1]["streams"]
     []
@@ -610,6 +727,8 @@ class CMCRNet(nn.Module):
         causal=False,
         attention_window=None,
         lookahead_frames=0,
+        time_kernel=2,
+        input_compression=0.3,
     ):
         super().__init__()
         # constructor arguments, so that an inference YAML can rebuild it
@@ -627,6 +746,8 @@ class CMCRNet(nn.Module):
             "causal": causal,
             "attention_window": attention_window,
             "lookahead_frames": lookahead_frames,
+            "time_kernel": time_kernel,
+            "input_compression": input_compression,
         }
         if output_type not in ("mapping", "complex_mask"):
             raise ValueError(
@@ -637,6 +758,8 @@ class CMCRNet(nn.Module):
         self.causal = causal
         self.attention_window = attention_window
         self.lookahead_frames = lookahead_frames
+        self.time_kernel = time_kernel
+        self.input_compression = input_compression
         self.hop_length = hop_length
         self.n_fft = n_fft
         self.stft, self.istft = stft_pair(sample_rate, n_fft, hop_length)
@@ -645,9 +768,10 @@ class CMCRNet(nn.Module):
             freqs.append((freqs[-1] - 3) // 2 + 1)
             if freqs[-1] < 1:
                 raise ValueError(f"n_fft={n_fft} too small for {len(channels)} blocks")
-        in_channels = [2] + list(channels[:-1])
+        in_channels = [3] + list(channels[:-1])
         self.encoder = nn.ModuleList(
-            EncoderBlock(cin, cout) for cin, cout in zip(in_channels, channels)
+            EncoderBlock(cin, cout, time_kernel, causal)
+            for cin, cout in zip(in_channels, channels)
         )
         self.gates = nn.ModuleList(AttentionGate(c) for c in channels)
         self.decoder = nn.ModuleList()
@@ -656,9 +780,11 @@ class CMCRNet(nn.Module):
             self.decoder.append(
                 DecoderBlock(
                     2 * channels[i],
-                    in_channels[i],
+                    2 if i == 0 else in_channels[i],
                     freq_padding=freqs[i] - unpadded,
                     last=(i == 0),
+                    time_kernel=time_kernel,
+                    causal=causal,
                 )
             )
         if output_type == "complex_mask":
@@ -684,9 +810,8 @@ class CMCRNet(nn.Module):
         # STFT [B, T, F, 2] -> network layout [B, 2, F, T]
         return self.stft(wavs).permute(0, 3, 2, 1)
 
-    def _encode(self, spec):
+    def _encode(self, x):
         skips = []
-        x = spec
         for block in self.encoder:
             x = block(x)
             skips.append(x)
@@ -707,16 +832,17 @@ class CMCRNet(nn.Module):
             Noisy waveforms [B, samples].
         lengths : torch.Tensor, optional
             Relative lengths (unused: every operation is frame-local or
-            attends over the padded batch; kept for SpeechBrain interfaces).
+            attends over the padded batch, and the input level counts the
+            padding as silence; kept for SpeechBrain interfaces).
 
         Returns
         -------
         enhanced : torch.Tensor
             Enhanced waveforms [B, samples].
         aux : dict
-            ``"streams"``: list of (relevant, irrelevant) [B, T, d_model]
-            per CM pass (empty without CM); ``"spectrum"``: the enhanced
-            spectrum [B, T, F, 2].
+            ``"streams"``: list of (relevant, irrelevant, gate)
+            [B, T, d_model] per CM pass (empty without CM); ``"spectrum"``:
+            the enhanced spectrum [B, T, F, 2].
         """
         spec = self._spectrum(wavs)
         enhanced, streams = self.enhance_spectrum(spec)
@@ -724,29 +850,38 @@ class CMCRNet(nn.Module):
         enhanced = self.istft(enhanced_spec, sig_length=wavs.shape[-1])
         return enhanced, {"streams": streams, "spectrum": enhanced_spec}
 
-    def enhance_spectrum(self, spec):
+    def input_level(self, spec):
+        """The level the input is normalised by (see :func:`spectrum_level`)."""
+        return spectrum_level(spec, causal=self.causal)
+
+    def enhance_spectrum(self, spec, level=None):
         """The network between STFT and iSTFT (what is exported).
 
         Arguments
         ---------
         spec : torch.Tensor
             Noisy spectrum [B, 2, F, T] (real, imaginary).
+        level : torch.Tensor, optional
+            Input level (default: :meth:`input_level` of ``spec``; a
+            streaming caller passes its running level).
 
         Returns
         -------
         enhanced : torch.Tensor
             Enhanced spectrum [B, 2, F, T].
         streams : list
-            (relevant, irrelevant) [B, T, d_model] per CM pass.
+            (relevant, irrelevant, gate) [B, T, d_model] per CM pass.
         """
-        x, skips = self._encode(spec)
+        if level is None:
+            level = self.input_level(spec)
+        x, skips = self._encode(compressed_input(spec, level, self.input_compression))
         streams = []
         if self.cm is not None:
             batch, channels, freqs, time = x.shape
             refined, streams = self.cm(self._frames(x))
             x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
         x = self._decode(x, skips)
-        return self.apply_output(x, spec), streams
+        return self.apply_output(x, spec, level), streams
 
     def _decode(self, x, skips):
         for block, gate, skip in zip(
@@ -755,23 +890,25 @@ class CMCRNet(nn.Module):
             x = block(torch.cat([x, gate(skip, x)], dim=1))
         return x
 
-    def apply_output(self, x, spec):
+    def apply_output(self, x, spec, level):
         """Turns the decoder output [B, 2, F, T] into the enhanced spectrum."""
-        if self.output_type == "complex_mask":
-            magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
-            x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
-            real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]
-            imag = x[:, 0] * spec[:, 1] + x[:, 1] * spec[:, 0]
-            x = torch.stack([real, imag], dim=1)
-        return x
+        if self.output_type == "mapping":
+            return x * level
+        magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
+        x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
+        real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]
+        imag = x[:, 0] * spec[:, 1] + x[:, 1] * spec[:, 0]
+        return torch.stack([real, imag], dim=1)
 
     def receptive_field_frames(self):
         """How many past frames an output frame depends on (None: unbounded).
 
-        Each causal convolution (encoder and decoder) reaches one frame
-        back; in each CM pass the contrastive attention, the interactive
-        attention and the selector's pooling each reach
-        ``attention_window - 1`` frames back.
+        Each causal convolution (encoder and decoder) reaches
+        ``time_kernel - 1`` frames back; in each CM pass the contrastive
+        attention, the interactive attention and the selector's pooling each
+        reach ``attention_window - 1`` frames back. The input level is a
+        running mean over all past frames: it is not counted here (it
+        rescales, it does not mix frames).
 
         Example
         -------
@@ -783,35 +920,7 @@ class CMCRNet(nn.Module):
             not self.causal or self.attention_window is None
         ):
             return None
-        past = 2 * len(self.encoder)
+        past = 2 * len(self.encoder) * (self.time_kernel - 1)
         if self.cm is not None:
             past += 3 * self.cm.repeats * (self.attention_window - 1)
         return past
-
-    @torch.no_grad()
-    def reference_features(self, wavs):
-        """Features of (clean) waveforms in the space of the CM streams.
-
-        The encoder runs in eval mode (BatchNorm statistics untouched) and
-        without gradient: the result is a fixed target for the contrastive
-        loss of the streams.
-
-        Arguments
-        ---------
-        wavs : torch.Tensor
-            Waveforms [B, samples].
-
-        Returns
-        -------
-        torch.Tensor
-            [B, T, d_model].
-        """
-        if self.cm is None:
-            raise RuntimeError("reference_features needs the CM (use_cm=True)")
-        was_training = self.training
-        self.eval()
-        try:
-            x, _ = self._encode(self._spectrum(wavs))
-            return self.cm.reference(self._frames(x))
-        finally:
-            self.train(was_training)

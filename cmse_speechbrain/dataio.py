@@ -25,6 +25,7 @@ import torchaudio.functional as AF
 import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
+TEMPORARY_PREFIX = ".cmse-"  # atomic_output's partial files
 logger = logging.getLogger(__name__)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -137,12 +138,15 @@ def atomic_output(path):
     ...     _ = partial.write_text("done")
     >>> [p.name for p in tmp.iterdir()]
     ['out.txt']
+    >>> with atomic_output(tmp / ("x" * 251 + ".txt")) as partial:  # the longest name
+    ...     _ = partial.write_text("done")
+    >>> sorted(len(p.name) for p in tmp.iterdir())
+    [7, 255]
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
-    )
+    # a short temporary name, so that a 255-character file name still works
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
     try:
@@ -216,6 +220,31 @@ def random_crop(signals, segment_samples, rng=random):
     return [s[..., start : start + segment_samples] for s in signals]
 
 
+def preload_audio(paths, sample_rate=16000, min_samples=1):
+    """Reads every file once (checked, resampled) into memory: path -> tensor.
+
+    For on-the-fly mixing from compressed files (FLAC, Opus), where decoding
+    a random window for every training example would keep the data loader
+    busier than the model. A progress bar shows the reading.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "a.wav", np.zeros(800), 16000)
+    >>> {k.split("/")[-1]: v.shape for k, v in preload_audio([str(tmp / "a.wav")]).items()}
+    {'a.wav': torch.Size([800])}
+    """
+    from tqdm import tqdm
+
+    unique = sorted(set(paths))
+    return {
+        path: read_audio_checked(path, sample_rate, min_samples)
+        for path in tqdm(unique, desc="reading training audio", unit="file",
+                         disable=len(unique) < 50)
+    }
+
+
 def _is_empty_manifest(path):
     with open(path, encoding="utf-8") as fin:
         return not json.load(fin)
@@ -232,7 +261,9 @@ def enhancement_dataio_prep(hparams):
       ``train_segment_seconds`` at a random offset, the same for both
       signals. With a ``mixer`` in the hparams (on-the-fly mixing) the
       entries need only ``clean_wav``: a random segment of it is read, never
-      the whole file, and the Brain mixes the noisy input.
+      the whole file, and the Brain mixes the noisy input. With
+      ``preload_train_audio`` every file is read once into memory instead
+      and the segments are cut from there.
     * ``valid_annotation``: paired, fixed.
     * ``test_annotations`` (a dict name -> manifest) or ``test_annotation``
       (a single manifest, named ``test``): paired. An empty manifest (a
@@ -275,9 +306,13 @@ def enhancement_dataio_prep(hparams):
         yield noisy
         yield clean
 
+    cache = {}  # clean files read once into memory (preload_train_audio)
+
     @sb.utils.data_pipeline.takes("clean_wav")
     @sb.utils.data_pipeline.provides("clean_sig")
     def clean_train_pipeline(clean_wav):
+        if clean_wav in cache:
+            return random_crop([cache[clean_wav]], segment)[0].clone()
         return read_audio_checked(clean_wav, sample_rate, min_samples, segment)
 
     @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
@@ -304,9 +339,13 @@ def enhancement_dataio_prep(hparams):
         train = sb.dataio.dataset.DynamicItemDataset.from_json(
             json_path=hparams["train_annotation"],
             replacements={"data_root": hparams["data_folder"]},
-            dynamic_items=[clean_train_pipeline],
-            output_keys=["id", "clean_sig"],
         )
+        if hparams.get("preload_train_audio"):
+            cache.update(preload_audio(
+                [entry["clean_wav"] for entry in train.data.values()], sample_rate, min_samples
+            ))
+        train.add_dynamic_item(clean_train_pipeline)
+        train.set_output_keys(["id", "clean_sig"])
     else:
         train = paired_set(hparams["train_annotation"], train_pipeline)
     test_manifests = hparams.get("test_annotations") or {

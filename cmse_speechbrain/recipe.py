@@ -10,13 +10,17 @@ Authors
  * cmse-speechbrain contributors 2026
 """
 
+import pathlib
 import shutil
 import sys
 
+import torch
 from hyperpyyaml import load_hyperpyyaml
 
 import speechbrain as sb
+from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.parameter_transfer import Pretrainer
 
 from cmse_speechbrain.brain import CMSEBrain
 from cmse_speechbrain.dataio import enhancement_dataio_prep
@@ -80,6 +84,26 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         run_on_main(prepare, args=[hparams])
     datasets = enhancement_dataio_prep(hparams)
 
+    if hparams.get("init_from"):  # weights to start from; a checkpoint of the run wins
+        pretrainer = Pretrainer(
+            collect_in=pathlib.Path(hparams["save_folder"]) / "init",
+            loadables={"model": hparams["modules"]["model"]},
+            paths={"model": str(pathlib.Path(hparams["init_from"]).resolve())},
+        )
+        run_on_main(pretrainer.collect_files)
+        pretrainer.load_collected()
+    train_loader_kwargs = dict(hparams["train_dataloader_opts"])
+    steps_per_epoch = hparams.get("train_steps_per_epoch")
+    if steps_per_epoch:  # on-the-fly crops: an epoch is a number of steps
+        train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
+            datasets["train"], seed=hparams["seed"], replacement=True,
+            num_samples=steps_per_epoch * train_loader_kwargs["batch_size"],
+        )
+        train_loader_kwargs["shuffle"] = False
+    # TensorFloat-32 matrix products and convolutions on GPUs that have them
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
     brain = CMSEBrain(
         modules=hparams["modules"],
         opt_class=hparams["opt_class"],
@@ -91,7 +115,7 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         epoch_counter=brain.hparams.epoch_counter,
         train_set=datasets["train"],
         valid_set=datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
+        train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
     test_stats = {}
@@ -100,12 +124,12 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         brain.test_set_name = name if several else None
         brain.evaluate(
             test_set=test_set,
-            max_key="pesq",
+            max_key="quality",
             test_loader_kwargs=hparams["test_dataloader_opts"],
         )
         test_stats[name] = brain.test_stats
     brain.test_set_name = None
     brain.test_stats = test_stats
     if "real" in datasets:  # recordings without references: DNSMOS
-        brain.evaluate_without_reference(datasets["real"], name="real", max_key="pesq")
+        brain.evaluate_without_reference(datasets["real"], name="real", max_key="quality")
     return brain

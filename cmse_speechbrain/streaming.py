@@ -5,6 +5,9 @@ hop, a second...) and returns the enhanced samples as soon as they are
 final. It carries real per-layer state, so each STFT frame is computed once:
 
 * the STFT input: the samples of the frame not yet complete;
+* the input level: the running sum of the frames' power (the causal model
+  normalises its input by the running mean power, see
+  :func:`cmse_speechbrain.cmcr_net.spectrum_level`);
 * each causal convolution (encoder and decoder): its previous input frame;
 * each CM pass: the keys and values of its attentions and the selector's
   pooled features for the last ``attention_window - 1`` frames;
@@ -39,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmse_speechbrain.cmcr_net import CollaborationModule
+from cmse_speechbrain.cmcr_net import LEVEL_FLOOR, CollaborationModule, compressed_input
 
 
 class StreamingEnhancer:
@@ -79,6 +82,10 @@ class StreamingEnhancer:
             raise ValueError(
                 "streaming needs a finite attention_window (bounded past)"
             )
+        if model.time_kernel != 2:
+            raise ValueError(
+                f"streaming supports time_kernel=2 only, got {model.time_kernel}"
+            )
         self.model = model.eval()
         self.batch_size = batch_size
         self.n_fft = model.n_fft
@@ -109,6 +116,7 @@ class StreamingEnhancer:
         self.samples_in = 0
         self.samples_out = 0
         self.frames = 0
+        self.power_sum = torch.zeros(batch)
         self.conv_state, self.cm_state = self.core.initial_state(batch)
         self.overlap = torch.zeros(batch, self.n_fft - self.hop)
         self.envelope = torch.zeros(self.n_fft - self.hop)
@@ -153,8 +161,10 @@ class StreamingEnhancer:
         self.pending = self.pending[:, count * self.hop :]
         spec = torch.fft.rfft(frames * self.window, dim=-1)
         spec = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)
+        level = self._level(spec)
+        features = compressed_input(spec, level, self.model.input_compression)
         enhanced, self.conv_state, self.cm_state = self.core(
-            spec, self.conv_state, self.cm_state, self.frames
+            spec, features, level, self.conv_state, self.cm_state, self.frames
         )  # [B, 2, F, count]
         out = self._overlap_add(enhanced)
         self.frames += count
@@ -164,6 +174,15 @@ class StreamingEnhancer:
         out = out[:, : self.samples_in - self.samples_out]
         self.samples_out += out.shape[1]
         return out
+
+    def _level(self, spec):
+        # the running mean power of the frames so far, as the offline
+        # causal model computes it over the whole signal
+        power = spec.pow(2).sum(dim=1).mean(dim=1)  # [B, count]
+        total = self.power_sum[:, None] + power.cumsum(dim=1)
+        self.power_sum = total[:, -1]
+        steps = torch.arange(1, power.shape[1] + 1, dtype=power.dtype) + self.frames
+        return torch.sqrt(total / steps + LEVEL_FLOOR**2)[:, None, None, :]
 
     def _overlap_add(self, enhanced):
         complex_spec = torch.complex(enhanced[:, 0], enhanced[:, 1])
@@ -218,7 +237,9 @@ class StreamingCore(nn.Module):
     >>> core = StreamingCore(model)
     >>> conv_state, cm_state = core.initial_state(1)
     >>> spec = model._spectrum(torch.rand(1, 2048))
-    >>> out, conv_state, cm_state = core(spec, conv_state, cm_state, 0)
+    >>> level = model.input_level(spec)
+    >>> features = compressed_input(spec, level, model.input_compression)
+    >>> out, conv_state, cm_state = core(spec, features, level, conv_state, cm_state, 0)
     >>> torch.allclose(out, model.enhance_spectrum(spec)[0], atol=1e-5)
     True
     """
@@ -389,17 +410,19 @@ class StreamingCore(nn.Module):
             new_state.append(joined[:, joined.shape[1] - history :])
         return x, new_state
 
-    def forward(self, spec: torch.Tensor, conv_state: List[torch.Tensor],
-                cm_state: List[torch.Tensor], frames: int
+    def forward(self, spec: torch.Tensor, features: torch.Tensor, input_level: torch.Tensor,
+                conv_state: List[torch.Tensor], cm_state: List[torch.Tensor], frames: int
                 ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-        """New frames [B, 2, F, n] -> enhanced frames, updated state.
+        """New frames: noisy spectrum [B, 2, F, n], the network's input
+        features [B, 3, F, n] and input level [B, 1, 1, n] -> enhanced
+        frames, updated state.
 
         ``frames`` counts the frames already processed (0 for a new stream;
         an empty ``conv_state`` means zeros).
         """
         start = len(conv_state) == 0
         new_conv: List[torch.Tensor] = []
-        x = spec
+        x = features
         skips: List[torch.Tensor] = []
         index = 0
         for weight, bias in zip(self.enc_weight, self.enc_bias):
@@ -437,7 +460,9 @@ class StreamingCore(nn.Module):
                 x = F.elu(x)
             index += 1
             level += 1
-        if self.complex_mask:
+        if not self.complex_mask:
+            x = x * input_level
+        else:
             magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
             x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
             real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]

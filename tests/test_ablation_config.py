@@ -1,56 +1,72 @@
-"""The ablation study's variants build the networks and losses they claim."""
+"""The ablation study's variants build the networks and objectives they claim,
+and the RealMix split keeps speakers and noise files apart."""
 
-import pathlib
+import argparse
 import sys
 
 import pytest
 from hyperpyyaml import load_hyperpyyaml
 
+import speechbrain as sb
+
 from cmse_speechbrain.cmcr_net import CMCRNet
 from cmse_speechbrain.mixing import OnTheFlyMixer
 from cmse_speechbrain.peers import MetricGANPlusGenerator
-from conftest import HPARAMS, ROOT
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "recipes" / "RealMix"))
 import ablation  # noqa: E402
+from realmix_prepare import split_files  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
 
 
-class Options:
-    epochs, segment, batch_size = 1, 2.0, 4
-
-
-@pytest.mark.parametrize("variant,model_class,use_cm,cr_on,waveform_loss", [
-    ("baseline", CMCRNet, False, False, True),
-    ("cm", CMCRNet, True, False, True),
-    ("cr", CMCRNet, False, True, True),
+@pytest.mark.parametrize("variant,model_class,use_cm,cm_on,cr_on", [
+    ("baseline", CMCRNet, False, False, False),
+    ("cm", CMCRNet, True, True, False),
+    ("cr", CMCRNet, False, False, True),
     ("full", CMCRNet, True, True, True),
-    ("metricgan", MetricGANPlusGenerator, False, False, False),
+    ("metricgan", MetricGANPlusGenerator, False, False, True),
 ])
-def test_variant_overrides(tmp_path, variant, model_class, use_cm, cr_on, waveform_loss):
-    overrides = ablation.run_overrides(Options, variant, 0, tmp_path / "data", tmp_path / "out")
-    with open(HPARAMS, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides, overrides_must_match=False)
+def test_variant_overrides(tmp_path, variant, model_class, use_cm, cm_on, cr_on):
+    args = argparse.Namespace(steps=200, steps_per_epoch=100, batch_size=4, segment=2.0,
+                              warmup=10, size="small", data=tmp_path)
+    command = ablation.run_arguments(args, variant, 0, tmp_path / "run")
+    _, _, overrides = sb.parse_arguments(command[2:])
+    with open(ablation.HPARAMS, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
     model = hparams["modules"]["model"]
     assert type(model) is model_class
     assert hparams["checkpointer"].recoverables["model"] is model
     if model_class is CMCRNet:
         assert (model.cm is not None) == use_cm
-    assert (hparams["cr_weight"] > 0) == cr_on
-    assert (hparams["recon_loss"].waveform_weight > 0) == waveform_loss
+        assert model.config["channels"] == [8, 16, 32, 64, 128]  # the same small size for all
+    objective = hparams["objective"]
+    assert (objective.shares["cm"] > 0) == cm_on and (objective.shares["cr"] > 0) == cr_on
+    assert hparams["number_of_epochs"] == 2 and hparams["init_from"] is None
     assert isinstance(hparams["mixer"], OnTheFlyMixer)
-    assert hparams["mixer"].add_noise.snr_low == 0 and hparams["mixer"].add_noise.snr_high == 15
-    assert set(hparams["test_annotations"]) == {"synthetic", "voicebank"}
 
 
-def test_splits_are_disjoint():
-    shared = ROOT.parent / "shared" / "data"
-    if not shared.is_dir():
+def test_realmix_split_is_disjoint():
+    if not SHARED.is_dir():
         pytest.skip("../shared/data is not on this machine")
-    split = ablation.split_data(shared)
-    speakers = {k: {p.name.split("-")[0].split("_")[0] for p in split[k]}
-                for k in ["train_clean", "valid_clean", "test_clean"]}
-    assert not speakers["train_clean"] & speakers["test_clean"]
-    assert not speakers["train_clean"] & speakers["valid_clean"]
-    assert not {p.name for p in split["train_noise"]} & {p.name for p in split["test_noise"]}
-    assert len(split["test_noise"]) == len(ablation.TEST_NOISES)
-    assert not {"p232", "p257"} & speakers["train_clean"]
+    split = split_files(SHARED)
+
+    def speaker(path):
+        return path.name.split("-")[0].split("_")[0]
+
+    speakers = {k: {speaker(p) for p in split[k]} for k in ["train_speech", "valid_speech", "test_speech"]}
+    assert not speakers["train_speech"] & speakers["test_speech"]
+    assert not speakers["train_speech"] & speakers["valid_speech"]
+    assert not speakers["valid_speech"] & speakers["test_speech"]
+    noises = {k: {str(p) for p in split[k]} for k in ["train_noise", "valid_noise", "test_noise"]}
+    assert not noises["train_noise"] & noises["test_noise"]
+    assert not noises["train_noise"] & noises["valid_noise"]
+    # the VoiceBank-DEMAND test speakers and the ASR benchmark's speech and noise stay out
+    assert not {"p232", "p257"} & speakers["train_speech"]
+    trained = {str(p) for p in split["train_speech"] + split["train_noise"]}
+    assert not any(name in path for path in trained for name in
+                   ["asr_samples", "transcribed", "ljspeech", "cmu_arctic", "dude_miaowing",
+                    "noise5", "ch03_sm00"])
+    assert len(split["valid_speech"]) * 2 + len(split["valid_pairs"]) >= 40

@@ -8,7 +8,6 @@ import sys
 import pytest
 import soundfile as sf
 import torch
-from speechbrain.augment.time_domain import AddNoise, AddReverb
 
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.mixing import OnTheFlyMixer, write_augment_csv
@@ -138,11 +137,10 @@ def _batch(count=6):
     return batch, torch.tensor([len(s) / batch.shape[1] for s in signals])
 
 
-def _mixer(noise_csv, rir_csv=None, snr=(5, 5), reverb_prob=0.0, reverb_target="reverberant"):
-    add_noise = AddNoise(csv_file=str(noise_csv), snr_low=snr[0], snr_high=snr[1],
-                         pad_noise=True, normalize=False)
-    add_reverb = AddReverb(csv_file=str(rir_csv)) if rir_csv else None
-    return OnTheFlyMixer(add_noise, add_reverb, reverb_prob, reverb_target)
+def _mixer(noise_csv, rir_csv=None, snr=(5, 5), reverb_prob=0.0, reverb_target="reverberant",
+           **options):
+    return OnTheFlyMixer(noise_csv, snr_low=snr[0], snr_high=snr[1], rir_csv=rir_csv,
+                         reverb_prob=reverb_prob, reverb_target=reverb_target, **options)
 
 
 def _measured_snr(noisy, target, lengths):
@@ -167,6 +165,27 @@ def test_mixing_at_requested_snr(augment_csvs, reverb_prob):
     # a range: every utterance within it, and not all at the same SNR
     snrs = _measured_snr(*_mixer(noise_csv, snr=(0, 15))(clean, lengths), lengths)
     assert all(-0.5 < snr < 15.5 for snr in snrs) and max(snrs) - min(snrs) > 2
+    # with the noise augmentations (second noise, babble of the other
+    # utterances, tilt) the SNR is still the drawn one
+    augmented = _mixer(noise_csv, snr=(5, 5), second_noise_prob=1.0, babble_prob=1.0,
+                       tilt_prob=1.0)(clean, lengths)
+    assert all(abs(snr - 5) < 0.5 for snr in _measured_snr(*augmented, lengths))
+
+
+def test_mixing_levels_and_early_reverb_target(augment_csvs):
+    noise_csv, rir_csv = augment_csvs
+    clean, lengths = _batch()
+    torch.manual_seed(1)
+    noisy, target = _mixer(noise_csv, snr=(10, 10), level_low=-40, level_high=-20)(clean, lengths)
+    for n, length in zip(noisy, (lengths * clean.shape[1]).round().long()):
+        level = 10 * torch.log10(n[:length].pow(2).mean())
+        assert -40.5 < level < -19.5
+    # early-reflection target: the reverberant mixture is farther from it
+    # than the dry-target mixture at the same SNR (late reverb is removed too)
+    torch.manual_seed(2)
+    noisy, target = _mixer(noise_csv, rir_csv, snr=(20, 20), reverb_prob=1.0,
+                           reverb_target="early")(clean, lengths)
+    assert max(_measured_snr(noisy, target, lengths)) < 19.5
 
 
 def test_mixing_is_deterministic_given_a_seed(augment_csvs):

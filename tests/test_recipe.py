@@ -37,9 +37,9 @@ def test_recipe_debug_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("flags,has_cm,has_cr", [
-    (["--use_cm=False", "--cr_weight=0"], False, False),
-    (["--cr_weight=0"], True, False),
-    (["--use_cm=False"], False, True),
+    (["--use_cm=False", "--cm_share=0", "--cr_share=0"], False, False),
+    (["--cr_share=0"], True, False),
+    (["--use_cm=False", "--cm_share=0"], False, True),
 ])
 def test_ablation_flags_remove_their_part(tmp_path, flags, has_cm, has_cr):
     out = tmp_path / "ablation"

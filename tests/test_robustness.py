@@ -86,7 +86,7 @@ def test_every_bad_input_gets_a_result_or_a_named_error(tiny_model_folder, tmp_p
             info = sf.info(output)
             assert info.channels == 1
             assert info.samplerate == sf.info(inputs / name).samplerate
-            assert abs(info.frames - sf.info(inputs / name).frames) <= info.samplerate // 1000
+            assert info.frames == sf.info(inputs / name).frames  # exact length
             assert np.isfinite(sf.read(output)[0]).all()
         else:
             assert not output.exists(), name

@@ -135,8 +135,11 @@ def test_windowed_attention_ignores_the_future(real_noisy):
     assert not torch.allclose(before[:, 20000:], after[:, 20000:], atol=1e-3)
 
 
-def test_windowed_attention_forgets_beyond_the_window(real_noisy):
+def test_windowed_attention_forgets_beyond_the_window(real_noisy, monkeypatch):
     model = causal_model(window=4)
+    # the input level is a running mean over all past frames (it rescales,
+    # it does not mix frames): hold it fixed to see the attention's reach
+    monkeypatch.setattr(model, "input_level", lambda spec: torch.ones(1, 1, 1, 1))
     reach = model.receptive_field_frames()
     assert reach == 10 + 9 * 3
     changed = real_noisy.clone()
@@ -147,6 +150,7 @@ def test_windowed_attention_forgets_beyond_the_window(real_noisy):
         before, _ = model(real_noisy)
         after, _ = model(changed)
         unbounded = causal_model(window=None)
+        monkeypatch.setattr(unbounded, "input_level", lambda spec: torch.ones(1, 1, 1, 1))
         assert unbounded.receptive_field_frames() is None
         far_before, _ = unbounded(real_noisy)
         far_after, _ = unbounded(changed)

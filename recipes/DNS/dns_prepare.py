@@ -19,8 +19,9 @@ and writes to ``save_folder``:
   written while the folders are walked, so it scales to the ~500 k files of
   the full data. Files at another rate need no cache: training reads a
   random window of each file and resamples it.
-* ``noise.csv`` and ``rir.csv``: the CSVs that SpeechBrain's ``AddNoise``
-  and ``AddReverb`` read (:func:`cmse_speechbrain.mixing.write_augment_csv`).
+* ``noise.csv`` and ``rir.csv``: the augment CSVs (SpeechBrain's format)
+  that :class:`cmse_speechbrain.mixing.OnTheFlyMixer` reads
+  (:func:`cmse_speechbrain.mixing.write_augment_csv`).
 * ``valid.json``: a fixed validation set. ``valid_count`` clean files (or a
   fraction of them when ``valid_count < 1``), picked by a hash of their path
   and ``valid_seed``, are held out of training and mixed once, with the
@@ -170,18 +171,13 @@ def _write_train_manifest(path, clean_dirs, data_folder, held_out, sample_rate, 
 
 
 def _valid_mixer(noise_csv, rir_csv, snr_low, snr_high, reverb_prob, reverb_target):
-    from speechbrain.augment.time_domain import AddNoise, AddReverb
-
-    # noises and RIRs in CSV order: a shuffled order would follow the run's
-    # seed (SB_GLOBAL_SEED), and the validation set must depend on valid_seed only
-    add_noise = AddNoise(
-        csv_file=str(noise_csv), sorting="original", snr_low=snr_low,
-        snr_high=snr_high, pad_noise=True, normalize=False,
+    # noises and RIRs are drawn from the random state that _make_valid_set
+    # seeds with valid_seed, so the validation set depends on it alone
+    return OnTheFlyMixer(
+        noise_csv, snr_low=snr_low, snr_high=snr_high, level_low=-25.0, level_high=-25.0,
+        rir_csv=rir_csv if reverb_prob > 0 else None, reverb_prob=reverb_prob,
+        reverb_target=reverb_target,
     )
-    add_reverb = None
-    if reverb_prob > 0:
-        add_reverb = AddReverb(csv_file=str(rir_csv), sorting="original")
-    return OnTheFlyMixer(add_noise, add_reverb, reverb_prob, reverb_target)
 
 
 def _make_valid_set(held_out, data_folder, save_folder, mixer_options, valid_seed,

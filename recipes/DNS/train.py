@@ -7,7 +7,7 @@ To run (from the repository root; the default data is the shipped subset)::
     python recipes/DNS/train.py hparams/cmse_dns.yaml --data_folder=/path/to/DNS/datasets
 
 Training mixes the noisy input on the fly from clean speech, noise and room
-impulse responses with SpeechBrain's ``AddNoise`` / ``AddReverb``. The run
+impulse responses (``cmse_speechbrain.mixing.OnTheFlyMixer``). The run
 ends with the synthetic test sets (``test_results_<subset>.csv``,
 ``test_summary_<subset>.json``) and DNSMOS of the real recordings, noisy
 and enhanced (``dnsmos_real.csv``, ``dnsmos_real_summary.json``).
