@@ -71,23 +71,34 @@ def shipped_enhancer_path():
 def enhancer_checkpoint(source, filename="enhance_model.ckpt"):
     """The weights file of an enhancer folder, checked (for a ``Pretrainer``).
 
+    The file is read once here with ``torch.load(weights_only=True)``, so a
+    file holding pickled code is refused whatever ``torch.load``'s default
+    (the ``Pretrainer`` reads it again with that default).
+
     Example
     -------
     >>> enhancer_checkpoint(shipped_enhancer_path()).endswith("enhance_model.ckpt")
     True
     """
+    from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
+
     path = pathlib.Path(source) / filename
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such enhancer checkpoint")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except UNSAFE_LOAD_ERRORS as error:
+        raise ValueError(f"{path}: cannot be loaded safely ({describe_load_error(error)})") from None
     return str(path)
 
 
-def enhancer_from_folder(source, model_key="enhance_model"):
+def enhancer_from_folder(source, model_key="enhance_model", trust_code=False):
     """Builds (without weights) the network described by a model folder.
 
-    The architecture comes from ``<source>/hyperparams.yaml``; the weights
-    are loaded separately, e.g. by a ``Pretrainer`` with the path
-    ``<source>/enhance_model.ckpt``.
+    The architecture comes from ``<source>/hyperparams.yaml``, loaded
+    without running code from it (:mod:`cmse_speechbrain.safe_yaml`); the
+    weights are loaded separately, e.g. by a ``Pretrainer`` with the path
+    ``<source>/enhance_model.ckpt`` (``torch.load`` refuses pickled code).
 
     Arguments
     ---------
@@ -95,6 +106,8 @@ def enhancer_from_folder(source, model_key="enhance_model"):
         A local ``from_hparams`` folder (e.g. the shipped model's).
     model_key : str
         The YAML key of the network.
+    trust_code : bool
+        Load any SpeechBrain YAML (it may run any code), with a warning.
 
     Returns
     -------
@@ -106,14 +119,13 @@ def enhancer_from_folder(source, model_key="enhance_model"):
     >>> model.config["sample_rate"]
     16000
     """
-    from hyperpyyaml import load_hyperpyyaml
+    from cmse_speechbrain.safe_yaml import load_hyperparams
 
     yaml_path = pathlib.Path(source) / "hyperparams.yaml"
     if not yaml_path.is_file():
         raise FileNotFoundError(f"{yaml_path}: no such enhancer hyperparameter file")
-    with open(yaml_path, encoding="utf-8") as fin:
-        # the pretrainer and modules are built too, but nothing is loaded
-        hparams = load_hyperpyyaml(fin)
+    # the pretrainer and modules are built too, but nothing is loaded
+    hparams = load_hyperparams(yaml_path, trust_code=trust_code)
     if model_key not in hparams:
         raise KeyError(f"{yaml_path}: no {model_key!r} key")
     return hparams[model_key]
@@ -665,8 +677,10 @@ class EnhancedASR:
 
     @classmethod
     def from_folders(cls, enhancer_source, asr_source, asr_class=None, savedir=None,
-                     mix_weight=None, run_opts=None):
-        """Loads both halves with ``from_hparams`` from local folders.
+                     mix_weight=None, run_opts=None, trust_code=False):
+        """Loads both halves from local folders, without running code from
+        them (:mod:`cmse_speechbrain.safe_yaml`; ``trust_code=True``: any
+        SpeechBrain YAML, with a warning).
 
         Arguments
         ---------
@@ -677,27 +691,30 @@ class EnhancedASR:
         asr_class : type, optional
             Its interface class (default ``EncoderASR``).
         savedir : str or pathlib.Path, optional
-            Where the ASR's files are linked (default: the folder itself).
+            With ``trust_code``: where the ASR's files are linked (default:
+            the folder itself). Safe loading reads them in place.
         mix_weight : float, optional
             See the class.
         run_opts : dict, optional
             E.g. ``{"device": "cuda:0"}``.
+        trust_code : bool
+            Load any SpeechBrain YAML in either folder (it may run any code).
         """
         from speechbrain.inference.ASR import EncoderASR
-        from speechbrain.utils.fetching import FetchConfig
 
         from cmse_speechbrain.inference import EnhanceCMCR
+        from cmse_speechbrain.safe_yaml import load_pretrained
 
         asr_class = asr_class or EncoderASR
         asr_source = pathlib.Path(asr_source)
         if not asr_source.is_dir():
             raise FileNotFoundError(f"{asr_source}: no such ASR model folder")
-        enhancer = EnhanceCMCR.from_hparams(source=str(enhancer_source), run_opts=run_opts)
-        asr = asr_class.from_hparams(
-            source=str(asr_source),
+        enhancer = EnhanceCMCR.from_hparams(
+            source=str(enhancer_source), run_opts=run_opts, trust_code=trust_code
+        )
+        asr = load_pretrained(
+            asr_class, asr_source, run_opts=run_opts, trust_code=trust_code,
             savedir=str(savedir or asr_source),
-            run_opts=run_opts,
-            fetch_config=FetchConfig(allow_network=False),
         )
         return cls(enhancer, asr, mix_weight=mix_weight)
 

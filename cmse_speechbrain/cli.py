@@ -2,14 +2,23 @@
 
 ``cmse-enhance INPUT... -o OUTDIR`` enhances files and folders (recursively)
 with a model folder (``--source``, default: the model shipped with the
-package). A bad file is reported and skipped; the run lists the failures at
-the end and exits with status 1 if there was any. Inputs are never
-overwritten and every output is written atomically.
+package; loaded without running code from it unless ``--trust-code``).
+Each output is ``OUTDIR/<path relative to its input folder>`` with the
+extension ``.wav``, at the input's rate and exactly its length. A file given
+twice is enhanced once; two inputs that would share an output are both
+refused, each naming the other; the output folder is never read as input.
+A bad file is reported and skipped; the run lists the failures at the end
+and exits with status 1 if there was any (2: nothing could start, e.g. a bad
+option, a refused model folder, no CUDA). Inputs are never overwritten and
+every output is written atomically; SIGINT/SIGTERM stop the run with one
+line and leave no partial file.
 
 ``cmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] -o results.csv``
 scores enhanced files against their clean references (matched by name):
 PESQ-WB, STOI, ESTOI, CSIG/CBAK/COVL, SSNR, SI-SDR, with the noisy input's
-scores beside them when ``--noisy`` is given.
+scores beside them when ``--noisy`` is given. A file whose length differs
+from its reference's by more than :data:`LENGTH_TOLERANCE` samples (at
+16 kHz) is not scored: it is listed with both lengths.
 
 ``cmse-export RUN_FOLDER MODEL_FOLDER`` turns a training run into a model
 folder for ``EnhanceCMCR.from_hparams`` and ``cmse-enhance --source``;
@@ -21,41 +30,189 @@ Authors
 """
 
 import argparse
+import contextlib
 import csv
 import logging
+import math
 import os
 import pathlib
+import signal
 import sys
 
 import torch
 from tqdm import tqdm
 
-from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, AudioFileError, atomic_output, read_audio_checked
+from cmse_speechbrain.dataio import (
+    AUDIO_EXTENSIONS,
+    TEMPORARY_PREFIX,
+    AudioFileError,
+    atomic_output,
+    read_audio_checked,
+)
 from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, nanmean, si_sdr, stoi_score
 
 INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".ogg", ".aiff", ".aif")
+#: Largest length difference (samples at 16 kHz) between an enhanced file
+#: and its reference that ``cmse-evaluate`` still scores (over the shorter).
+LENGTH_TOLERANCE = 8
 
 
-def collect_inputs(inputs):
+def _same_file(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def collect_inputs(inputs, exclude=None):
     """(file, path relative to its input root) for files and folders.
 
     A missing path comes back as (path, None); an unreadable folder as
     (folder, None, problem): both are reported as failures, not raised.
+    A file reached twice (given twice, or also inside a given folder) is
+    listed once. Folders are walked without following links, and the
+    folder ``exclude`` (the output folder) is never entered.
+
+    Example
+    -------
+    >>> import soundfile as sf
+    >>> tmp = getfixture("tmp_path")
+    >>> (tmp / "out").mkdir()
+    >>> for name in ["a.wav", "out/a.wav"]:
+    ...     sf.write(tmp / name, [0.0] * 800, 16000)
+    >>> [str(rel) for _, rel in collect_inputs([tmp, tmp / "a.wav"], exclude=tmp / "out")]
+    ['a.wav']
     """
-    found = []
+    found, seen = [], set()
+
+    def add(file, relative, *problem):
+        key = os.path.realpath(file) if relative is not None else None
+        if key is not None and key in seen:
+            return
+        seen.add(key)
+        found.append((file, relative, *problem))
+
     for item in inputs:
         path = pathlib.Path(item)
         if not path.is_dir():
-            found.append((path, pathlib.Path(path.name) if path.exists() else None))
+            add(path, pathlib.Path(path.name) if path.exists() else None)
             continue
         for folder, subfolders, files in os.walk(path, onerror=lambda e: found.append(
                 (pathlib.Path(e.filename), None, f"cannot read folder ({e.strerror})"))):
-            subfolders.sort()
+            subfolders[:] = sorted(
+                name for name in subfolders
+                if exclude is None or not _same_file(os.path.join(folder, name), exclude)
+            )
             for name in sorted(files):
                 file = pathlib.Path(folder) / name
-                if file.suffix.lower() in INPUT_EXTENSIONS:
-                    found.append((file, file.relative_to(path)))
+                if file.suffix.lower() in INPUT_EXTENSIONS and not name.startswith(TEMPORARY_PREFIX):
+                    add(file, file.relative_to(path))
     return found
+
+
+def plan_outputs(inputs, out_dir):
+    """The output of each collected input, or why it gets none.
+
+    Each output is ``out_dir/<relative path>`` with the extension ``.wav``.
+    Inputs that would share an output are all refused, each naming the
+    others; so is an output that is an input.
+
+    Arguments
+    ---------
+    inputs : list
+        What :func:`collect_inputs` returns.
+    out_dir : pathlib.Path
+        The output folder.
+
+    Returns
+    -------
+    list of (pathlib.Path, pathlib.Path or None, str or None)
+        Input, output, problem.
+
+    Example
+    -------
+    >>> plan = plan_outputs([(pathlib.Path("x/s.wav"), pathlib.Path("s.wav")),
+    ...                      (pathlib.Path("y/s.flac"), pathlib.Path("s.flac"))], pathlib.Path("out"))
+    >>> [problem for _, _, problem in plan]  # doctest: +NORMALIZE_WHITESPACE
+    ['out/s.wav would also be the output of y/s.flac (enhance them in separate runs or rename one)',
+     'out/s.wav would also be the output of x/s.wav (enhance them in separate runs or rename one)']
+    """
+    by_output = {}
+    for path, relative, *problem in inputs:
+        if relative is not None:
+            output = (out_dir / relative).with_suffix(".wav")
+            by_output.setdefault(os.path.abspath(output), []).append(path)
+    input_files = {os.path.realpath(item[0]) for item in inputs if item[1] is not None}
+    plan = []
+    for path, relative, *problem in inputs:
+        if relative is None:
+            plan.append((path, None, problem[0] if problem else "file not found"))
+            continue
+        output = (out_dir / relative).with_suffix(".wav")
+        others = [other for other in by_output[os.path.abspath(output)] if other != path]
+        if others:
+            names = ", ".join(str(other) for other in others)
+            plan.append((path, None, f"{output} would also be the output of {names} "
+                                     "(enhance them in separate runs or rename one)"))
+        elif os.path.realpath(output) in input_files:
+            plan.append((path, None, f"output {output} would overwrite an input"))
+        else:
+            plan.append((path, output, None))
+    return plan
+
+
+def describe_error(path, error):
+    """One line for a failed file: the file, then the problem (once).
+
+    Example
+    -------
+    >>> describe_error("m/u.wav", AudioFileError("m/u.wav", "empty audio"))
+    'm/u.wav: empty audio'
+    >>> describe_error("m/u.wav", OSError(28, "No space left on device"))
+    'm/u.wav: [Errno 28] No space left on device'
+    """
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
+
+
+def positive_seconds(text):
+    """argparse type: a finite number of seconds above zero.
+
+    Example
+    -------
+    >>> positive_seconds("2.5")
+    2.5
+    >>> positive_seconds("nan")
+    Traceback (most recent call last):
+     ...
+    argparse.ArgumentTypeError: must be a finite number of seconds above 0, got 'nan'
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
+    return value
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT so that temporary files are removed."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`_Terminated` while the block runs."""
+
+    def handler(signum, frame):
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def save_spectrogram(noisy, enhanced, sample_rate, path):
@@ -66,15 +223,16 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
-    for ax, signal, title in zip(axes, [noisy, enhanced], ["noisy", "enhanced"]):
-        spec = torch.stft(signal, 512, 256, window=torch.hann_window(512), return_complex=True)
+    for ax, audio, title in zip(axes, [noisy, enhanced], ["noisy", "enhanced"]):
+        spec = torch.stft(audio, 512, 256, window=torch.hann_window(512), return_complex=True)
         db = 20 * torch.log10(spec.abs() + 1e-6)
         ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
-                  extent=[0, len(signal) / sample_rate, 0, sample_rate / 2000])
+                  extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000])
         ax.set_title(title)
         ax.set_ylabel("kHz")
     axes[1].set_xlabel("seconds")
     fig.tight_layout()
+
     with atomic_output(path) as partial:
         fig.savefig(partial, dpi=80, format="png")
     plt.close(fig)
@@ -86,43 +244,64 @@ def enhance_main(argv=None):
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output-dir", required=True, help="folder for the enhanced files")
     parser.add_argument("--source", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="load any SpeechBrain YAML from --source: it may run any code")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--chunk-seconds", type=float, default=None, help="chunk length for long files")
+    parser.add_argument("--chunk-seconds", type=positive_seconds, default=None,
+                        help="chunk length for long files (the 1 s overlap is cut to half a chunk)")
     parser.add_argument("--spectrogram", action="store_true", help="also write a PNG of noisy vs enhanced")
     parser.add_argument("--no-mix-down", action="store_true", help="refuse multi-channel files instead of averaging")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    try:
+        with _sigterm_as_interrupt():
+            return _enhance(parser, args)
+    except KeyboardInterrupt as stop:
+        signal_name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
+        print(f"cmse-enhance: stopped by {signal_name}; no partial file left", file=sys.stderr)
+        return code
 
-    from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 
+def _enhance(parser, args):
+    from cmse_speechbrain.inference import EnhanceCMCR, check_device, shipped_model_folder
+
+    def stop(message):
+        print(f"cmse-enhance: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        check_device(args.device)
+    except RuntimeError as error:
+        return stop(error)
     source = pathlib.Path(args.source) if args.source else shipped_model_folder()
     overrides = {} if args.chunk_seconds is None else {"chunk_seconds": args.chunk_seconds}
-    enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": args.device},
-                                        overrides=overrides)
+    try:
+        enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": args.device},
+                                            overrides=overrides, trust_code=args.trust_code)
+    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
+        if args.chunk_seconds is not None and str(error).startswith("chunk_seconds"):
+            parser.error(f"--{error}".replace("_", "-", 1))
+        return stop(" ".join(str(error).split()))
     out_dir = pathlib.Path(args.output_dir)
-    inputs = collect_inputs(args.inputs)
-    input_files = {item[0].resolve() for item in inputs if item[1] is not None}
+    plan = plan_outputs(collect_inputs(args.inputs, exclude=out_dir), out_dir)
     failures = []
-    for path, relative, *problem in tqdm(inputs, desc="enhancing", unit="file"):
+    for path, output, problem in tqdm(plan, desc="enhancing", unit="file"):
         try:
-            if relative is None:
-                raise AudioFileError(path, problem[0] if problem else "file not found")
-            output = (out_dir / relative).with_suffix(".wav")
-            if output.resolve() in input_files:
-                raise AudioFileError(path, f"output {output} would overwrite an input")
+            if problem is not None:
+                raise AudioFileError(path, problem)
             enhancer.enhance_file(path, output, mix_down=not args.no_mix_down)
             if args.spectrogram:
                 rate = enhancer.sample_rate
                 save_spectrogram(read_audio_checked(path, rate), read_audio_checked(output, rate),
                                  rate, output.with_suffix(".png"))
         except (AudioFileError, OSError, RuntimeError, ValueError) as error:
-            failures.append((path, str(error)))
-    done = len(inputs) - len(failures)
-    print(f"enhanced {done} of {len(inputs)} files into {out_dir}")
+            failures.append(describe_error(path, error))
+    done = len(plan) - len(failures)
+    print(f"enhanced {done} of {len(plan)} files into {out_dir}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
-        for path, error in failures:
-            print(f"  {path}: {error}", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
         return 1
     return 0
 
@@ -145,7 +324,14 @@ def _by_stem(folder):
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise SystemExit(f"{folder}: no such folder")
-    return {p.stem: p for p in sorted(folder.rglob("*")) if p.suffix.lower() in INPUT_EXTENSIONS}
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in INPUT_EXTENSIONS or path.name.startswith(TEMPORARY_PREFIX):
+            continue
+        if path.stem in files:
+            raise SystemExit(f"{path}: same name as {files[path.stem]}; files are matched by name")
+        files[path.stem] = path
+    return files
 
 
 def _score_file(stem, systems, clean, use_dnsmos):
@@ -159,6 +345,12 @@ def _score_file(stem, systems, clean, use_dnsmos):
         if stem not in files:
             raise AudioFileError(systems["enhanced"][stem], f"no {name} file {stem}.*")
         signal = read_audio_checked(files[stem], 16000)
+        if reference is not None and abs(signal.numel() - reference.numel()) > LENGTH_TOLERANCE:
+            raise AudioFileError(
+                files[stem],
+                f"{signal.numel()} samples (at 16 kHz) but its clean reference "
+                f"{clean[stem]} has {reference.numel()}: not scored",
+            )
         if reference is not None:
             row.update({f"{name}_{k}": v for k, v in score_pair(reference, signal).items()})
         if use_dnsmos:
@@ -168,6 +360,14 @@ def _score_file(stem, systems, clean, use_dnsmos):
 
 def evaluate_main(argv=None):
     """Entry point of ``cmse-evaluate``."""
+    try:
+        return _evaluate(argv)
+    except KeyboardInterrupt:
+        print("cmse-evaluate: interrupted", file=sys.stderr)
+        return 130
+
+
+def _evaluate(argv):
     parser = argparse.ArgumentParser(prog="cmse-evaluate", description="Score enhanced speech.")
     parser.add_argument("--enhanced", required=True, help="folder of enhanced files")
     parser.add_argument("--clean", default=None, help="folder of clean references (same names)")
@@ -225,11 +425,16 @@ def export_main(argv=None):
     args = parser.parse_args(argv)
     from cmse_speechbrain.export import export_model, export_network_files
 
-    folder = export_model(args.run_folder, args.destination, overwrite=args.force)
-    print(f"model folder written: {folder}")
-    if args.torchscript or args.onnx:
-        for path in export_network_files(folder, args.torchscript, args.onnx):
-            print(f"network written: {path}")
+    try:
+        folder = export_model(args.run_folder, args.destination, overwrite=args.force)
+        print(f"model folder written: {folder}")
+        if args.torchscript or args.onnx:
+            for path in export_network_files(folder, args.torchscript, args.onnx):
+                print(f"network written: {path}")
+    except KeyboardInterrupt:
+        print("cmse-export: interrupted; nothing half-written left", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
+        print(f"cmse-export: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     return 0
-
-

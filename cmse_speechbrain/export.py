@@ -8,7 +8,10 @@ validation PESQ) of ``run_folder/save`` and writes ``destination`` with:
 * ``enhance_model.ckpt``: the network's weights;
 * ``checkpoint_meta.json``: the checkpoint's validation scores.
 
-The folder appears whole or not at all (written aside, then renamed).
+The folder appears whole or not at all (written aside, then renamed). No
+file in it names a path of the machine it was made on: the YAML's comment
+names the run by its folder's own name, and the TorchScript archive is
+written without its debug tables (which hold source file paths).
 
 ``export_torchscript(model, path)`` and ``export_onnx(model, path)`` write
 the network between STFT and iSTFT (:class:`SpectrumEnhancer`: noisy
@@ -17,15 +20,33 @@ as TorchScript or ONNX (opset 17). The STFT and iSTFT stay outside, in
 :func:`noisy_spectrum` and :func:`spectrum_to_waveform` (plain torch, the
 same transforms as the model), so the exported graph has no FFT op.
 
+:func:`load_network` loads such a file for the package, by what each
+format can do:
+
+* ONNX is data: a graph of operators that ONNX Runtime executes, none of
+  which reads files, opens connections or starts processes. What ONNX
+  cannot check is refused before a session is made: operators outside the
+  standard domain (custom operators are native code that a runtime would
+  have to load), model-local functions, and tensors kept in external data
+  files (a path that could point anywhere).
+* TorchScript is a program: its code runs when it is loaded and called
+  and may call any registered operator (reading files, for one). It
+  cannot be checked, so it is refused unless ``trust_code=True``.
+
+The export itself reads the run's training YAML with HyperPyYAML, which
+runs whatever that YAML names: export only runs you trust (your own).
+
 Authors
  * cmse-speechbrain contributors 2026
 """
 
+import io
 import json
 import pathlib
 import shutil
 import tempfile
 import warnings
+import zipfile
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -37,8 +58,7 @@ from cmse_speechbrain.dataio import atomic_output
 
 INFERENCE_YAML = """\
 # CMCR-Net inference hyperparameters (cmse_speechbrain.inference.EnhanceCMCR).
-# Exported from {run_folder}, checkpoint {checkpoint}.
-sample_rate: {sample_rate}
+{origin}sample_rate: {sample_rate}
 chunk_seconds: {chunk_seconds}  # longer inputs are enhanced in chunks
 chunk_overlap_seconds: {overlap_seconds}  # cross-faded overlap of the chunks
 min_audio_samples: {n_fft}  # shorter inputs are refused
@@ -55,13 +75,34 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def inference_yaml(config, run_folder="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0):
+def inference_yaml(config, run_name="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0):
     """The inference YAML text for a CMCRNet built with ``config``.
+
+    The network's arguments are ``config`` as it is (whatever arguments
+    the class has); only classes that
+    :mod:`cmse_speechbrain.safe_yaml` allows are named.
+
+    Arguments
+    ---------
+    config : dict
+        The model's ``config`` (its constructor's arguments).
+    run_name : str
+        The training run's own name, for the comment (never a path).
+    checkpoint : str
+        The checkpoint's name, for the comment.
+    chunk_seconds, overlap_seconds : float
+        Chunking of long inputs at inference.
+
+    Returns
+    -------
+    str
 
     Example
     -------
     >>> from cmse_speechbrain.cmcr_net import CMCRNet
-    >>> text = inference_yaml(CMCRNet(channels=[4, 8, 8, 8, 8]).config)
+    >>> text = inference_yaml(CMCRNet(channels=[4, 8, 8, 8, 8]).config, "0", "CKPT+1")
+    >>> text.splitlines()[1]
+    '# Exported from training run "0", checkpoint CKPT+1.'
     >>> hparams = load_hyperpyyaml(text)
     >>> hparams["enhance_model"].config["channels"]
     [4, 8, 8, 8, 8]
@@ -69,9 +110,11 @@ def inference_yaml(config, run_folder="", checkpoint="", chunk_seconds=10.0, ove
     model_args = "\n".join(
         f"    {key}: {json.dumps(value)}" for key, value in config.items()
     )
+    origin = ""
+    if run_name or checkpoint:
+        origin = f'# Exported from training run "{run_name}", checkpoint {checkpoint}.\n'
     return INFERENCE_YAML.format(
-        run_folder=run_folder,
-        checkpoint=checkpoint,
+        origin=origin,
         sample_rate=config["sample_rate"],
         n_fft=config["n_fft"],
         chunk_seconds=chunk_seconds,
@@ -80,7 +123,7 @@ def inference_yaml(config, run_folder="", checkpoint="", chunk_seconds=10.0, ove
     )
 
 
-def export_model(run_folder, destination, max_key="pesq", overwrite=False,
+def export_model(run_folder, destination, max_key="quality", overwrite=False,
                  chunk_seconds=10.0, overlap_seconds=1.0):
     """Exports the best checkpoint of a training run as a model folder.
 
@@ -91,7 +134,9 @@ def export_model(run_folder, destination, max_key="pesq", overwrite=False,
     destination : str or pathlib.Path
         The model folder to create.
     max_key : str
-        Checkpoint meta key to maximise (validation PESQ by default).
+        Checkpoint meta key to maximise: validation ``quality`` (PESQ and
+        STOI, see :func:`cmse_speechbrain.brain.quality_score`) by default;
+        runs whose checkpoints lack it fall back to ``pesq``.
     overwrite : bool
         Replace an existing destination.
     chunk_seconds, overlap_seconds : float
@@ -108,7 +153,10 @@ def export_model(run_folder, destination, max_key="pesq", overwrite=False,
     hparams_path = run_folder / "hyperparams.yaml"
     if not hparams_path.is_file():
         raise FileNotFoundError(f"{hparams_path}: not a training output folder")
-    checkpoint = Checkpointer(run_folder / "save").find_checkpoint(max_key=max_key)
+    checkpointer = Checkpointer(run_folder / "save")
+    checkpoint = checkpointer.find_checkpoint(max_key=max_key)
+    if checkpoint is None and max_key == "quality":  # a run from before "quality"
+        checkpoint = checkpointer.find_checkpoint(max_key="pesq")
     if checkpoint is None or "model" not in checkpoint.paramfiles:
         raise FileNotFoundError(f"{run_folder / 'save'}: no checkpoint with a model")
     with open(hparams_path, encoding="utf-8") as fin:
@@ -119,7 +167,7 @@ def export_model(run_folder, destination, max_key="pesq", overwrite=False,
     try:
         shutil.copyfile(checkpoint.paramfiles["model"], staging / "enhance_model.ckpt")
         (staging / "hyperparams.yaml").write_text(
-            inference_yaml(model.config, run_folder.resolve(), checkpoint.path.name,
+            inference_yaml(model.config, run_folder.resolve().name, checkpoint.path.name,
                            chunk_seconds, overlap_seconds),
             encoding="utf-8",
         )
@@ -211,9 +259,24 @@ def export_torchscript(model, path, example_seconds=2.0):
         traced = torch.jit.trace(
             wrapper, _example_spectrum(model, example_seconds), check_trace=False
         )
-        with atomic_output(path) as partial:
-            traced.save(str(partial))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    with atomic_output(path) as partial:
+        _write_without_debug_tables(buffer.getvalue(), partial, path.stem)
     return path
+
+
+def _write_without_debug_tables(archive, path, root):
+    """Rewrites a TorchScript archive without its ``.debug_pkl`` tables
+    (source file paths of the machine it was traced on), under the folder
+    name ``root``; TorchScript loads it the same."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            if info.filename.endswith(".debug_pkl"):
+                continue
+            name = root + "/" + info.filename.split("/", 1)[1]
+            target.writestr(name, source.read(info.filename))
 
 
 def export_onnx(model, path, opset=17, example_seconds=2.0):
@@ -280,10 +343,138 @@ def export_network_files(model_folder, torchscript=True, onnx=True):
     from cmse_speechbrain.inference import EnhanceCMCR
 
     folder = pathlib.Path(model_folder)
-    model = EnhanceCMCR.from_hparams(source=str(folder)).mods.enhance_model
+    # traced on the CPU, whatever device SpeechBrain would pick
+    model = EnhanceCMCR.from_hparams(source=str(folder), run_opts={"device": "cpu"}).mods.enhance_model
     written = []
     if torchscript:
         written.append(export_torchscript(model, folder / "enhance_model.pt"))
     if onnx:
         written.append(export_onnx(model, folder / "enhance_model.onnx"))
     return written
+
+
+ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def check_onnx(model, path="<onnx>"):
+    """Refuses what an ONNX model could do that cannot be checked.
+
+    Arguments
+    ---------
+    model : onnx.ModelProto
+        The model, loaded without its external data.
+    path : str or pathlib.Path
+        Its file, for messages.
+
+    Raises
+    ------
+    UnsafeModelError
+        An operator outside the standard domain, a model-local function,
+        or a tensor stored in an external file; named.
+    """
+    import onnx
+
+    from cmse_speechbrain.safe_yaml import UnsafeModelError
+
+    if model.functions:
+        raise UnsafeModelError(path, None, f"defines functions ({model.functions[0].name}): not allowed")
+    for opset in model.opset_import:
+        if opset.domain not in ONNX_DOMAINS:
+            raise UnsafeModelError(path, None, f"imports the operator domain {opset.domain!r}: not allowed")
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
+        for node in graph.node:
+            if node.domain not in ONNX_DOMAINS:
+                raise UnsafeModelError(
+                    path, None, f"node {node.name!r} uses the custom operator {node.domain}.{node.op_type}"
+                )
+            for attribute in node.attribute:
+                graphs.extend(list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else []))
+                tensors.extend(list(attribute.tensors) + ([attribute.t] if attribute.HasField("t") else []))
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                raise UnsafeModelError(path, None, f"tensor {tensor.name!r} is stored in an external file")
+    onnx.checker.check_model(model)
+
+
+class OnnxNetwork:
+    """An exported ONNX network run by ONNX Runtime: spectrum in, spectrum
+    out (torch tensors), like :class:`SpectrumEnhancer`.
+
+    Arguments
+    ---------
+    session : onnxruntime.InferenceSession
+        The session.
+    """
+
+    def __init__(self, session):
+        self.session = session
+
+    def __call__(self, spec):
+        """Noisy spectrum [B, 2, F, T] -> enhanced spectrum [B, 2, F, T]."""
+        (enhanced,) = self.session.run(None, {"noisy_spectrum": spec.detach().cpu().numpy()})
+        return torch.from_numpy(enhanced)
+
+
+def load_network(path, trust_code=False):
+    """Loads a network file written by :func:`export_network_files`.
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        ``.onnx`` (checked with :func:`check_onnx`, run by ONNX Runtime on
+        the CPU) or ``.pt`` (TorchScript, refused unless ``trust_code``).
+    trust_code : bool
+        Load TorchScript, which may run any code (a warning says so).
+
+    Returns
+    -------
+    callable
+        Spectrum [B, 2, F, T] -> enhanced spectrum (see :func:`noisy_spectrum`
+        and :func:`spectrum_to_waveform`).
+
+    Example
+    -------
+    >>> from cmse_speechbrain.cmcr_net import CMCRNet
+    >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2).eval()
+    >>> path = export_torchscript(model, getfixture("tmp_path") / "net.pt", example_seconds=0.5)
+    >>> load_network(path)
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../net.pt: TorchScript is a program ...
+    """
+    from cmse_speechbrain.safe_yaml import UnsafeModelError
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such network file")
+    if path.suffix == ".onnx":
+        import onnx
+        import onnxruntime
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # protobuf raises several types
+            raise ValueError(f"{path}: not an ONNX model ({error})") from None
+        check_onnx(model, path)
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return OnnxNetwork(session)
+    if path.suffix == ".pt":
+        if not trust_code:
+            raise UnsafeModelError(
+                path, None,
+                "TorchScript is a program (its code runs when loaded and may call any "
+                "operator, reading files included) and cannot be checked; load the .onnx "
+                "file, or use trust_code=True only if you trust its author",
+            )
+        warnings.warn(f"{path}: TorchScript loaded with trust_code=True: it may run any code",
+                      stacklevel=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu")
+    raise ValueError(f"{path}: not a network file this package writes (.onnx or .pt)")

@@ -7,30 +7,34 @@ Example (a folder with ``hyperparams.yaml`` and ``enhance_model.ckpt``)::
     enhanced = enhancer.enhance_file("noisy.wav", output_filename="enhanced.wav")
 
 Any input rate is resampled to the model's and the output is returned (and
-written) at the input's rate; several channels are mixed down (or refused
-with ``mix_down=False``). Long signals are enhanced in overlapping chunks
-joined by cross-fades, so memory stays flat in the signal's length.
+written) at the input's rate and with exactly the input's number of
+samples; several channels are mixed down (or refused with
+``mix_down=False``). Long signals are enhanced in overlapping chunks joined
+by cross-fades, so memory stays flat in the signal's length.
+
+A model folder is loaded without running code from it
+(:mod:`cmse_speechbrain.safe_yaml`): its YAML may only build this package's
+networks and the SpeechBrain classes inference needs, and its weights are
+read with ``torch.load(weights_only=True)``. ``trust_code=True`` loads any
+SpeechBrain YAML, with a warning.
 
 Authors
  * cmse-speechbrain contributors 2026
 """
 
 import logging
+import math
 import pathlib
 
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
 from speechbrain.inference.interfaces import Pretrained
-from speechbrain.utils.fetching import LocalStrategy
 
 from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
-from cmse_speechbrain.dataio import (
-    AudioFileError,
-    audio_info,
-    read_audio_checked,
-    write_audio_atomic,
-)
+from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked
+from cmse_speechbrain.safe_yaml import load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,81 @@ def shipped_model_folder():
     True
     """
     return pathlib.Path(__file__).resolve().parent / "pretrained" / "cmcr-net-real-mix"
+
+
+def check_device(device):
+    """Refuses a device this machine does not have, in plain words.
+
+    Arguments
+    ---------
+    device : str
+        ``cpu``, ``cuda``, ``cuda:1``, ``mps``, ...
+
+    Raises
+    ------
+    RuntimeError
+        E.g. "CUDA is not available".
+
+    Example
+    -------
+    >>> check_device("cpu")
+    >>> check_device("abacus")
+    Traceback (most recent call last):
+     ...
+    RuntimeError: 'abacus' is not a device (cpu, cuda, cuda:1, ...)
+    """
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise RuntimeError(f"{device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"CUDA is not available (device {device!r})")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise RuntimeError(f"there is no CUDA device {parsed.index} ({count} found)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"MPS is not available (device {device!r})")
+
+
+def fit_length(signal, length):
+    """Crops or zero-pads the last dimension to exactly ``length`` samples.
+
+    Example
+    -------
+    >>> fit_length(torch.ones(5), 3).tolist(), fit_length(torch.ones(2), 3).tolist()
+    ([1.0, 1.0, 1.0], [1.0, 1.0, 0.0])
+    """
+    if signal.shape[-1] >= length:
+        return signal[..., :length]
+    return torch.nn.functional.pad(signal, (0, length - signal.shape[-1]))
+
+
+def resample(signal, orig_rate, new_rate):
+    """Resamples [..., samples] between two rates, fast for any pair.
+
+    torchaudio's windowed-sinc resampler, as the data pipeline uses, when
+    the reduced ratio is small (8, 16, 22.05, 44.1, 48 kHz ...); for a
+    ratio such as 16000/7999 its kernel has 16,000 phases (seconds per
+    file), so SciPy's polyphase filter is used instead.
+
+    Example
+    -------
+    >>> resample(torch.zeros(7999), 7999, 16000).shape
+    torch.Size([16000])
+    >>> resample(torch.zeros(44100), 44100, 16000).shape
+    torch.Size([16000])
+    """
+    if orig_rate == new_rate:
+        return signal
+    divisor = math.gcd(orig_rate, new_rate)
+    up, down = new_rate // divisor, orig_rate // divisor
+    if max(up, down) <= 1000:
+        return AF.resample(signal, orig_rate, new_rate)
+    from scipy.signal import resample_poly  # a SpeechBrain dependency
+
+    out = resample_poly(signal.detach().cpu().double().numpy(), up, down, axis=-1)
+    return torch.from_numpy(out).to(signal.dtype)
 
 
 def chunk_weights(length, starts, chunk, overlap, device=None):
@@ -117,37 +196,98 @@ class EnhanceCMCR(Pretrained):
     HPARAMS_NEEDED = ["sample_rate"]
 
     @classmethod
-    def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None, **kwargs):
-        """Loads a local model folder (never a hub lookup).
+    def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None,
+                     trust_code=False, **kwargs):
+        """Loads a local model folder (never a hub lookup), without running
+        code from it.
 
-        SpeechBrain treats a ``source`` that is not an existing folder as a
-        hub id and goes to the network; this refuses it instead. Without
-        ``savedir`` the files are used in place.
+        Arguments
+        ---------
+        source : str or pathlib.Path
+            The model folder (``hyperparams.yaml``, ``enhance_model.ckpt``).
+        hparams_file : str
+            Its YAML file.
+        savedir : str, optional
+            With ``trust_code`` only: where SpeechBrain collects the files
+            (default: the folder itself, in place). Safe loading always
+            reads them in place.
+        trust_code : bool
+            Load any SpeechBrain YAML, which may run any code (a warning
+            says so). Without it the YAML is checked against an allowlist
+            first (:mod:`cmse_speechbrain.safe_yaml`).
+        **kwargs
+            ``overrides``, ``run_opts``, ``freeze_params``.
+
+        Returns
+        -------
+        EnhanceCMCR
         """
         folder = pathlib.Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f"{source}: no such model folder")
-        if not (folder / hparams_file).is_file():
-            raise FileNotFoundError(f"{folder / hparams_file}: missing")
-        if savedir is None:
-            savedir = folder
-            kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
+        run_opts = dict(kwargs.get("run_opts") or {})
+        check_device(run_opts.get("device") or "cpu")
+        if run_opts.get("device") == "cuda":  # SpeechBrain wants an index
+            kwargs["run_opts"] = {**run_opts, "device": "cuda:0"}
+        if trust_code:
+            kwargs["savedir"] = str(savedir or folder)
         try:
-            return super().from_hparams(
-                source=str(folder), hparams_file=hparams_file, savedir=str(savedir), **kwargs
+            enhancer = load_pretrained(
+                cls, folder, hparams_file=hparams_file, trust_code=trust_code, **kwargs
             )
         except FileNotFoundError:
             raise
         except UNSAFE_LOAD_ERRORS as error:
+            if not trust_code:
+                raise  # safe loading names the file itself
             raise ValueError(
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
                 f"({describe_load_error(error)})"
             ) from None
+        enhancer.chunking()  # a bad chunk setting in the folder fails now
+        return enhancer
 
     @property
     def sample_rate(self):
         """The model's sampling rate."""
         return self.hparams.sample_rate
+
+    def chunking(self):
+        """The chunk length and overlap, in samples at the model's rate.
+
+        ``chunk_seconds`` 0 or None enhances signals whole (no memory
+        bound). A chunk must hold at least twice ``min_audio_samples``;
+        the overlap (``chunk_overlap_seconds``) is kept between
+        ``min_audio_samples`` and half a chunk.
+
+        Returns
+        -------
+        (int, int)
+            Chunk and overlap; (0, 0) for whole signals.
+
+        Raises
+        ------
+        ValueError
+            A chunk length that is not a finite positive number, or too short.
+        """
+        seconds = getattr(self.hparams, "chunk_seconds", 10.0)
+        overlap_seconds = getattr(self.hparams, "chunk_overlap_seconds", 1.0)
+        if seconds is None or seconds == 0:
+            return 0, 0
+        for name, value in [("chunk_seconds", seconds), ("chunk_overlap_seconds", overlap_seconds)]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite positive number of seconds, got {value}")
+        shortest = int(getattr(self.hparams, "min_audio_samples", 1))
+        chunk = round(seconds * self.sample_rate)
+        if chunk < 2 * shortest:
+            raise ValueError(
+                f"chunk_seconds {seconds:g} is too short: a chunk needs at least "
+                f"{2 * shortest / self.sample_rate:g} s ({2 * shortest} samples)"
+            )
+        overlap = round(overlap_seconds * self.sample_rate)
+        return chunk, min(max(overlap, shortest), chunk // 2)
 
     def _enhance(self, wavs, lengths):
         enhanced, _ = self.mods.enhance_model(wavs, lengths)
@@ -175,19 +315,12 @@ class EnhanceCMCR(Pretrained):
         squeeze = noisy.dim() == 1
         noisy = noisy.unsqueeze(0) if squeeze else noisy
         noisy = noisy.to(self.device).float()
-        chunk = int(getattr(self.hparams, "chunk_seconds", 10.0) * self.sample_rate)
-        overlap = int(
-            getattr(self.hparams, "chunk_overlap_seconds", 1.0) * self.sample_rate
-        )
+        chunk, overlap = self.chunking()
         length = noisy.shape[-1]
         with self.inference_ctx:
-            if chunk <= 0 or length <= chunk:
+            if chunk == 0 or length <= chunk:
                 enhanced = self._enhance(noisy, lengths)
             else:
-                if not 0 < overlap < chunk:
-                    raise ValueError(
-                        f"chunk overlap ({overlap} samples) must be in (0, {chunk})"
-                    )
                 starts = list(range(0, length - overlap, chunk - overlap))
                 weights = chunk_weights(length, starts, chunk, overlap, noisy.device)
                 enhanced = torch.zeros_like(noisy)
@@ -215,26 +348,36 @@ class EnhanceCMCR(Pretrained):
         Returns
         -------
         torch.Tensor
-            The enhanced signal [samples] at the input's rate.
+            The enhanced signal [samples] at the input's rate, exactly as
+            long as the input.
         """
         info = audio_info(filename)
         if info.channels > 1 and not mix_down:
             raise AudioFileError(
                 filename, f"has {info.channels} channels; mono expected (mix_down=False)"
             )
-        noisy = read_audio_checked(
-            filename, self.sample_rate, min_samples=getattr(self.hparams, "min_audio_samples", 1)
-        )
-        enhanced = self.enhance_batch(noisy).cpu()
-        if info.samplerate != self.sample_rate:
-            enhanced = AF.resample(enhanced, self.sample_rate, info.samplerate)
+        noisy = resample(read_audio_checked(filename, info.samplerate),
+                         info.samplerate, self.sample_rate)
+        shortest = getattr(self.hparams, "min_audio_samples", 1)
+        if noisy.numel() < shortest:
+            raise AudioFileError(
+                filename,
+                f"too short: {noisy.numel()} samples at {self.sample_rate} Hz, "
+                f"need at least {shortest}",
+            )
+        enhanced = resample(self.enhance_batch(noisy).cpu(), self.sample_rate, info.samplerate)
+        # resampling there and back rounds the length up: keep the input's
+        enhanced = fit_length(enhanced, info.frames)
         if output_filename is not None:
             output = pathlib.Path(output_filename)
             if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
                 raise ValueError(f"{output}: refusing to overwrite the input file")
-            gain = write_audio_atomic(output, enhanced, info.samplerate, scale_to_fit=True)
-            if gain < 1.0:  # a 16-bit file would have clipped
-                logger.warning("%s: peak %.2f, scaled to 1.0", output, 1.0 / gain)
+            peak = float(enhanced.abs().max())
+            audio = enhanced / peak if peak > 1.0 else enhanced  # never clip
+            with atomic_output(output) as partial:
+                sf.write(str(partial), audio.numpy(), info.samplerate, subtype="PCM_16")
+            if peak > 1.0:
+                logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
         return enhanced
 
     def forward(self, noisy, lengths=None):
