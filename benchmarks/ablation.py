@@ -177,13 +177,19 @@ def report(args, results, elapsed):
     lines = [f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
              f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
              f"'{args.size}', CPU)", "",
-             "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "`", ""]
+             "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "`", "",
+             "Mean ± standard deviation over seeds. Each seed draws its own validation and "
+             "synthetic test mixtures (same speakers and noise files, other segments and "
+             "SNRs); variants of one seed share them, so the paired differences below "
+             "compare like with like.", ""]
     for name in TEST_SETS:
         lines += [f"## {name}", "", "| system | PESQ-WB | STOI |", "|---|---|---|"]
         noisy = [r for r in rows if r["set"] == name]
         if not noisy:
             continue
-        lines.append(f"| noisy | {noisy[0]['noisy_pesq']:.3f} | {noisy[0]['noisy_stoi']:.3f} |")
+        # the synthetic mixtures are drawn with each run's seed: the noisy row is their mean
+        noisy_means = [sum(r[f"noisy_{m}"] for r in noisy) / len(noisy) for m in METRICS]
+        lines.append("| noisy | " + " | ".join(f"{v:.3f}" for v in noisy_means) + " |")
         for variant in variants:
             mine = [r for r in rows if r["set"] == name and r["variant"] == variant]
             cells = []

@@ -6,6 +6,8 @@ refused, naming the file, the line and the tag, before anything runs.
 """
 
 import json
+import os
+import re
 import shutil
 import sys
 import warnings
@@ -253,3 +255,25 @@ def test_loadable_names_cannot_leave_the_folder(tiny_model_folder, tmp_path):
     (folder / "hyperparams.yaml").write_text(text)
     with pytest.raises(ValueError, match="'../../outside' is not a plain file name"):
         EnhanceCMCR.from_hparams(source=str(folder))
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    ("tag_directive", '%TAG !p! tag:yaml.org,2002:python/\n---\npwned: !p!object/apply:os.system ["touch PWNED"]\n',
+     "!!python/object/apply:os.system"),
+    ("deep_nesting", "x: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64 levels"),
+    ("over_1_mb", "x: '" + "a" * 1_100_000 + "'\n", "a model YAML may have 1000000"),
+])
+def test_directives_nesting_and_size_are_refused(tmp_path, monkeypatch, name, text, reason):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    with pytest.raises(UnsafeModelError, match=re.escape(reason)):
+        check_hyperparams(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_pipe_instead_of_a_file_is_refused(tmp_path):
+    path = tmp_path / "hyperparams.yaml"
+    os.mkfifo(path)
+    with pytest.raises(UnsafeModelError, match="is not a regular file"):
+        check_hyperparams(path)
