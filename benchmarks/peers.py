@@ -315,13 +315,15 @@ def summarize(rows, systems, args):
             stats = {}
             if "pesq" in mine[0]:
                 for metric in METRICS:
-                    stats[metric] = bootstrap([r[metric] for r in mine], seed=args.seed)
+                    values = [r.get(metric, math.nan) for r in mine]
+                    stats[metric] = bootstrap(values, seed=args.seed)
                 if set_name == "voicebank-demand" and name != "noisy":
                     stats["rtf"] = bootstrap([r["process_seconds"] for r in mine],
                                              [r["audio_seconds"] for r in mine], seed=args.seed)
             if "dnsmos_ovrl" in mine[0]:
                 for metric in DNSMOS:
-                    stats[metric] = bootstrap([r[metric] for r in mine], seed=args.seed)
+                    values = [r.get(metric, math.nan) for r in mine]
+                    stats[metric] = bootstrap(values, seed=args.seed)
             if "wer_errors" in mine[0]:
                 words = [r["words"] for r in mine]
                 for metric in ("wer", mix):
@@ -507,11 +509,10 @@ def read_earlier_rows(path):
         earlier = list(csv.DictReader(fin))
     for row in earlier:
         for key, value in list(row.items()):
-            if key in ("set", "system", "id", "hypothesis", "hypothesis_mix"):
-                continue
-            row[key] = float(value) if value not in ("", None) else math.nan
-            if (key.endswith("errors") or key == "words") and math.isfinite(row[key]):
-                row[key] = int(row[key])
+            if value in ("", None) or value.lower() == "nan":  # not measured for this row
+                del row[key]
+            elif key not in ("set", "system", "id", "hypothesis", "hypothesis_mix"):
+                row[key] = int(float(value)) if key.endswith("errors") or key == "words" else float(value)
     return earlier
 
 

@@ -125,3 +125,18 @@ def test_benchmark_quick(voicebank, tiny_model_folder, tmp_path):
     assert all(float(r["ci_low"]) <= float(r["mean"]) + 1e-9 <= float(r["ci_high"]) + 2e-9
                for r in rows)
     assert "| VoiceBank-DEMAND test (2) | PESQ-WB ↑ |" in (out / "peers.md").read_text()
+    # one system on one set again: the other rows are kept from the first run
+    before = (out / "peers_utterances.csv").read_text(encoding="utf-8").splitlines()
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", f"--data={SHARED}",
+         f"--output={out}", f"--model=tiny={tiny_model_folder}", f"--paired=extra={extra}",
+         "--systems", "tiny", "--sets", "extra", "--reuse"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert "voicebank-demand" not in again.stdout  # only the named set was scored
+    after = (out / "peers_utterances.csv").read_text(encoding="utf-8").splitlines()
+    assert len(after) == len(before)
+    with open(out / "peers.csv", encoding="utf-8") as fin:
+        assert {(r["system"], r["set"], r["metric"]) for r in csv.DictReader(fin)} == cells
