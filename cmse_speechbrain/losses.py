@@ -42,6 +42,14 @@ def _time_mask(lengths, steps, device):
     return (torch.arange(steps, device=device)[None, :] < valid[:, None]).float()
 
 
+def _masked_mean(values, lengths=None):
+    """Mean of [B, T] values over all valid frames of the batch (scalar)."""
+    mask = _time_mask(lengths, values.shape[1], values.device)
+    if mask is None:
+        return values.mean()
+    return (values * mask).sum() / mask.sum()
+
+
 def _frame_mean(values, lengths=None):
     """Per-utterance mean of [B, T] values over the valid frames: [B]."""
     mask = _time_mask(lengths, values.shape[1], values.device)
@@ -78,11 +86,7 @@ def masked_l1(a, b, lengths=None):
     >>> masked_l1(a, b, torch.tensor([0.5, 0.5]))
     tensor(1.)
     """
-    diff = (a - b).abs().flatten(start_dim=2).mean(dim=2)
-    mask = _time_mask(lengths, diff.shape[1], diff.device)
-    if mask is None:
-        return diff.mean()
-    return (diff * mask).sum() / mask.sum()
+    return _masked_mean((a - b).abs().flatten(start_dim=2).mean(dim=2), lengths)
 
 
 def masked_mse(a, b, lengths=None):
@@ -93,11 +97,7 @@ def masked_mse(a, b, lengths=None):
     >>> masked_mse(torch.zeros(1, 4, 2), torch.ones(1, 4, 2))
     tensor(1.)
     """
-    diff = (a - b).pow(2).flatten(start_dim=2).mean(dim=2)
-    mask = _time_mask(lengths, diff.shape[1], diff.device)
-    if mask is None:
-        return diff.mean()
-    return (diff * mask).sum() / mask.sum()
+    return _masked_mean((a - b).pow(2).flatten(start_dim=2).mean(dim=2), lengths)
 
 
 def utterance_rms(wavs, lengths=None, eps=1e-5):
@@ -603,14 +603,17 @@ class ReconstructionLoss(nn.Module):
             "waveform": masked_l1(enhanced.unsqueeze(-1), clean.unsqueeze(-1), lengths),
         }
 
-    def forward(self, enhanced, clean, lengths=None, scale=None):
-        """Returns the weighted loss (scalar)."""
-        terms = self.terms(enhanced, clean, lengths, scale)
+    def combine(self, terms):
+        """The weighted sum of :meth:`terms` (scalar)."""
         return (
             self.magnitude_weight * terms["magnitude"]
             + self.complex_weight * terms["complex"]
             + self.waveform_weight * terms["waveform"]
         )
+
+    def forward(self, enhanced, clean, lengths=None, scale=None):
+        """Returns the weighted loss (scalar)."""
+        return self.combine(self.terms(enhanced, clean, lengths, scale))
 
 
 class CMCRObjective(nn.Module):
@@ -726,13 +729,7 @@ class CMCRObjective(nn.Module):
         """
         scale = utterance_rms(noisy, lengths)
         terms = self.reconstruction.terms(enhanced, clean, lengths, scale)
-        recon = (
-            self.reconstruction.magnitude_weight * terms["magnitude"]
-            + self.reconstruction.complex_weight * terms["complex"]
-            + self.reconstruction.waveform_weight * terms["waveform"]
-        )
-        terms["recon"] = recon
-        loss = recon
+        terms["recon"] = loss = self.reconstruction.combine(terms)
         ramp = self.ramp()
         if self.stream_contrast is not None and self.shares["cm"] > 0 and streams:
             terms["cm"] = self.stream_contrast(streams, clean, noisy - clean, lengths)
