@@ -607,6 +607,34 @@ def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR):
     return torch.sqrt(power + eps**2)[:, None, None, :]
 
 
+def compressed_spectrum(spec, compression, dim=-1, eps=1e-10):
+    """Power-law compressed magnitude and complex spectrum.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        A spectrum whose dimension ``dim`` holds (real, imaginary), e.g.
+        SpeechBrain's STFT output [B, T, F, 2] (``dim=-1``).
+    compression : float
+        Exponent c: returns ``|X|^c`` (without the dimension ``dim``) and
+        ``|X|^c e^{j angle X}`` (the shape of ``spec``).
+    dim : int
+        The (real, imaginary) dimension.
+    eps : float
+        Added to the power under the square root.
+
+    Example
+    -------
+    >>> spec = torch.tensor([[[[3.0, 4.0]]]])
+    >>> magnitude, complex_spec = compressed_spectrum(spec, 0.5)
+    >>> round(float(magnitude), 3), [round(float(v), 3) for v in complex_spec.flatten()]
+    (2.236, [1.342, 1.789])
+    """
+    magnitude = torch.sqrt(spec.pow(2).sum(dim) + eps)
+    compressed = magnitude.pow(compression)
+    return compressed, spec * (compressed / magnitude).unsqueeze(dim)
+
+
 def compressed_input(spec, level, compression=0.3):
     """The network's input: the level-normalised spectrum with its magnitude
     compressed, as real, imaginary and magnitude channels.
@@ -634,10 +662,8 @@ def compressed_input(spec, level, compression=0.3):
     >>> compressed_input(spec, torch.ones(1, 1, 1, 1), 0.5).flatten().tolist()
     [1.3416407108306885, 1.7888543605804443, 2.2360680103302]
     """
-    normalized = spec / level
-    magnitude = torch.sqrt(normalized.pow(2).sum(dim=1, keepdim=True) + 1e-12)
-    compressed = magnitude.pow(compression)
-    return torch.cat([normalized * (compressed / magnitude), compressed], dim=1)
+    magnitude, complex_spec = compressed_spectrum(spec / level, compression, dim=1, eps=1e-12)
+    return torch.cat([complex_spec, magnitude.unsqueeze(1)], dim=1)
 
 
 class CMCRNet(nn.Module):

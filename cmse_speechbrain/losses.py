@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmse_speechbrain.cmcr_net import stft_pair
+from cmse_speechbrain.cmcr_net import compressed_spectrum, stft_pair
 
 
 def _time_mask(lengths, steps, device):
@@ -111,28 +111,6 @@ def utterance_rms(wavs, lengths=None, eps=1e-5):
     """
     power = _frame_mean(wavs.pow(2), lengths)
     return torch.sqrt(power + eps**2)
-
-
-def compressed_spectrum(spec, compression):
-    """Power-law compressed magnitude and complex spectrum.
-
-    Arguments
-    ---------
-    spec : torch.Tensor
-        SpeechBrain STFT output [B, T, F, 2].
-    compression : float
-        Exponent c: returns ``|X|^c`` and ``|X|^c e^{j angle X}``.
-
-    Example
-    -------
-    >>> spec = torch.tensor([[[[3.0, 4.0]]]])
-    >>> magnitude, complex_spec = compressed_spectrum(spec, 0.5)
-    >>> round(float(magnitude), 3), [round(float(v), 3) for v in complex_spec.flatten()]
-    (2.236, [1.342, 1.789])
-    """
-    magnitude = torch.sqrt(spec.pow(2).sum(-1) + 1e-10)
-    compressed = magnitude.pow(compression)
-    return compressed, spec * (compressed / magnitude).unsqueeze(-1)
 
 
 def frame_energy(wavs, n_fft, hop_length):
