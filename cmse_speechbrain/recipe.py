@@ -14,7 +14,6 @@ import pathlib
 import shutil
 import sys
 
-import torch
 from hyperpyyaml import load_hyperpyyaml
 
 import speechbrain as sb
@@ -100,9 +99,6 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
             num_samples=steps_per_epoch * train_loader_kwargs["batch_size"],
         )
         train_loader_kwargs["shuffle"] = False
-    # TensorFloat-32 matrix products and convolutions on GPUs that have them
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
 
     brain = CMSEBrain(
         modules=hparams["modules"],
