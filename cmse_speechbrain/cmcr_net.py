@@ -571,7 +571,7 @@ class CollaborationModule(nn.Module):
 LEVEL_FLOOR = 1e-6  # input level of digital silence, in spectrum units
 
 
-def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR):
+def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR, past_power=None, past_frames=0):
     """Level of a spectrum: root mean power per bin, over the utterance or,
     when causal, over the frames up to each frame.
 
@@ -583,6 +583,11 @@ def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR):
         If True, frame ``t`` uses frames ``0 .. t`` only (a running mean).
     eps : float
         Floor of the level (silence), in spectrum units.
+    past_power : torch.Tensor, optional
+        Causal only: the summed power [B] of the frames before ``spec`` (a
+        stream's earlier blocks, ``past_frames`` of them).
+    past_frames : int
+        Causal only: how many frames ``past_power`` sums.
 
     Returns
     -------
@@ -600,8 +605,11 @@ def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR):
     """
     power = spec.pow(2).sum(dim=1).mean(dim=1)  # [B, T]
     if causal:
+        total = power.cumsum(dim=1)
+        if past_power is not None:
+            total = past_power[:, None] + total
         steps = torch.arange(1, power.shape[1] + 1, device=power.device, dtype=power.dtype)
-        power = power.cumsum(dim=1) / steps
+        power = total / (steps + past_frames)
     else:
         power = power.mean(dim=1, keepdim=True)
     return torch.sqrt(power + eps**2)[:, None, None, :]

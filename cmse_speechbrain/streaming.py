@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmse_speechbrain.cmcr_net import LEVEL_FLOOR, CollaborationModule, compressed_input
+from cmse_speechbrain.cmcr_net import CollaborationModule, compressed_input, spectrum_level
 
 
 class StreamingEnhancer:
@@ -178,11 +178,10 @@ class StreamingEnhancer:
     def _level(self, spec):
         # the running mean power of the frames so far, as the offline
         # causal model computes it over the whole signal
-        power = spec.pow(2).sum(dim=1).mean(dim=1)  # [B, count]
-        total = self.power_sum[:, None] + power.cumsum(dim=1)
-        self.power_sum = total[:, -1]
-        steps = torch.arange(1, power.shape[1] + 1, dtype=power.dtype) + self.frames
-        return torch.sqrt(total / steps + LEVEL_FLOOR**2)[:, None, None, :]
+        level = spectrum_level(spec, causal=True, past_power=self.power_sum,
+                               past_frames=self.frames)
+        self.power_sum = self.power_sum + spec.pow(2).sum(dim=1).mean(dim=1).sum(dim=1)
+        return level
 
     def _overlap_add(self, enhanced):
         complex_spec = torch.complex(enhanced[:, 0], enhanced[:, 1])
