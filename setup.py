@@ -27,6 +27,7 @@ setup(
             "cmse-enhance=cmse_speechbrain.cli:enhance_main",
             "cmse-evaluate=cmse_speechbrain.cli:evaluate_main",
             "cmse-export=cmse_speechbrain.cli:export_main",
+            "cmse-report=cmse_speechbrain.cli:report_main",
         ]
     },
     python_requires=">=3.9",

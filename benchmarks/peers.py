@@ -37,7 +37,9 @@ pocketsphinx; ``--no-wer``: about 5)::
 Writes, under ``--output`` (default ``benchmarks/results``): ``peers.csv``
 (one row per system, set and metric: mean, CI, n), ``peers.md`` (the
 table), ``peers_utterances.csv`` (every utterance's scores) and
-``peers.png``.
+``peers.png``; with ``--report DIR``, a listening page per set
+(``DIR/<set>/index.html``: players, spectrograms and metrics of every file
+for noisy, each system run now and clean; ``cmse_speechbrain.report``).
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -48,7 +50,9 @@ import csv
 import hashlib
 import math
 import pathlib
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -57,7 +61,7 @@ import torch
 from common import RESULTS, machine, pyplot
 
 from cmse_speechbrain.cli import METRICS, score_pair
-from cmse_speechbrain.dataio import atomic_output, read_audio_checked
+from cmse_speechbrain.dataio import atomic_output, read_audio_checked, write_audio_atomic
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.peers import PEERS, MetricGANPlusGenerator
 
@@ -193,7 +197,13 @@ def enhance(system, wav, name, utt_id):
     return out
 
 
-def score_paired(systems, set_name, pairs, rows):
+def keep_output(audio_dir, set_name, name, utt_id, enhanced):
+    """Writes a system's output for the listening page (if ``audio_dir``)."""
+    if audio_dir is not None:
+        write_audio_atomic(audio_dir / set_name / name / f"{utt_id}.wav", enhanced, SAMPLE_RATE, "FLOAT")
+
+
+def score_paired(systems, set_name, pairs, rows, audio_dir=None):
     """Intrusive metrics of every system on ``pairs``; RTF inputs too."""
     signals = [(i, read_audio_checked(n, SAMPLE_RATE), read_audio_checked(c, SAMPLE_RATE))
                for i, n, c in pairs]
@@ -202,6 +212,8 @@ def score_paired(systems, set_name, pairs, rows):
         for utt_id, noisy, clean in signals:
             before = system.seconds if system else 0.0
             enhanced = enhance(system, noisy, name, utt_id)
+            if system is not None:
+                keep_output(audio_dir, set_name, name, utt_id, enhanced)
             row = {"set": set_name, "system": name, "id": utt_id,
                    "audio_seconds": noisy.numel() / SAMPLE_RATE,
                    "process_seconds": (system.seconds - before) if system else 0.0}
@@ -213,7 +225,7 @@ def score_paired(systems, set_name, pairs, rows):
               f"({len(mine)} utt, {time.time() - start:.0f} s)", flush=True)
 
 
-def score_recordings(systems, files, rows):
+def score_recordings(systems, files, rows, audio_dir=None):
     """DNSMOS of every system on the recordings without reference."""
     from cmse_speechbrain.metrics import dnsmos_scores
 
@@ -221,7 +233,10 @@ def score_recordings(systems, files, rows):
     for name, system in systems.items():
         start = time.time()
         for utt_id, noisy in signals:
-            scores = dnsmos_scores(enhance(system, noisy, name, utt_id), SAMPLE_RATE)
+            enhanced = enhance(system, noisy, name, utt_id)
+            if system is not None:
+                keep_output(audio_dir, "real-recordings", name, utt_id, enhanced)
+            scores = dnsmos_scores(enhanced, SAMPLE_RATE)
             rows.append({"set": "real-recordings", "system": name, "id": utt_id,
                          "audio_seconds": noisy.numel() / SAMPLE_RATE,
                          **{f"dnsmos_{k}": v for k, v in scores.items()}})
@@ -526,6 +541,21 @@ def reuse_rows(earlier, rows, systems):
     return rows + earlier, {name: systems.get(name) for name in names}
 
 
+def write_pages(report_dir, audio_dir, sets, real, systems):
+    """A listening page per set: noisy, the systems' kept outputs, clean."""
+    from cmse_speechbrain.report import write_report
+
+    names = [name for name, system in systems.items() if system is not None]
+    pages = {name: ({i: c for i, _, c in pairs}, {i: n for i, n, _ in pairs}) for name, pairs in sets.items()}
+    if real:
+        pages["real-recordings"] = (None, dict(real))
+    for set_name, (clean, noisy) in pages.items():
+        outputs = {name: {i: audio_dir / set_name / name / f"{i}.wav" for i in noisy} for name in names}
+        done = write_report(clean, noisy, outputs, report_dir / set_name,
+                            title=f"benchmarks/peers.py: {SET_TITLES.get(set_name, set_name)}")
+        print(f"listening page: {done['page']}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=pathlib.Path,
@@ -558,6 +588,9 @@ def main(argv=None):
                         help="keep, from the output's peers_utterances.csv (same data, seed "
                              "and SNRs), the rows of every system and set not scored now, so "
                              "that one system or one set can be rerun alone")
+    parser.add_argument("--report", type=pathlib.Path, default=None, metavar="DIR",
+                        help="also write a listening page per set scored (DIR/<set>/index.html): "
+                             "players, spectrograms and metrics of every file (DNSMOS if installed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.time()
@@ -588,10 +621,17 @@ def main(argv=None):
         args.wer = args.wer and "asr" in args.sets
 
     rows = []
-    for set_name, pairs in sets.items():
-        score_paired(systems, set_name, pairs, rows)
-    if real:
-        score_recordings(systems, real, rows)
+    audio_dir = pathlib.Path(tempfile.mkdtemp(prefix="peers-outputs-")) if args.report else None
+    try:
+        for set_name, pairs in sets.items():
+            score_paired(systems, set_name, pairs, rows, audio_dir)
+        if real:
+            score_recordings(systems, real, rows, audio_dir)
+        if args.report:
+            write_pages(args.report, audio_dir, sets, real, systems)
+    finally:
+        if audio_dir is not None:
+            shutil.rmtree(audio_dir, ignore_errors=True)
     if args.wer and not args.quick:
         score_asr(systems, args, rows)
     if args.reuse:

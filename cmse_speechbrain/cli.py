@@ -1,4 +1,4 @@
-"""Command-line tools: ``cmse-enhance``, ``cmse-evaluate``, ``cmse-export``.
+"""Command-line tools: ``cmse-enhance``, ``cmse-evaluate``, ``cmse-export``, ``cmse-report``.
 
 ``cmse-enhance INPUT... -o OUTDIR`` enhances files and folders (recursively)
 with a model folder (``--source``, default: the model shipped with the
@@ -19,6 +19,11 @@ PESQ-WB, STOI, ESTOI, CSIG/CBAK/COVL, SSNR, SI-SDR, with the noisy input's
 scores beside them when ``--noisy`` is given. A file whose length differs
 from its reference's by more than :data:`LENGTH_TOLERANCE` samples (at
 16 kHz) is not scored: it is listed with both lengths.
+
+``cmse-report --noisy DIR [--clean DIR] --system NAME=DIR ... -o REPORT``
+writes a static listening page (``REPORT/index.html``: players,
+spectrograms, metrics; see ``cmse_speechbrain.report``);
+``cmse-enhance --report`` writes one for its run into ``OUTDIR/report/``.
 
 ``cmse-export RUN_FOLDER MODEL_FOLDER`` turns a training run into a model
 folder for ``EnhanceCMCR.from_hparams`` and ``cmse-enhance --source``;
@@ -251,6 +256,9 @@ def enhance_main(argv=None):
                         help="chunk length for long files (the 1 s overlap is cut to half a chunk)")
     parser.add_argument("--spectrogram", action="store_true", help="also write a PNG of noisy vs enhanced")
     parser.add_argument("--no-mix-down", action="store_true", help="refuse multi-channel files instead of averaging")
+    parser.add_argument("--report", action="store_true",
+                        help="also write a listening page of noisy vs enhanced into OUTDIR/report/ "
+                             "(DNSMOS if installed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -298,6 +306,17 @@ def _enhance(parser, args):
             failures.append(describe_error(path, error))
     done = len(plan) - len(failures)
     print(f"enhanced {done} of {len(plan)} files into {out_dir}")
+    if args.report:
+        from cmse_speechbrain.report import write_report
+
+        keys = {output: output.relative_to(out_dir).with_suffix("").as_posix()
+                for _, output, _ in plan if output is not None}
+        try:
+            page = write_report(None, {keys[o]: path for path, o, _ in plan if o is not None},
+                                {"enhanced": {key: o for o, key in keys.items()}}, out_dir / "report")
+            print(f"listening page: {page['page']}")
+        except (OSError, ValueError, ImportError) as error:
+            failures.append(f"listening page not written: {' '.join(str(error).split())}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
         for failure in failures:
@@ -410,6 +429,46 @@ def _evaluate(argv):
             print(f"  {failure}", file=sys.stderr)
         return 1
     return 0 if rows else 1
+
+
+def report_main(argv=None):
+    """Entry point of ``cmse-report``."""
+    parser = argparse.ArgumentParser(
+        prog="cmse-report", description="Write a listening page: players, spectrograms and metrics per file.")
+    parser.add_argument("--noisy", required=True, help="folder of noisy inputs")
+    parser.add_argument("--clean", default=None, help="folder of clean references (without: DNSMOS only)")
+    parser.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
+                        help="a system's output folder (repeatable; files matched by relative path)")
+    parser.add_argument("-o", "--output-dir", required=True, help="folder for index.html and its assets")
+    parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS even if speechmos is installed")
+    parser.add_argument("--link-audio", action="store_true",
+                        help="players link to the original files instead of 16-bit WAV copies")
+    parser.add_argument("--title", default="Listening report", help="the page's title")
+    args = parser.parse_args(argv)
+    systems = {}
+    for value in args.system:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            parser.error(f"--system {value!r}: expected NAME=DIR")
+        if name in systems or name in ("noisy", "clean"):
+            parser.error(f"--system {value!r}: the name {name} is " +
+                         ("given twice" if name in systems else "reserved"))
+        systems[name] = folder
+    from cmse_speechbrain.report import write_report
+
+    try:
+        done = write_report(args.clean, args.noisy, systems, args.output_dir,
+                            dnsmos=False if args.no_dnsmos else None, copy_audio=not args.link_audio,
+                            title=args.title)
+    except KeyboardInterrupt:
+        print("cmse-report: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, ImportError) as error:
+        print(f"cmse-report: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    print(f"{done['files']} files -> {done['page']}"
+          + (f" ({done['missing']} missing or unreadable versions, shown on the page)" if done["missing"] else ""))
+    return 0
 
 
 def export_main(argv=None):

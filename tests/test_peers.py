@@ -130,7 +130,7 @@ def test_benchmark_quick(voicebank, tiny_model_folder, tmp_path):
     again = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", f"--data={SHARED}",
          f"--output={out}", f"--model=tiny={tiny_model_folder}", f"--paired=extra={extra}",
-         "--systems", "tiny", "--sets", "extra", "--reuse"],
+         "--systems", "tiny", "--sets", "extra", "--reuse", f"--report={tmp_path / 'pages'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -140,3 +140,7 @@ def test_benchmark_quick(voicebank, tiny_model_folder, tmp_path):
     assert len(after) == len(before)
     with open(out / "peers.csv", encoding="utf-8") as fin:
         assert {(r["system"], r["set"], r["metric"]) for r in csv.DictReader(fin)} == cells
+    # --report: a listening page of the set scored, with the system run now
+    assert [p.name for p in (tmp_path / "pages").iterdir()] == ["extra"]
+    page = (tmp_path / "pages" / "extra" / "index.html").read_text(encoding="utf-8")
+    assert page.count("<audio ") == 2 * 3 and "<td data-v=\"tiny\">" in page
