@@ -11,23 +11,35 @@ splits; see ``recipes/RealMix/realmix_prepare.py``):
 * ``cm``: + collaboration module and its stream contrast (``cr_share=0``);
 * ``cr``: + contrastive regularization (``use_cm=False cm_share=0``);
 * ``full``: CMCR-Net (the YAML as is);
+* ``control``: the baseline with a plain self-attention bottleneck
+  (:class:`cmse_speechbrain.cmcr_net.SelfAttentionBottleneck`) of the CM's
+  parameter count and cost, so that the CM's design is measured and not its
+  extra capacity;
 * ``metricgan``: SpeechBrain's MetricGAN+ generator
   (:class:`cmse_speechbrain.peers.MetricGANPlusGenerator`) with the same
-  objective (reconstruction + CR).
+  objective (reconstruction + CR);
+* ``cr_speaker``: ``cr`` with CR in a pretrained space (resemblyzer's
+  speaker encoder, ``cr_space: speaker``) instead of the random encoder.
 
 Each run is its own recipe process. The fixed validation and test sets are
 prepared once and shared. The best checkpoint of each run (validation
 quality) is tested on the 33 real VoiceBank-DEMAND pairs, the synthetic
-mixtures of unseen speakers x unseen noise files, and the 3 DNS pairs.
+mixtures of unseen speakers x unseen noise files, the 3 DNS pairs and (by
+DNSMOS) the 9 real recordings.
 
 Writes to ``--out`` (default ``reports/ablation``): ``runs.csv`` (one row per
-run and test set), ``utterances.csv`` (per utterance), ``ablation.md`` (means
-over seeds, and paired differences with 95 % bootstrap intervals over seeds
-and utterances), ``valid_curves.png``.
+run and test set), ``utterances.csv`` (per utterance), ``ablation.md`` (cost,
+means over seeds of PESQ, STOI, CSIG, CBAK, COVL, SI-SDR and DNSMOS, paired
+differences with 95 % bootstrap intervals over seeds and utterances, the
+stream probe of the CM against the control), ``stream_probe.json``,
+``valid_curves.png``, ``spectrograms.png``, ``cm_gate.png`` and a listening
+page ``listening/index.html``. Runs that finished are not rerun; an
+unfinished run resumes from its checkpoints.
 
-Usage::
+Usage (the defaults are the study's settings)::
 
-    python benchmarks/ablation.py --variants baseline full --seeds 0 1 2 --steps 400
+    python benchmarks/ablation.py --jobs 2
+    python benchmarks/ablation.py --report-only   # the report again, from the runs
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -47,19 +59,37 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HPARAMS = ROOT / "hparams" / "cmse_realmix.yaml"
-VARIANTS = {
+VARIANTS = {  # recipe flags of each variant
     "baseline": ["--use_cm=False", "--cm_share=0.0", "--cr_share=0.0"],
     "cm": ["--cr_share=0.0"],
     "cr": ["--use_cm=False", "--cm_share=0.0"],
     "full": [],
+    "control": ["--use_cm=False", "--cm_share=0.0", "--cr_share=0.0"],
     "metricgan": ["--model=!new:cmse_speechbrain.peers.MetricGANPlusGenerator", "--cm_share=0.0"],
+    "cr_speaker": ["--use_cm=False", "--cm_share=0.0",
+                   "--objective_hparams={cr_space: speaker, cr_layer_weights: [1.0, 1.0, 1.0, 1.0]}"],
 }
 SIZES = {  # "small": a smaller network for every CMCR-Net variant, to fit a CPU budget
-    "small": ["--model_hparams={channels: [8, 16, 32, 64, 128]}", "--d_model=64"],
-    "full": [],
+    "small": {"channels": [8, 16, 32, 64, 128], "d_model": 64},
+    "full": {"channels": [16, 32, 64, 128, 256], "d_model": 128},
 }
 TEST_SETS = ["voicebank", "synthetic", "dns"]
-METRICS = ["pesq", "stoi"]
+METRICS = ["pesq", "stoi", "csig", "cbak", "covl", "si_sdr"]
+EXTRA_METRICS = ["csig", "cbak", "covl", "si_sdr"]  # computed here from the saved outputs
+DNSMOS = ["sig", "bak", "ovrl"]
+COMPARISONS = [  # (reference, variant): the paired differences reported
+    ("baseline", "cm"), ("baseline", "cr"), ("baseline", "full"), ("control", "cm"),
+    ("metricgan", "full"), ("cr", "cr_speaker"),
+]
+COMPARED_METRICS = ["pesq", "stoi", "si_sdr"]
+
+
+def control_width(size):
+    """Width of the self-attention control with the CM's parameter count."""
+    from cmse_speechbrain.cmcr_net import CMCRNet, matched_control_width
+
+    net = CMCRNet(channels=SIZES[size]["channels"], d_model=SIZES[size]["d_model"])
+    return matched_control_width(net.cm.input_proj.in_features, SIZES[size]["d_model"], net.cm.contrastive.nhead)
 
 
 def run_arguments(args, variant, seed, folder):
@@ -72,10 +102,15 @@ def run_arguments(args, variant, seed, folder):
         f"--batch_size={args.batch_size}", f"--train_segment_seconds={args.segment}",
         f"--warmup_steps={args.warmup}", f"--aux_start_steps={args.warmup}",
         f"--aux_ramp_steps={args.warmup}", "--num_workers=0", "--pesq_n_jobs=1",
-        "--real_annotation=null", "--device=cpu", "--init_from=null",
+        "--device=cpu", "--init_from=null",
     ]
-    size = [] if variant == "metricgan" else SIZES[args.size]
-    return command + size + VARIANTS[variant]
+    if variant != "metricgan":
+        size = SIZES[args.size]
+        model = {"channels": size["channels"]}
+        if variant == "control":
+            model["control_width"] = control_width(args.size)
+        command += ["--model_hparams=" + json.dumps(model), f"--d_model={size['d_model']}"]
+    return command + VARIANTS[variant]
 
 
 def prepare(args, shared):
@@ -86,10 +121,15 @@ def prepare(args, shared):
     prepare_realmix(args.data, shared, seed=0)
 
 
+def finished_folder(folder):
+    """Whether a run has written its last test outputs."""
+    return (folder / "dnsmos_real_summary.json").exists()
+
+
 def finished(args, variant, seed):
-    """Whether a run has written its last test summary (then it is not rerun;
-    an unfinished run resumes from its checkpoints)."""
-    return (args.out / "runs" / f"{variant}_s{seed}" / f"test_summary_{TEST_SETS[-1]}.json").exists()
+    """Whether a run has finished (then it is not rerun; an unfinished run
+    resumes from its checkpoints)."""
+    return finished_folder(args.out / "runs" / f"{variant}_s{seed}")
 
 
 def launch(args, variant, seed, shared):
@@ -104,15 +144,67 @@ def launch(args, variant, seed, shared):
                                     stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def read_run(folder):
-    """Per-utterance test scores and validation curve of a finished run."""
+def _audio(path):
+    import soundfile
+
+    signal, _ = soundfile.read(str(path), dtype="float64")
+    return signal if signal.ndim == 1 else signal.mean(axis=1)
+
+
+def extra_metrics(args, folder):
+    """CSIG, CBAK, COVL and SI-SDR of a finished run's noisy inputs and
+    outputs, from the files it saved (cached in ``extra_metrics.csv``).
+    Returns {(set, id): {"noisy_csig": ..., "enhanced_csig": ..., ...}}."""
+    from cmse_speechbrain.dataio import atomic_output
+    from cmse_speechbrain.metrics import composite_scores, si_sdr
+
+    cache = folder / "extra_metrics.csv"
+    if not cache.exists():
+        rows = []
+        for name in TEST_SETS:
+            with open(folder / f"test_results_{name}.csv", encoding="utf-8") as fin:
+                pesq = {row["id"]: row for row in csv.DictReader(fin)}
+            manifest = json.loads((folder / f"test_{name}.json").read_text(encoding="utf-8"))
+            for uid, entry in manifest.items():
+                clean = _audio(entry["clean_wav"].replace("{data_root}", str(args.data)))
+                row = {"set": name, "id": uid}
+                signals = {"noisy": _audio(entry["noisy_wav"].replace("{data_root}", str(args.data))),
+                           "enhanced": _audio(folder / "enhanced_wavs" / name / f"{uid}.wav")}
+                for kind, signal in signals.items():
+                    n = min(len(clean), len(signal))
+                    scores = composite_scores(clean[:n], signal[:n],
+                                              pesq_score=float(pesq[uid][f"{kind}_pesq"]))
+                    for metric in ["csig", "cbak", "covl"]:
+                        row[f"{kind}_{metric}"] = round(scores[metric], 4)
+                    row[f"{kind}_si_sdr"] = round(si_sdr(clean[:n], signal[:n]), 3)
+                rows.append(row)
+        with atomic_output(cache) as partial:
+            with open(partial, "w", newline="", encoding="utf-8") as fout:
+                writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    with open(cache, encoding="utf-8") as fin:
+        return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
+
+
+def read_run(args, folder):
+    """Per-utterance test scores (the recipe's PESQ/STOI, the extra metrics,
+    DNSMOS of the real recordings as set ``real``) and validation curve of a
+    finished run."""
     utterances = []
+    extra = extra_metrics(args, folder) if finished_folder(folder) else {}
     for name in TEST_SETS:
         path = folder / f"test_results_{name}.csv"
         if path.exists():
             with open(path, encoding="utf-8") as fin:
                 for row in csv.DictReader(fin):
-                    utterances.append(dict(row, set=name))
+                    more = {k: v for k, v in extra.get((name, row["id"]), {}).items()
+                            if k not in ("set", "id")}
+                    utterances.append(dict(row, **more, set=name))
+    path = folder / "dnsmos_real.csv"
+    if path.exists():
+        with open(path, encoding="utf-8") as fin:
+            utterances += [dict(row, set="real") for row in csv.DictReader(fin)]
     curve = []
     log = folder / "train_log.txt"
     if log.exists():
@@ -121,6 +213,154 @@ def read_run(folder):
             if line.startswith("epoch") and match:
                 curve.append(float(match.group(1)))
     return utterances, curve
+
+
+def build_model(args, variant):
+    """The untrained network of a variant, built from the same YAML as the recipe."""
+    import torch
+    from hyperpyyaml import load_hyperpyyaml
+
+    torch.manual_seed(0)
+    if variant == "metricgan":
+        from cmse_speechbrain.peers import MetricGANPlusGenerator
+
+        return MetricGANPlusGenerator()
+    size = SIZES[args.size]
+    overrides = {"channels": size["channels"], "d_model": size["d_model"],
+                 "use_cm": variant in ("cm", "full")}
+    if variant == "control":
+        overrides["control_width"] = control_width(args.size)
+    with open(ROOT / "hparams" / "common" / "cmcr_net.yaml", encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin, overrides)["model"]
+
+
+def best_model(args, variant, folder):
+    """A run's network at its best validation checkpoint (eval mode)."""
+    import torch
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    model = build_model(args, variant)
+    checkpoint = Checkpointer(folder / "save").find_checkpoint(max_key="quality")
+    model.load_state_dict(torch.load(checkpoint.paramfiles["model"], map_location="cpu",
+                                     weights_only=True))
+    return model.eval()
+
+
+def model_costs(args, variants):
+    """Parameters and MACs per second of 16 kHz audio (FFTs not counted)."""
+    import torch
+    from model_cost import macs
+
+    torch.set_num_threads(args.threads)
+    costs = {}
+    for variant in variants:
+        model = build_model(args, variant).eval()
+        audio = torch.zeros(1, 16000)
+        costs[variant] = {"parameters": sum(p.numel() for p in model.parameters()),
+                          "macs": macs(lambda: model(audio))}
+    return costs
+
+
+def diagnostic_pairs(args, count=12):
+    """(clean, noise) pairs of the CM diagnostics: VoiceBank-DEMAND test speech
+    (speakers never trained on) x noise recordings no training used."""
+    from cm_gate import NOISES
+
+    from cmse_speechbrain.dataio import read_audio_checked
+
+    clean_files = sorted((args.data / "voicebank_demand_test" / "clean").glob("*.wav"))[:count]
+    noises = [read_audio_checked(args.data / name) for name in NOISES]
+    return [(read_audio_checked(path), noises[i % len(noises)]) for i, path in enumerate(clean_files)]
+
+
+def cm_diagnostics(args, results):
+    """Stream probe (:func:`cmse_speechbrain.diagnostics.stream_probe`) of
+    every CM and control run, and the gate PNG of the first CM run."""
+    import torch
+
+    from cmse_speechbrain.diagnostics import plot_gate, stream_probe
+
+    torch.set_num_threads(args.threads)
+    pairs = diagnostic_pairs(args)
+    probes = {}
+    for (variant, seed) in sorted(results):
+        if variant in ("cm", "full", "control") and finished(args, variant, seed):
+            model = best_model(args, variant, args.out / "runs" / f"{variant}_s{seed}")
+            probes[f"{variant}_s{seed}"] = stream_probe(model, pairs)
+            if variant == "cm" and not (args.out / "cm_gate.png").exists():
+                plot_gate(model, pairs[0][0], pairs[0][1], 5.0, args.out / "cm_gate.png",
+                          title=f"CM gate of the +CM run (seed {seed}), unseen speech + unseen noise, 5 dB")
+    return probes
+
+
+def plot_spectrograms(args, results, path):
+    """Noisy, clean and every variant's output (first seed) of one VoiceBank
+    test utterance, on one colour scale."""
+    import torch
+    from common import pyplot
+
+    plt = pyplot()
+    if plt is None:
+        return
+    seed = args.seeds[0]
+    rows = [u for (v, s), (utterances, _) in results.items() if s == seed and v == "baseline"
+            for u in utterances if u["set"] == "voicebank"]
+    if not rows:
+        return
+    rows.sort(key=lambda u: float(u["noisy_pesq"]))
+    uid = rows[len(rows) // 2]["id"]  # median noisy PESQ
+    signals = [("noisy", args.data / "voicebank_demand_test" / "noisy" / f"{uid}.wav"),
+               ("clean", args.data / "voicebank_demand_test" / "clean" / f"{uid}.wav")]
+    signals += [(v, args.out / "runs" / f"{v}_s{seed}" / "enhanced_wavs" / "voicebank" / f"{uid}.wav")
+                for v in args.variants if (args.out / "runs" / f"{v}_s{seed}").exists()]
+    signals = [(name, file) for name, file in signals if pathlib.Path(file).exists()]
+    columns = 2
+    fig, axes = plt.subplots((len(signals) + 1) // columns, columns, figsize=(10, 1.8 * ((len(signals) + 1) // columns)),
+                             sharex=True, sharey=True, squeeze=False)
+    window = torch.hann_window(512)
+    for ax, (name, file) in zip(axes.flat, signals):
+        signal = torch.from_numpy(_audio(file)).float()
+        db = 20 * torch.log10(torch.stft(signal, 512, 256, window=window, return_complex=True).abs() + 1e-5)
+        ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=-60, vmax=30, cmap="magma",
+                  extent=[0, signal.numel() / 16000, 0, 8])
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[len(signals):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("kHz")
+    fig.suptitle(f"VoiceBank-DEMAND {uid} (median noisy PESQ), seed {seed}, same colour scale (dB)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def logged_seconds(folder):
+    """Wall seconds between the first and last line of a run's log (for runs
+    whose launcher did not time them)."""
+    from datetime import datetime
+
+    stamps = []
+    log = folder / "log.txt"
+    for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
+        try:
+            stamps.append(datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            continue
+    return (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else float("nan")
+
+
+def write_listening_page(args, variants):
+    """``listening/index.html``: the VoiceBank-DEMAND test pairs, noisy, clean
+    and every variant's output (first seed), players linking to the files."""
+    from cmse_speechbrain.report import write_report
+
+    seed = args.seeds[0]
+    systems = {v: args.out / "runs" / f"{v}_s{seed}" / "enhanced_wavs" / "voicebank" for v in variants}
+    systems = {v: folder for v, folder in systems.items() if folder.is_dir()}
+    test = args.data / "voicebank_demand_test"
+    if systems and test.is_dir():
+        write_report(test / "clean", test / "noisy", systems, args.out / "listening", dnsmos=False,
+                     copy_audio=False, title=f"Ablation, seed {seed}: VoiceBank-DEMAND test pairs")
 
 
 def bootstrap_difference(pairs, resamples=2000, seed=0):
@@ -148,95 +388,158 @@ def bootstrap_difference(pairs, resamples=2000, seed=0):
     return mean, draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
 
 
+def _mean_sd(values):
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
+
+
 def report(args, results, elapsed):
-    """Writes runs.csv, utterances.csv, ablation.md and valid_curves.png."""
+    """Writes runs.csv, utterances.csv, ablation.md and the PNGs."""
     out = args.out
+    sets = TEST_SETS + ["real"]
+    columns = {name: ([f"dnsmos_{k}" for k in DNSMOS] if name == "real" else METRICS) for name in sets}
+
+    def score(u, kind, metric):
+        key = f"{kind}_{metric[len('dnsmos_'):]}" if metric.startswith("dnsmos_") else f"{kind}_{metric}"
+        return float(u[key])
+
     rows, utterance_rows = [], []
     for (variant, seed), (utterances, curve) in sorted(results.items()):
         utterance_rows += [dict(u, variant=variant, seed=seed) for u in utterances]
-        for name in TEST_SETS:
+        for name in sets:
             subset = [u for u in utterances if u["set"] == name]
             if not subset:
                 continue
             row = {"variant": variant, "seed": seed, "set": name, "utterances": len(subset),
-                   "minutes": round(elapsed[(variant, seed)] / 60, 1)}
-            for metric in METRICS:
+                   "minutes": round(elapsed.get((variant, seed), float("nan")) / 60, 1)}
+            for metric in columns[name]:
                 for kind in ["noisy", "enhanced"]:
-                    row[f"{kind}_{metric}"] = sum(float(u[f"{kind}_{metric}"]) for u in subset) / len(subset)
+                    row[f"{kind}_{metric}"] = sum(score(u, kind, metric) for u in subset) / len(subset)
             rows.append(row)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "runs.csv", "w", newline="", encoding="utf-8") as fout:
-        writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fout, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    fields = list(dict.fromkeys(k for r in utterance_rows for k in r))
     with open(out / "utterances.csv", "w", newline="", encoding="utf-8") as fout:
-        writer = csv.DictWriter(fout, fieldnames=list(utterance_rows[0]))
+        writer = csv.DictWriter(fout, fieldnames=fields)
         writer.writeheader()
         writer.writerows(utterance_rows)
 
-    variants = list(dict.fromkeys(v for v, _ in results))
+    variants = [v for v in args.variants if any(k[0] == v for k in results)]
+    costs = model_costs(args, variants)
     lines = [f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
              f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
              f"'{args.size}', CPU)", "",
              "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "`", "",
-             "Mean ± standard deviation over seeds. Each seed draws its own validation and "
-             "synthetic test mixtures (same speakers and noise files, other segments and "
-             "SNRs); variants of one seed share them, so the paired differences below "
-             "compare like with like.", ""]
-    for name in TEST_SETS:
-        lines += [f"## {name}", "", "| system | PESQ-WB | STOI |", "|---|---|---|"]
-        noisy = [r for r in rows if r["set"] == name]
-        if not noisy:
+             "Every run: the RealMix recipe (real speech x real noise mixed on the fly, "
+             "speaker- and noise-disjoint splits), the same steps, learning-rate schedule "
+             "(warm-up then linear decay to 0) and seeds; the checkpoint with the best "
+             "validation quality (56 fixed utterances) is tested. Mean ± standard deviation "
+             "over seeds. Each seed draws its own validation and synthetic test mixtures "
+             "(same speakers and noise files, other segments and SNRs); the variants of one "
+             "seed share them, so the paired differences compare like with like.", "",
+             "## Variants and cost", "",
+             "| system | what | parameters | MMACs per second of audio | training minutes (mean) |",
+             "|---|---|---:|---:|---:|"]
+    what = {"baseline": "CMCR-Net without CM and CR", "cm": "+ CM and its stream loss",
+            "cr": "+ CR (random encoder space)", "full": "CMCR-Net (CM + CR)",
+            "control": "baseline + plain self-attention bottleneck, CM's parameter count",
+            "metricgan": "SpeechBrain MetricGAN+ generator, reconstruction + CR",
+            "cr_speaker": "+ CR in the pretrained speaker-encoder space"}
+    for variant in variants:
+        minutes = [elapsed[k] / 60 for k in elapsed if k[0] == variant and elapsed[k] == elapsed[k]]
+        lines.append(f"| {variant} | {what.get(variant, '')} | {costs[variant]['parameters']:,} | "
+                     f"{costs[variant]['macs'] / 1e6:,.0f} | "
+                     f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} |")
+    lines.append("")
+    titles = {"voicebank": "VoiceBank-DEMAND test (real pairs)",
+              "synthetic": "synthetic: unseen speakers x unseen noise files",
+              "dns": "DNS synthetic test pairs", "real": "real recordings (DNSMOS, no reference)"}
+    for name in sets:
+        mine = [r for r in rows if r["set"] == name]
+        if not mine:
             continue
-        # the synthetic mixtures are drawn with each run's seed: the noisy row is their mean
-        noisy_means = [sum(r[f"noisy_{m}"] for r in noisy) / len(noisy) for m in METRICS]
-        lines.append("| noisy | " + " | ".join(f"{v:.3f}" for v in noisy_means) + " |")
+        header = [m.upper().replace("_", "-") for m in columns[name]]
+        lines += [f"## {titles[name]} ({mine[0]['utterances']} utterances)", "",
+                  "| system | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+        lines.append("| noisy | " + " | ".join(
+            f"{_mean_sd([r[f'noisy_{m}'] for r in mine])[0]:.3f}" for m in columns[name]) + " |")
         for variant in variants:
-            mine = [r for r in rows if r["set"] == name and r["variant"] == variant]
             cells = []
-            for metric in METRICS:
-                values = [r[f"enhanced_{metric}"] for r in mine]
-                mean = sum(values) / len(values)
-                spread = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
-                cells.append(f"{mean:.3f} ± {spread:.3f}")
+            for metric in columns[name]:
+                values = [r[f"enhanced_{metric}"] for r in mine if r["variant"] == variant]
+                cells.append("%.3f ± %.3f" % _mean_sd(values) if values else "–")
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
-    comparisons = [("baseline", "full"), ("baseline", "cm"), ("baseline", "cr"), ("metricgan", "full")]
-    lines += ["## Paired differences (same seed, same utterances), 95 % bootstrap interval", "",
-              "| comparison | set | metric | difference | interval |", "|---|---|---|---|---|"]
-    for first, second in comparisons:
+    lines += ["## Paired differences (same seed, same utterances), 95 % bootstrap interval "
+              "over seeds and utterances", "",
+              "| comparison | set | metric | difference | interval |", "|---|---|---|---:|---|"]
+    for first, second in COMPARISONS:
         if first not in variants or second not in variants:
             continue
-        for name in TEST_SETS:
-            for metric in METRICS:
+        for name in sets:
+            for metric in (["dnsmos_ovrl"] if name == "real" else COMPARED_METRICS):
                 pairs = {}
                 for seed in args.seeds:
-                    a = {u["id"]: float(u[f"enhanced_{metric}"]) for u in results.get((first, seed), ([], []))[0] if u["set"] == name}
-                    b = {u["id"]: float(u[f"enhanced_{metric}"]) for u in results.get((second, seed), ([], []))[0] if u["set"] == name}
+                    a = {u["id"]: score(u, "enhanced", metric)
+                         for u in results.get((first, seed), ([], []))[0] if u["set"] == name}
+                    b = {u["id"]: score(u, "enhanced", metric)
+                         for u in results.get((second, seed), ([], []))[0] if u["set"] == name}
                     shared = sorted(set(a) & set(b))
                     if shared:
                         pairs[seed] = [(a[i], b[i]) for i in shared]
                 if pairs:
                     mean, low, high = bootstrap_difference(pairs)
-                    lines.append(f"| {second} - {first} | {name} | {metric} | {mean:+.3f} | "
+                    lines.append(f"| {second} − {first} | {name} | {metric} | {mean:+.3f} | "
                                  f"[{low:+.3f}, {high:+.3f}] |")
+    lines.append("")
+    probes = cm_diagnostics(args, results)
+    if probes:
+        (out / "stream_probe.json").write_text(json.dumps(probes, indent=1) + "\n")
+        lines += ["## Does the CM split speech from noise? A linear probe of the bottleneck streams", "",
+                  "Ridge regression from a stream's features in a frame to the clean speech's and "
+                  "to the noise's energy (dB) in that frame, cross-validated over utterances "
+                  "(12 VoiceBank-DEMAND test utterances x 4 noise recordings no run trained on, "
+                  "0/5/10 dB; `cmse_speechbrain.diagnostics.stream_probe`). R² per stream, mean ± "
+                  "sd over seeds.", "",
+                  "| model | stream | R² speech energy | R² noise energy | speech − noise |",
+                  "|---|---|---:|---:|---:|"]
+        groups = {}
+        for run, streams in probes.items():
+            for stream, values in streams.items():
+                groups.setdefault((run.rsplit("_s", 1)[0], stream), []).append(values)
+        for (variant, stream), values in groups.items():
+            speech = _mean_sd([v["speech_r2"] for v in values])
+            noise = _mean_sd([v["noise_r2"] for v in values])
+            gap = _mean_sd([v["speech_r2"] - v["noise_r2"] for v in values])
+            lines.append(f"| {variant} | {stream} | {speech[0]:.3f} ± {speech[1]:.3f} | "
+                         f"{noise[0]:.3f} ± {noise[1]:.3f} | {gap[0]:+.3f} ± {gap[1]:.3f} |")
+        lines.append("")
+    lines += ["Figures: `valid_curves.png` (validation quality of every run), "
+              "`spectrograms.png` (one utterance, every variant), `cm_gate.png` (the CM gate "
+              "over time and channels against the clean speech); `listening/index.html` (not "
+              "in git: players, spectrograms and scores of every variant on the VoiceBank-DEMAND "
+              "test pairs, written by this command).", ""]
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
-    try:
-        import matplotlib
+    plot_spectrograms(args, results, out / "spectrograms.png")
+    write_listening_page(args, variants)
+    from common import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = dict(zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for (variant, seed), (_, curve) in sorted(results.items()):
         steps = [args.steps_per_epoch * (i + 1) for i in range(len(curve))]
-        ax.plot(steps, curve, color=colours[variant], alpha=0.8,
+        ax.plot(steps, curve, color=colours[variant], alpha=0.8, marker=".",
                 label=variant if seed == args.seeds[0] else None)
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation quality (0.5 PESQ' + 0.5 STOI)")
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "valid_curves.png", dpi=80)
     plt.close(fig)
@@ -244,13 +547,13 @@ def report(args, results, elapsed):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["baseline", "full"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=400, help="training steps of every run")
-    parser.add_argument("--steps-per-epoch", type=int, default=100, help="steps between validations")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--segment", type=float, default=3.0, help="seconds per training crop")
-    parser.add_argument("--warmup", type=int, default=50, help="lr warm-up = CM/CR start (steps)")
+    parser.add_argument("--steps", type=int, default=1110, help="training steps of every run")
+    parser.add_argument("--steps-per-epoch", type=int, default=185, help="steps between validations")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--segment", type=float, default=2.0, help="seconds per training crop")
+    parser.add_argument("--warmup", type=int, default=100, help="lr warm-up = CM/CR start (steps)")
     parser.add_argument("--size", choices=list(SIZES), default="small")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="threads per run")
@@ -270,6 +573,8 @@ def main(argv=None):
         while todo or running:
             while todo and len(running) < args.jobs:
                 variant, seed = todo.pop(0)
+                if finished(args, variant, seed):  # finished by another launcher meanwhile
+                    continue
                 folder, process = launch(args, variant, seed, shared)
                 running[(variant, seed)] = (folder, process, time.time())
                 print(f"started {variant} seed {seed}", flush=True)
@@ -288,8 +593,9 @@ def main(argv=None):
         for seed in args.seeds:
             folder = args.out / "runs" / f"{variant}_s{seed}"
             if folder.exists():
-                results[(variant, seed)] = read_run(folder)
-                elapsed.setdefault((variant, seed), float("nan"))
+                results[(variant, seed)] = read_run(args, folder)
+                if (variant, seed) not in elapsed:
+                    elapsed[(variant, seed)] = logged_seconds(folder)
     report(args, results, elapsed)
 
 

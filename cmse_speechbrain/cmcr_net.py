@@ -568,6 +568,97 @@ class CollaborationModule(nn.Module):
         return self.norm(x + fused)
 
 
+class SelfAttentionBottleneck(_FrameAttention):
+    """Ablation control for the CM: a plain self-attention bottleneck.
+
+    The same place in the network, the same residual LayerNorm at the input
+    size and the same weight sharing over ``repeats`` passes as
+    :class:`CollaborationModule`, but one stream and no gate, no split and
+    no stream loss: per pass, a projection to ``d_model``, multi-head
+    self-attention and a feed-forward layer (4x wide), each with residual
+    and LayerNorm, and a projection back. With ``d_model`` from
+    :func:`matched_control_width` it has about the CM's parameters, so that
+    an ablation measures the CM's design rather than its extra capacity.
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the frame features (channels x frequency of the bottleneck).
+    d_model : int
+        Width of the attention and feed-forward layers.
+    nhead : int
+        Attention heads (must divide ``d_model``).
+    repeats : int
+        How many times the shared block is applied.
+    causal : bool
+        If True, each frame attends to itself and the past only.
+
+    Example
+    -------
+    >>> control = SelfAttentionBottleneck(64, d_model=32, nhead=4, repeats=2)
+    >>> out, streams = control(torch.rand(2, 10, 64))
+    >>> out.shape, streams
+    (torch.Size([2, 10, 64]), [])
+    >>> control.features.shape  # the last pass's attended features
+    torch.Size([2, 10, 32])
+    """
+
+    def __init__(self, input_size, d_model=128, nhead=4, repeats=3, causal=False):
+        super().__init__()
+        if d_model % nhead:
+            raise ValueError(f"d_model={d_model} not divisible by nhead={nhead}")
+        self._setup_span(nhead, causal, None, 0)
+        self.repeats = repeats
+        self.input_proj = nn.Linear(input_size, d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attention_out = nn.Linear(d_model, d_model)
+        self.attention_norm = nn.LayerNorm(d_model)
+        self.feedforward = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.ReLU(), nn.Linear(4 * d_model, d_model)
+        )
+        self.feedforward_norm = nn.LayerNorm(d_model)
+        self.output_proj = nn.Linear(d_model, input_size)
+        self.norm = nn.LayerNorm(input_size)
+        self.features = None
+
+    def forward(self, x):
+        """Returns the refined features [B, T, input_size] and no streams
+        (the last pass's attended features stay in ``self.features``, for
+        diagnostics)."""
+        for _ in range(self.repeats):
+            hidden = self.input_proj(x)
+            query, key, value = self.qkv(hidden).chunk(3, dim=-1)
+            hidden = self.attention_norm(
+                hidden + self.attention_out(self._attention(query, key, value))
+            )
+            hidden = self.feedforward_norm(hidden + self.feedforward(hidden))
+            self.features = hidden.detach()
+            x = self.norm(x + self.output_proj(hidden))
+        return x, []
+
+
+def matched_control_width(input_size, d_model, nhead=4):
+    """Width of :class:`SelfAttentionBottleneck` whose parameter count is
+    closest to that of a :class:`CollaborationModule` (a multiple of
+    ``nhead``).
+
+    Example
+    -------
+    >>> width = matched_control_width(896, 64)
+    >>> count = lambda m: sum(p.numel() for p in m.parameters())
+    >>> cm = count(CollaborationModule(896, 64, 4))
+    >>> abs(count(SelfAttentionBottleneck(896, width, 4)) - cm) / cm < 0.02
+    True
+    """
+    target = sum(p.numel() for p in CollaborationModule(input_size, d_model, nhead).parameters())
+
+    def control_parameters(width):  # projections in/out, q/k/v/out, 4x FFN, norms
+        return 2 * input_size * width + 3 * input_size + 12 * width**2 + 14 * width
+
+    widths = range(nhead, 8 * d_model + 1, nhead)
+    return min(widths, key=lambda width: abs(control_parameters(width) - target))
+
+
 LEVEL_FLOOR = 1e-6  # input level of digital silence, in spectrum units
 
 
@@ -697,7 +788,7 @@ class CMCRNet(nn.Module):
         paper's code.
     use_cm : bool
         If False, the bottleneck is passed through unchanged (the baseline
-        CRN of the ablation).
+        CRN of the ablation), or through the control below.
     d_model : int
         Size of the CM streams (64 in the CRC-Net code; 128 here by default).
     nhead : int
@@ -731,6 +822,11 @@ class CMCRNet(nn.Module):
         authors' causal code). Non-causal models centre it.
     input_compression : float
         Exponent of the input magnitude compression (1: none).
+    control_width : int, optional
+        Ablation control (with ``use_cm=False``): a plain
+        :class:`SelfAttentionBottleneck` of this width where the CM would be
+        (:func:`matched_control_width` gives the CM's parameter count).
+        Not streamable. None (default): no control.
 
     Example
     -------
@@ -763,6 +859,7 @@ class CMCRNet(nn.Module):
         lookahead_frames=0,
         time_kernel=2,
         input_compression=0.3,
+        control_width=None,
     ):
         super().__init__()
         # constructor arguments, so that an inference YAML can rebuild it
@@ -782,7 +879,10 @@ class CMCRNet(nn.Module):
             "lookahead_frames": lookahead_frames,
             "time_kernel": time_kernel,
             "input_compression": input_compression,
+            "control_width": control_width,
         }
+        if use_cm and control_width:
+            raise ValueError("control_width replaces the CM: it needs use_cm=False")
         if output_type not in ("mapping", "complex_mask"):
             raise ValueError(
                 f"output_type must be 'mapping' or 'complex_mask', got {output_type!r}"
@@ -837,6 +937,11 @@ class CMCRNet(nn.Module):
                 attention_window, lookahead_frames,
             )
             if use_cm
+            else None
+        )
+        self.control = (
+            SelfAttentionBottleneck(bottleneck_size, control_width, nhead, cm_repeats, causal)
+            if control_width
             else None
         )
 
@@ -910,9 +1015,10 @@ class CMCRNet(nn.Module):
             level = self.input_level(spec)
         x, skips = self._encode(compressed_input(spec, level, self.input_compression))
         streams = []
-        if self.cm is not None:
+        bottleneck = self.cm if self.cm is not None else self.control
+        if bottleneck is not None:
             batch, channels, freqs, time = x.shape
-            refined, streams = self.cm(self._frames(x))
+            refined, streams = bottleneck(self._frames(x))
             x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
         x = self._decode(x, skips)
         return self.apply_output(x, spec, level), streams
@@ -950,9 +1056,9 @@ class CMCRNet(nn.Module):
         ...         attention_window=4).receptive_field_frames()
         31
         """
-        if self.cm is not None and (
+        if self.control is not None or (self.cm is not None and (
             not self.causal or self.attention_window is None
-        ):
+        )):
             return None
         past = 2 * len(self.encoder) * (self.time_kernel - 1)
         if self.cm is not None:

@@ -276,6 +276,42 @@ class SSLRepresentation(nn.Module):
         return [hiddens[group].sum(dim=0) for group in self.layer_groups]
 
 
+CR_SPACES = ("random", "speaker")
+
+
+def cr_space_representation(space, random_representation):
+    """The feature space CR is computed in, by name (a YAML switch).
+
+    Arguments
+    ---------
+    space : str
+        ``"random"``: ``random_representation`` (the offline frozen random
+        conv encoder, the default); ``"speaker"``: the pretrained speaker
+        encoder of :mod:`cmse_speechbrain.speaker_encoder` (needs
+        ``pip install resemblyzer``; 4 levels: 3 LSTM layers and the
+        projection).
+    random_representation : torch.nn.Module
+        What ``"random"`` returns.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Example
+    -------
+    >>> encoder = RandomConvRepresentation(channels=[8, 16])
+    >>> cr_space_representation("random", encoder) is encoder
+    True
+    """
+    if space == "random":
+        return random_representation
+    if space == "speaker":
+        from cmse_speechbrain.speaker_encoder import SpeakerEncoderRepresentation
+
+        return SpeakerEncoderRepresentation(weights="default")
+    raise ValueError(f"cr_space must be one of {CR_SPACES}, got {space!r}")
+
+
 class ContrastiveRegularization(nn.Module):
     """Contrastive regularization (CR) loss, per utterance and bounded.
 

@@ -78,6 +78,8 @@ class StreamingEnhancer:
             raise ValueError("streaming needs a causal model (causal=True)")
         if model.lookahead_frames:
             raise ValueError("streaming supports lookahead_frames=0 only")
+        if getattr(model, "control", None) is not None:
+            raise ValueError("the self-attention control (control_width) is not streamable")
         if model.cm is not None and model.attention_window is None:
             raise ValueError(
                 "streaming needs a finite attention_window (bounded past)"

@@ -12,6 +12,7 @@ import speechbrain as sb
 from cmse_speechbrain.cmcr_net import CMCRNet
 from cmse_speechbrain.mixing import OnTheFlyMixer
 from cmse_speechbrain.peers import MetricGANPlusGenerator
+from cmse_speechbrain.speaker_encoder import default_weights_path
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -27,9 +28,16 @@ SHARED = ROOT.parent / "shared" / "data"
     ("cm", CMCRNet, True, True, False),
     ("cr", CMCRNet, False, False, True),
     ("full", CMCRNet, True, True, True),
+    ("control", CMCRNet, False, False, False),
     ("metricgan", MetricGANPlusGenerator, False, False, True),
+    ("cr_speaker", CMCRNet, False, False, True),
 ])
 def test_variant_overrides(tmp_path, variant, model_class, use_cm, cm_on, cr_on):
+    if variant == "cr_speaker":
+        try:
+            default_weights_path()
+        except FileNotFoundError as error:
+            pytest.skip(str(error))
     args = argparse.Namespace(steps=200, steps_per_epoch=100, batch_size=4, segment=2.0,
                               warmup=10, size="small", data=tmp_path)
     command = ablation.run_arguments(args, variant, 0, tmp_path / "run")
@@ -42,9 +50,14 @@ def test_variant_overrides(tmp_path, variant, model_class, use_cm, cm_on, cr_on)
     if model_class is CMCRNet:
         assert (model.cm is not None) == use_cm
         assert model.config["channels"] == [8, 16, 32, 64, 128]  # the same small size for all
+        assert (model.control is not None) == (variant == "control")
+    representation = type(hparams["objective"].contrastive_regularization.representation).__name__
+    expected = "SpeakerEncoderRepresentation" if variant == "cr_speaker" else "RandomConvRepresentation"
+    assert representation == expected
     objective = hparams["objective"]
     assert (objective.shares["cm"] > 0) == cm_on and (objective.shares["cr"] > 0) == cr_on
     assert hparams["number_of_epochs"] == 2 and hparams["init_from"] is None
+    assert hparams["real_annotation"] is not None  # DNSMOS of the real recordings is reported
     assert isinstance(hparams["mixer"], OnTheFlyMixer)
 
 
@@ -70,3 +83,12 @@ def test_realmix_split_is_disjoint():
                    ["asr_samples", "transcribed", "ljspeech", "cmu_arctic", "dude_miaowing",
                     "noise5", "ch03_sm00"])
     assert len(split["valid_speech"]) * 2 + len(split["valid_pairs"]) >= 40
+
+
+def test_control_matches_the_cm_in_parameters():
+    """The self-attention control has the CM's capacity (within 2 %)."""
+    args = argparse.Namespace(size="small")
+    count = {v: sum(p.numel() for p in ablation.build_model(args, v).parameters())
+             for v in ["baseline", "cm", "control"]}
+    cm, control = count["cm"] - count["baseline"], count["control"] - count["baseline"]
+    assert abs(control - cm) / cm < 0.02

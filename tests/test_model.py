@@ -71,6 +71,32 @@ def test_use_cm_switch_removes_the_module():
     assert aux["streams"] == []
 
 
+def test_self_attention_control_replaces_the_cm(real_pair):
+    """The ablation control: in the CM's place, trained by every parameter,
+    level-invariant, refused where it makes no sense (with a CM, streaming)."""
+    from cmse_speechbrain.cmcr_net import matched_control_width
+    from cmse_speechbrain.streaming import StreamingEnhancer
+
+    noisy, clean = real_pair
+    full = CMCRNet(**SMALL)
+    width = matched_control_width(full.cm.input_proj.in_features, 16, nhead=2)
+    control = CMCRNet(use_cm=False, control_width=width, **SMALL)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert control.cm is None and abs(count(control) - count(full)) / count(full) < 0.05
+    enhanced, aux = control(noisy)
+    assert aux["streams"] == [] and control.control.features.shape[-1] == width
+    torch.nn.functional.mse_loss(enhanced, clean).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in control.parameters())
+    control.eval()
+    with torch.no_grad():
+        assert torch.allclose(control(3 * noisy)[0], 3 * control(noisy)[0], atol=3e-4)
+    with pytest.raises(ValueError, match="use_cm=False"):
+        CMCRNet(control_width=width, **SMALL)
+    causal = CMCRNet(use_cm=False, control_width=width, causal=True, time_kernel=2, **SMALL)
+    with pytest.raises(ValueError, match="not streamable"):
+        StreamingEnhancer(causal)
+
+
 def test_causal_model_ignores_the_future(real_pair):
     noisy, _ = real_pair
     model = CMCRNet(causal=True, **SMALL).eval()
