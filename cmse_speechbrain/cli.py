@@ -13,6 +13,14 @@ option, a refused model folder, no CUDA). Inputs are never overwritten and
 every output is written atomically; SIGINT/SIGTERM stop the run with one
 line and leave no partial file.
 
+Corpus mode (``--manifest`` or ``--output-manifest``; see
+:mod:`cmse_speechbrain.corpus`): inputs from a SpeechBrain CSV/JSON manifest
+or folders, a manifest of the enhanced files and one of the failures out, a
+rerun keeps complete outputs (``--overwrite`` redoes them), an output folder
+holding inputs is refused. Under ``torchrun --nproc_per_node=N`` each
+process enhances its share; ``--batch-size``, ``--max-batch-seconds`` and
+``--precision`` batch files of equal STFT frame count on a GPU.
+
 ``cmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] -o results.csv``
 scores enhanced files against their clean references (matched by name):
 PESQ-WB, STOI, ESTOI, CSIG/CBAK/COVL, SSNR, SI-SDR, with the noisy input's
@@ -47,134 +55,19 @@ import sys
 import torch
 from tqdm import tqdm
 
-from cmse_speechbrain.dataio import (
-    AUDIO_EXTENSIONS,
-    TEMPORARY_PREFIX,
-    AudioFileError,
-    atomic_output,
-    read_audio_checked,
+from cmse_speechbrain.corpus import (  # noqa: F401 (collect_inputs, plan_outputs: used by report)
+    INPUT_EXTENSIONS,
+    CorpusError,
+    collect_inputs,
+    describe_error,
+    plan_outputs,
 )
+from cmse_speechbrain.dataio import TEMPORARY_PREFIX, AudioFileError, atomic_output, read_audio_checked
 from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, nanmean, si_sdr, stoi_score
 
-INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".ogg", ".aiff", ".aif")
 #: Largest length difference (samples at 16 kHz) between an enhanced file
 #: and its reference that ``cmse-evaluate`` still scores (over the shorter).
 LENGTH_TOLERANCE = 8
-
-
-def _same_file(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def collect_inputs(inputs, exclude=None):
-    """(file, path relative to its input root) for files and folders.
-
-    A missing path comes back as (path, None); an unreadable folder as
-    (folder, None, problem): both are reported as failures, not raised.
-    A file reached twice (given twice, or also inside a given folder) is
-    listed once. Folders are walked without following links, and the
-    folder ``exclude`` (the output folder) is never entered.
-
-    Example
-    -------
-    >>> import soundfile as sf
-    >>> tmp = getfixture("tmp_path")
-    >>> (tmp / "out").mkdir()
-    >>> for name in ["a.wav", "out/a.wav"]:
-    ...     sf.write(tmp / name, [0.0] * 800, 16000)
-    >>> [str(rel) for _, rel in collect_inputs([tmp, tmp / "a.wav"], exclude=tmp / "out")]
-    ['a.wav']
-    """
-    found, seen = [], set()
-
-    def add(file, relative, *problem):
-        key = os.path.realpath(file) if relative is not None else None
-        if key is not None and key in seen:
-            return
-        seen.add(key)
-        found.append((file, relative, *problem))
-
-    for item in inputs:
-        path = pathlib.Path(item)
-        if not path.is_dir():
-            add(path, pathlib.Path(path.name) if path.exists() else None)
-            continue
-        for folder, subfolders, files in os.walk(path, onerror=lambda e: found.append(
-                (pathlib.Path(e.filename), None, f"cannot read folder ({e.strerror})"))):
-            subfolders[:] = sorted(
-                name for name in subfolders
-                if exclude is None or not _same_file(os.path.join(folder, name), exclude)
-            )
-            for name in sorted(files):
-                file = pathlib.Path(folder) / name
-                if file.suffix.lower() in INPUT_EXTENSIONS and not name.startswith(TEMPORARY_PREFIX):
-                    add(file, file.relative_to(path))
-    return found
-
-
-def plan_outputs(inputs, out_dir):
-    """The output of each collected input, or why it gets none.
-
-    Each output is ``out_dir/<relative path>`` with the extension ``.wav``.
-    Inputs that would share an output are all refused, each naming the
-    others; so is an output that is an input.
-
-    Arguments
-    ---------
-    inputs : list
-        What :func:`collect_inputs` returns.
-    out_dir : pathlib.Path
-        The output folder.
-
-    Returns
-    -------
-    list of (pathlib.Path, pathlib.Path or None, str or None)
-        Input, output, problem.
-
-    Example
-    -------
-    >>> plan = plan_outputs([(pathlib.Path("x/s.wav"), pathlib.Path("s.wav")),
-    ...                      (pathlib.Path("y/s.flac"), pathlib.Path("s.flac"))], pathlib.Path("out"))
-    >>> [problem for _, _, problem in plan]  # doctest: +NORMALIZE_WHITESPACE
-    ['out/s.wav would also be the output of y/s.flac (enhance them in separate runs or rename one)',
-     'out/s.wav would also be the output of x/s.wav (enhance them in separate runs or rename one)']
-    """
-    by_output = {}
-    for path, relative, *problem in inputs:
-        if relative is not None:
-            output = (out_dir / relative).with_suffix(".wav")
-            by_output.setdefault(os.path.abspath(output), []).append(path)
-    input_files = {os.path.realpath(item[0]) for item in inputs if item[1] is not None}
-    plan = []
-    for path, relative, *problem in inputs:
-        if relative is None:
-            plan.append((path, None, problem[0] if problem else "file not found"))
-            continue
-        output = (out_dir / relative).with_suffix(".wav")
-        others = [other for other in by_output[os.path.abspath(output)] if other != path]
-        if others:
-            names = ", ".join(str(other) for other in others)
-            plan.append((path, None, f"{output} would also be the output of {names} "
-                                     "(enhance them in separate runs or rename one)"))
-        elif os.path.realpath(output) in input_files:
-            plan.append((path, None, f"output {output} would overwrite an input"))
-        else:
-            plan.append((path, output, None))
-    return plan
-
-
-def describe_error(path, error):
-    """One line for a failed file: the file, then the problem (once).
-
-    Example
-    -------
-    >>> describe_error("m/u.wav", AudioFileError("m/u.wav", "empty audio"))
-    'm/u.wav: empty audio'
-    >>> describe_error("m/u.wav", OSError(28, "No space left on device"))
-    'm/u.wav: [Errno 28] No space left on device'
-    """
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if text.startswith(f"{path}:") else f"{path}: {text}"
 
 
 def positive_seconds(text):
@@ -245,13 +138,17 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
 
 def enhance_main(argv=None):
     """Entry point of ``cmse-enhance``."""
-    parser = argparse.ArgumentParser(prog="cmse-enhance", description="Enhance speech files with CMCR-Net.")
-    parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
+    parser = argparse.ArgumentParser(
+        prog="cmse-enhance", description="Enhance speech files, folders or a whole corpus with CMCR-Net.",
+        epilog="Corpus mode (--manifest or --output-manifest): a rerun keeps complete outputs; under "
+               "'torchrun --nproc_per_node=N' every process enhances its share and rank 0 writes the manifest.")
+    parser.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
     parser.add_argument("-o", "--output-dir", required=True, help="folder for the enhanced files")
     parser.add_argument("--source", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--trust-code", action="store_true",
                         help="load any SpeechBrain YAML from --source: it may run any code")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:1, ... (under torchrun, cuda is cuda:LOCAL_RANK)")
     parser.add_argument("--chunk-seconds", type=positive_seconds, default=None,
                         help="chunk length for long files (the 1 s overlap is cut to half a chunk)")
     parser.add_argument("--spectrogram", action="store_true", help="also write a PNG of noisy vs enhanced")
@@ -259,60 +156,111 @@ def enhance_main(argv=None):
     parser.add_argument("--report", action="store_true",
                         help="also write a listening page of noisy vs enhanced into OUTDIR/report/ "
                              "(DNSMOS if installed)")
+    corpus = parser.add_argument_group("corpus")
+    corpus.add_argument("--manifest", default=None,
+                        help="SpeechBrain CSV (ID column) or JSON ({id: {...}}) manifest of the inputs")
+    corpus.add_argument("--data-root", default=None, help="fills $data_root (CSV) / {data_root} (JSON)")
+    corpus.add_argument("--wav-key", default=None, help="the manifest's audio field (default: wav, else noisy_wav)")
+    corpus.add_argument("--output-manifest", default=None,
+                        help="manifest of the enhanced files, .csv or .json (default with --manifest: "
+                             "OUTDIR/<its name>); failures go to <name>_failures.csv")
+    corpus.add_argument("--overwrite", action="store_true", help="enhance again the files already done")
+    corpus.add_argument("--batch-size", type=int, default=1, help="most files per batch (default 1)")
+    corpus.add_argument("--max-batch-seconds", type=positive_seconds, default=300.0,
+                        help="memory cap: most padded audio per batch, in seconds (default 300)")
+    corpus.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="bf16/fp16: autocast, CUDA only")
     args = parser.parse_args(argv)
+    if bool(args.inputs) == bool(args.manifest):
+        parser.error("give input files/folders or --manifest (one of the two)")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be 1 or more, got {args.batch_size}")
     logging.basicConfig(level=logging.WARNING)
+    from cmse_speechbrain.corpus import close_distributed, init_distributed
+
     try:
         with _sigterm_as_interrupt():
+            init_distributed()
             return _enhance(parser, args)
     except KeyboardInterrupt as stop:
         signal_name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
         print(f"cmse-enhance: stopped by {signal_name}; no partial file left", file=sys.stderr)
         return code
+    finally:
+        close_distributed()
 
 
 def _enhance(parser, args):
+    from speechbrain.utils.distributed import if_main_process
+
+    from cmse_speechbrain.corpus import autocast_context, enhance_corpus, rank_device
     from cmse_speechbrain.inference import EnhanceCMCR, check_device, shipped_model_folder
 
     def stop(message):
-        print(f"cmse-enhance: {message}", file=sys.stderr)
+        if if_main_process():
+            print(f"cmse-enhance: {message}", file=sys.stderr)
         return 2
 
+    device = rank_device(args.device)
     try:
-        check_device(args.device)
-    except RuntimeError as error:
+        check_device(device)
+        autocast_context(device, args.precision)
+    except (RuntimeError, ValueError) as error:
         return stop(error)
     source = pathlib.Path(args.source) if args.source else shipped_model_folder()
     overrides = {} if args.chunk_seconds is None else {"chunk_seconds": args.chunk_seconds}
     try:
-        enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": args.device},
+        enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": device},
                                             overrides=overrides, trust_code=args.trust_code)
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
         if args.chunk_seconds is not None and str(error).startswith("chunk_seconds"):
             parser.error(f"--{error}".replace("_", "-", 1))
         return stop(" ".join(str(error).split()))
     out_dir = pathlib.Path(args.output_dir)
-    plan = plan_outputs(collect_inputs(args.inputs, exclude=out_dir), out_dir)
-    failures = []
-    for path, output, problem in tqdm(plan, desc="enhancing", unit="file"):
-        try:
-            if problem is not None:
-                raise AudioFileError(path, problem)
-            enhancer.enhance_file(path, output, mix_down=not args.no_mix_down)
-            if args.spectrogram:
-                rate = enhancer.sample_rate
-                save_spectrogram(read_audio_checked(path, rate), read_audio_checked(output, rate),
-                                 rate, output.with_suffix(".png"))
-        except (AudioFileError, OSError, RuntimeError, ValueError) as error:
-            failures.append(describe_error(path, error))
-    done = len(plan) - len(failures)
-    print(f"enhanced {done} of {len(plan)} files into {out_dir}")
+    output_manifest = args.output_manifest
+    if args.manifest and output_manifest is None:
+        output_manifest = out_dir / pathlib.Path(args.manifest).name
+    corpus_mode = output_manifest is not None
+    if args.manifest and os.path.realpath(output_manifest) == os.path.realpath(args.manifest):
+        return stop(f"--output-manifest {output_manifest} would overwrite the input manifest")
+
+    def spectrogram(job):
+        rate = enhancer.sample_rate
+        save_spectrogram(read_audio_checked(job.input, rate), read_audio_checked(job.output, rate),
+                         rate, job.output.with_suffix(".png"))
+
+    try:
+        summary = enhance_corpus(
+            enhancer, out_dir, inputs=args.inputs, manifest=args.manifest, data_root=args.data_root,
+            wav_key=args.wav_key, output_manifest=output_manifest,
+            resume=corpus_mode and not args.overwrite, refuse_inputs_inside=corpus_mode,
+            batch_size=args.batch_size, max_batch_seconds=args.max_batch_seconds,
+            precision=args.precision, mix_down=not args.no_mix_down,
+            after_write=spectrogram if args.spectrogram else None,
+        )
+    except CorpusError as error:
+        return stop(error)
+    if summary is None:  # not rank 0: rank 0 reports for all
+        return 0
+    jobs = summary.plan.jobs
+    done = summary.enhanced + summary.kept
+    kept = f" ({summary.kept} already done, kept)" if summary.kept else ""
+    print(f"enhanced {done} of {len(jobs)} files into {out_dir}{kept}")
+    if summary.enhanced:
+        print(f"{summary.audio_seconds / 3600:.3f} h of audio in {summary.wall_seconds:.1f} s "
+              f"with {summary.world_size} process(es): {summary.speed:.1f} h of audio per hour; "
+              f"peak RSS per process {max(summary.peak_rss_mb):.0f} MB")
+    for path in summary.manifests:
+        print(f"manifest: {path}")
+    failures = [describe_error(path, reason) if not summary.plan.manifest_input
+                else f"{key}: {describe_error(path, reason)}" for key, path, reason in summary.failures]
     if args.report:
         from cmse_speechbrain.report import write_report
 
-        keys = {output: output.relative_to(out_dir).with_suffix("").as_posix()
-                for _, output, _ in plan if output is not None}
+        keys = {job.output: job.output.relative_to(out_dir).with_suffix("").as_posix()
+                for job in jobs if job.output is not None}
         try:
-            page = write_report(None, {keys[o]: path for path, o, _ in plan if o is not None},
+            page = write_report(None, {keys[job.output]: job.input for job in jobs if job.output is not None},
                                 {"enhanced": {key: o for o, key in keys.items()}}, out_dir / "report")
             print(f"listening page: {page['page']}")
         except (OSError, ValueError, ImportError) as error:

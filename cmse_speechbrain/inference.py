@@ -332,6 +332,76 @@ class EnhanceCMCR(Pretrained):
         enhanced = enhanced.float()
         return enhanced.squeeze(0) if squeeze else enhanced
 
+    def read_input(self, filename, mix_down=True):
+        """Reads a file as the model takes it (what :meth:`enhance_file` does
+        before enhancing).
+
+        Arguments
+        ---------
+        filename : str or pathlib.Path
+            Input audio (any rate, any channel count, int or float samples).
+        mix_down : bool
+            If False, a multi-channel input is refused instead of averaged.
+
+        Returns
+        -------
+        noisy : torch.Tensor
+            [samples] at the model's rate, mono.
+        info : soundfile._SoundFileInfo
+            The file's rate and length, for :meth:`write_output`.
+        """
+        info = audio_info(filename)
+        if info.channels > 1 and not mix_down:
+            raise AudioFileError(
+                filename, f"has {info.channels} channels; mono expected (mix_down=False)"
+            )
+        noisy = resample(read_audio_checked(filename, info.samplerate),
+                         info.samplerate, self.sample_rate)
+        shortest = getattr(self.hparams, "min_audio_samples", 1)
+        if noisy.numel() < shortest:
+            raise AudioFileError(
+                filename,
+                f"too short: {noisy.numel()} samples at {self.sample_rate} Hz, "
+                f"need at least {shortest}",
+            )
+        return noisy, info
+
+    def write_output(self, enhanced, info, filename, output_filename=None):
+        """Brings an enhanced signal back to its input file's rate and length
+        and writes it (what :meth:`enhance_file` does after enhancing).
+
+        Arguments
+        ---------
+        enhanced : torch.Tensor
+            [samples] at the model's rate.
+        info : soundfile._SoundFileInfo
+            The input's, from :meth:`read_input`.
+        filename : str or pathlib.Path
+            The input file (never overwritten).
+        output_filename : str or pathlib.Path, optional
+            Where to write it, atomically, as 16-bit PCM (scaled to peak 1.0
+            with a warning rather than clipped).
+
+        Returns
+        -------
+        torch.Tensor
+            [samples] at the input's rate, exactly as long as the input.
+        """
+        enhanced = resample(enhanced.cpu(), self.sample_rate, info.samplerate)
+        # resampling there and back rounds the length up: keep the input's
+        enhanced = fit_length(enhanced, info.frames)
+        if output_filename is not None:
+            output = pathlib.Path(output_filename)
+            if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
+                raise ValueError(f"{output}: refusing to overwrite the input file")
+            peak = float(enhanced.abs().max())
+            audio = enhanced / peak if peak > 1.0 else enhanced  # never clip
+            with atomic_output(output) as partial:
+                sf.write(str(partial), audio.numpy(), info.samplerate, subtype="PCM_16")
+            if peak > 1.0:
+                logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
+        return enhanced
+
     def enhance_file(self, filename, output_filename=None, mix_down=True):
         """Enhances one audio file.
 
@@ -351,34 +421,8 @@ class EnhanceCMCR(Pretrained):
             The enhanced signal [samples] at the input's rate, exactly as
             long as the input.
         """
-        info = audio_info(filename)
-        if info.channels > 1 and not mix_down:
-            raise AudioFileError(
-                filename, f"has {info.channels} channels; mono expected (mix_down=False)"
-            )
-        noisy = resample(read_audio_checked(filename, info.samplerate),
-                         info.samplerate, self.sample_rate)
-        shortest = getattr(self.hparams, "min_audio_samples", 1)
-        if noisy.numel() < shortest:
-            raise AudioFileError(
-                filename,
-                f"too short: {noisy.numel()} samples at {self.sample_rate} Hz, "
-                f"need at least {shortest}",
-            )
-        enhanced = resample(self.enhance_batch(noisy).cpu(), self.sample_rate, info.samplerate)
-        # resampling there and back rounds the length up: keep the input's
-        enhanced = fit_length(enhanced, info.frames)
-        if output_filename is not None:
-            output = pathlib.Path(output_filename)
-            if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
-                raise ValueError(f"{output}: refusing to overwrite the input file")
-            peak = float(enhanced.abs().max())
-            audio = enhanced / peak if peak > 1.0 else enhanced  # never clip
-            with atomic_output(output) as partial:
-                sf.write(str(partial), audio.numpy(), info.samplerate, subtype="PCM_16")
-            if peak > 1.0:
-                logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
-        return enhanced
+        noisy, info = self.read_input(filename, mix_down)
+        return self.write_output(self.enhance_batch(noisy), info, filename, output_filename)
 
     def forward(self, noisy, lengths=None):
         """Same as :meth:`enhance_batch`."""
