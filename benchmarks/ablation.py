@@ -432,7 +432,10 @@ def report(args, results, elapsed):
     lines = [f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
              f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
              f"'{args.size}', CPU)", "",
-             "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "`", "",
+             "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "` (the "
+             "runs: `python benchmarks/ablation.py --jobs 2`; finished runs are not rerun, "
+             "`--report-only` rewrites this report from them). Training minutes are wall time "
+             "on the shared 2-core machine, 2 to 3 runs at a time.", "",
              "Every run: the RealMix recipe (real speech x real noise mixed on the fly, "
              "speaker- and noise-disjoint splits), the same steps, learning-rate schedule "
              "(warm-up then linear decay to 0) and seeds; the checkpoint with the best "
@@ -441,8 +444,8 @@ def report(args, results, elapsed):
              "(same speakers and noise files, other segments and SNRs); the variants of one "
              "seed share them, so the paired differences compare like with like.", "",
              "## Variants and cost", "",
-             "| system | what | parameters | MMACs per second of audio | training minutes (mean) |",
-             "|---|---|---:|---:|---:|"]
+             "| system | what | seeds | parameters | MMACs per second of audio | training minutes (mean) |",
+             "|---|---|---:|---:|---:|---:|"]
     what = {"baseline": "CMCR-Net without CM and CR", "cm": "+ CM and its stream loss",
             "cr": "+ CR (random encoder space)", "full": "CMCR-Net (CM + CR)",
             "control": "baseline + plain self-attention bottleneck, CM's parameter count",
@@ -450,7 +453,8 @@ def report(args, results, elapsed):
             "cr_speaker": "+ CR in the pretrained speaker-encoder space"}
     for variant in variants:
         minutes = [elapsed[k] / 60 for k in elapsed if k[0] == variant and elapsed[k] == elapsed[k]]
-        lines.append(f"| {variant} | {what.get(variant, '')} | {costs[variant]['parameters']:,} | "
+        seeds = sum(1 for v, _ in results if v == variant)
+        lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
                      f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} |")
     lines.append("")
@@ -470,7 +474,10 @@ def report(args, results, elapsed):
             cells = []
             for metric in columns[name]:
                 values = [r[f"enhanced_{metric}"] for r in mine if r["variant"] == variant]
-                cells.append("%.3f ± %.3f" % _mean_sd(values) if values else "–")
+                if len(values) > 1:
+                    cells.append("%.3f ± %.3f" % _mean_sd(values))
+                else:
+                    cells.append(f"{values[0]:.3f} (1 seed)" if values else "–")
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Paired differences (same seed, same utterances), 95 % bootstrap interval "
