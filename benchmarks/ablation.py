@@ -599,7 +599,7 @@ def main(argv=None):
     for variant in args.variants:
         for seed in args.seeds:
             folder = args.out / "runs" / f"{variant}_s{seed}"
-            if folder.exists():
+            if finished_folder(folder):  # runs still training are left out
                 results[(variant, seed)] = read_run(args, folder)
                 if (variant, seed) not in elapsed:
                     elapsed[(variant, seed)] = logged_seconds(folder)
