@@ -145,10 +145,10 @@ def launch(args, variant, seed, shared):
 
 
 def _audio(path):
-    import soundfile
+    """A checked mono 16 kHz file as float64 numpy (what the metrics take)."""
+    from cmse_speechbrain.dataio import read_audio_checked
 
-    signal, _ = soundfile.read(str(path), dtype="float64")
-    return signal if signal.ndim == 1 else signal.mean(axis=1)
+    return read_audio_checked(path).double().numpy()
 
 
 def extra_metrics(args, folder):
