@@ -27,6 +27,9 @@ of a wrapper process that runs nothing else), and on the GPU
 
     python benchmarks/corpus_throughput.py [--minutes 10] [--configs 1x2 2x1] [--cuda]
     python benchmarks/corpus_throughput.py --minutes 0.3 --results /tmp/smoke   # a quick check
+    # on a GPU machine without ../shared/data: build the corpus here, carry it
+    python benchmarks/corpus_throughput.py --configs --work CORPUS_DIR --data DATA_COPY --cuda \
+        --keep benchmarks/results/corpus_throughput.csv --results OUT
 
 Run it on an otherwise idle machine: the CPU figures are the machine's.
 
@@ -53,40 +56,50 @@ DRIVER = "import sys\nfrom cmse_speechbrain import cli\nsys.exit(cli.enhance_mai
 TOOL_LINE = re.compile(r"([\d.]+) h of audio in ([\d.]+) s")
 
 
-def build_corpus(folder, minutes, seed=0, clip_seconds=4.0):
+def build_corpus(folder, minutes, data=DATA, seed=0, clip_seconds=4.0):
     """Writes ``folder/utterances`` (natural lengths) and ``folder/clips``
-    (the same audio cut into ``clip_seconds`` clips); returns seconds of audio."""
+    (the same audio cut into ``clip_seconds`` clips); returns seconds of audio.
+
+    Utterances built earlier with the same ``minutes`` and ``seed`` (listed
+    in ``folder/corpus.json``) are reused, so a corpus built here can be
+    carried to another machine without the data it was mixed from."""
+    import soundfile as sf
     import torch
 
     from cmse_speechbrain.dataio import read_audio_checked
     from cmse_speechbrain.mixing import mix_at_snr
 
-    speech_files = sorted((DATA / "librispeech_train_clean_100").glob("*.flac"))
-    noise_files = sorted((DATA / "noise_extra").glob("*/*.flac"))
-    if not speech_files or not noise_files:
-        raise SystemExit(f"{DATA}: LibriSpeech or noise_extra missing (see its README)")
-    rng = torch.Generator().manual_seed(seed)
-    total, clip = 0.0, int(clip_seconds * 16000)
-    for sub in ("utterances", "clips"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    import soundfile as sf
-
-    for number, path in enumerate(speech_files):
-        if total >= minutes * 60:
-            break
-        speech = read_audio_checked(path, 16000)
-        noise_path = noise_files[int(torch.randint(len(noise_files), (1,), generator=rng))]
-        noise = read_audio_checked(noise_path, 16000)
-        noise = noise.repeat(speech.numel() // noise.numel() + 1)[: speech.numel()]
-        snr = torch.rand(1, generator=rng) * 15
-        level = -35 + torch.rand(1, generator=rng) * 15
-        noisy, _ = mix_at_snr(speech[None], noise[None], snr, level)
-        noisy = noisy[0].numpy()
-        sf.write(folder / "utterances" / f"{path.stem}.flac", noisy, 16000)
+    manifest = folder / "corpus.json"
+    wanted = {"minutes": minutes, "seed": seed}
+    (folder / "utterances").mkdir(parents=True, exist_ok=True)
+    built = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if {key: built.get(key) for key in wanted} != wanted:
+        speech_files = sorted((data / "librispeech_train_clean_100").glob("*.flac"))
+        noise_files = sorted((data / "noise_extra").glob("*/*.flac"))
+        if not speech_files or not noise_files:
+            raise SystemExit(f"{data}: LibriSpeech or noise_extra missing (see its README)")
+        rng = torch.Generator().manual_seed(seed)
+        total = 0.0
+        for path in speech_files:
+            if total >= minutes * 60:
+                break
+            speech = read_audio_checked(path, 16000)
+            noise_path = noise_files[int(torch.randint(len(noise_files), (1,), generator=rng))]
+            noise = read_audio_checked(noise_path, 16000)
+            noise = noise.repeat(speech.numel() // noise.numel() + 1)[: speech.numel()]
+            snr = torch.rand(1, generator=rng) * 15
+            level = -35 + torch.rand(1, generator=rng) * 15
+            noisy, _ = mix_at_snr(speech[None], noise[None], snr, level)
+            sf.write(folder / "utterances" / f"{path.stem}.flac", noisy[0].numpy(), 16000)
+            total += noisy.shape[-1] / 16000
+        manifest.write_text(json.dumps(dict(wanted, seconds=total)))
+    clip = int(clip_seconds * 16000)
+    (folder / "clips").mkdir(exist_ok=True)
+    for path in sorted((folder / "utterances").glob("*.flac")):
+        noisy, _ = sf.read(path, dtype="float32")
         for start in range(0, len(noisy) - clip + 1, clip):
             sf.write(folder / "clips" / f"{path.stem}_{start // clip:02d}.flac", noisy[start: start + clip], 16000)
-        total += len(noisy) / 16000
-    return total
+    return json.loads(manifest.read_text())["seconds"]
 
 
 def measure(command, env):
@@ -170,19 +183,47 @@ def cuda_runs(corpora, work, batch_sizes):
     return rows, enhancer, low
 
 
-def pesq_rows(enhancer, low):
-    """PESQ of fp32 and autocast outputs on the real VoiceBank-DEMAND test pairs."""
+def pesq_rows(enhancer, low, data=DATA, audio_path=None):
+    """PESQ of fp32 and autocast outputs on the real VoiceBank-DEMAND test pairs.
+
+    Where ``pesq`` cannot be imported (a machine without a compiler for its
+    source package), the outputs are saved to ``audio_path`` (``.npz``) and
+    scored later with ``--pesq-from``; returns [] then."""
     from cmse_speechbrain.corpus import enhance_group, autocast_context
+    from cmse_speechbrain.dataio import read_audio_checked
+
+    outputs = {}
+    for noisy_path in sorted((data / "voicebank_demand_test" / "noisy").glob("*.wav")):
+        noisy = read_audio_checked(noisy_path, 16000)
+        for precision in ("fp32", low):
+            enhanced = enhance_group(enhancer, [noisy], autocast_context("cuda", precision))[0]
+            outputs[f"{noisy_path.stem}:{precision}"] = enhanced.float().cpu().numpy()
+    try:
+        import pesq  # noqa: F401
+    except ImportError:
+        import numpy as np
+
+        np.savez_compressed(audio_path, **outputs)
+        print(f"pesq is not installed: outputs saved to {audio_path}, score them with --pesq-from")
+        return []
+    return score_pesq(outputs, data)
+
+
+def score_pesq(outputs, data=DATA):
+    """Rows of PESQ per file: fp32 against the other precision in ``outputs``
+    (``{"<file>:<precision>": waveform}``)."""
+    import torch
+
     from cmse_speechbrain.dataio import read_audio_checked
     from cmse_speechbrain.metrics import pesq_wb
 
     rows = []
-    for noisy_path in sorted((DATA / "voicebank_demand_test" / "noisy").glob("*.wav")):
-        clean = read_audio_checked(DATA / "voicebank_demand_test" / "clean" / noisy_path.name, 16000)
-        noisy = read_audio_checked(noisy_path, 16000)
-        scores = {p: pesq_wb(enhance_group(enhancer, [noisy], autocast_context("cuda", p))[0].float().cpu(),
-                             clean) for p in ("fp32", low)}
-        rows.append({"file": noisy_path.stem, "pesq_fp32": round(scores["fp32"], 4),
+    for key in sorted(k for k in outputs if k.endswith(":fp32")):
+        stem = key.split(":")[0]
+        low = next(k.split(":")[1] for k in outputs if k.startswith(stem + ":") and k != key)
+        clean = read_audio_checked(data / "voicebank_demand_test" / "clean" / f"{stem}.wav", 16000)
+        scores = {p: pesq_wb(torch.as_tensor(outputs[f"{stem}:{p}"]), clean) for p in ("fp32", low)}
+        rows.append({"file": stem, "pesq_fp32": round(scores["fp32"], 4),
                      f"pesq_{low}": round(scores[low], 4), "difference": round(scores[low] - scores["fp32"], 4)})
     return rows
 
@@ -241,18 +282,30 @@ def plot(rows, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="audio to build (at least)")
-    parser.add_argument("--configs", nargs="+", default=["1x2", "2x1"], help="CPU runs, PROCESSESxTHREADS")
+    parser.add_argument("--configs", nargs="*", default=["1x2", "2x1"], help="CPU runs, PROCESSESxTHREADS")
     parser.add_argument("--repeats", type=int, default=1, help="CPU runs: the best of this many")
     parser.add_argument("--cuda", action="store_true", help="also the GPU batch-size sweep and PESQ check")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--data", type=pathlib.Path, default=DATA, help="the shared data folder")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder for the CSV and PNG")
     parser.add_argument("--work", type=pathlib.Path, default=None, help="folder for the corpus and outputs")
+    parser.add_argument("--keep", type=pathlib.Path, default=None,
+                        help="an earlier corpus_throughput.csv whose rows of other devices are kept")
+    parser.add_argument("--pesq-from", type=pathlib.Path, default=None,
+                        help="score saved GPU outputs (.npz) into corpus_throughput_pesq.csv, nothing else")
     args = parser.parse_args()
+    args.results.mkdir(parents=True, exist_ok=True)
+    if args.pesq_from:
+        import numpy as np
+
+        with np.load(args.pesq_from) as saved:
+            report_pesq(score_pesq(dict(saved), args.data), args.results)
+        return
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="corpus_throughput_") as tmp:
         work = args.work or pathlib.Path(tmp)
         start = time.perf_counter()
-        seconds = build_corpus(work / "corpus", args.minutes)
+        seconds = build_corpus(work / "corpus", args.minutes, args.data)
         print(f"corpus: {seconds / 60:.1f} min of real noisy speech ({time.perf_counter() - start:.0f} s to build)")
         rows = cpu_runs(work / "corpus" / "utterances", work, args.configs, seconds, args.repeats)
         pesq = []
@@ -260,15 +313,28 @@ def main():
             gpu, enhancer, low = cuda_runs([work / "corpus" / "utterances", work / "corpus" / "clips"],
                                            work, args.batch_sizes)
             rows += gpu
-            pesq = pesq_rows(enhancer, low)
-    args.results.mkdir(parents=True, exist_ok=True)
-    table(rows)
-    write(rows, args.results / "corpus_throughput.csv")
-    if pesq:
-        worst = max(abs(r["difference"]) for r in pesq)
-        print(f"PESQ fp32 vs autocast on {len(pesq)} real pairs: largest difference {worst:.3f}")
-        write(pesq, args.results / "corpus_throughput_pesq.csv")
-    plot(rows, args.results / "corpus_throughput.png")
+            pesq = pesq_rows(enhancer, low, args.data, args.results / "corpus_throughput_outputs.npz")
+    if args.keep and args.keep.exists():
+        devices = {r["device"] for r in rows}
+        with open(args.keep, newline="", encoding="utf-8") as fin:
+            rows = [r for r in csv.DictReader(fin) if r["device"] not in devices] + rows
+        for r in rows:  # numbers read back from the CSV are text
+            for key in ("processes", "threads", "batch_size", "peak_rss_mb"):
+                r[key] = int(float(r[key])) if r[key] != "" else ""
+            for key in ("audio_s", "audio_h_per_h"):
+                r[key] = float(r[key])
+    if rows:
+        table(rows)
+        write(rows, args.results / "corpus_throughput.csv")
+        plot(rows, args.results / "corpus_throughput.png")
+    report_pesq(pesq, args.results)
+
+
+def report_pesq(rows, results):
+    if rows:
+        worst = max(abs(r["difference"]) for r in rows)
+        print(f"PESQ fp32 vs autocast on {len(rows)} real pairs: largest difference {worst:.3f}")
+        write(rows, results / "corpus_throughput_pesq.csv")
 
 
 if __name__ == "__main__":
