@@ -13,6 +13,8 @@
   (``transcribe_batch``), with ``transcribe_file(path)``.
 * :class:`PocketSphinxASR`: pocketsphinx behind the same
   ``transcribe_batch`` contract (its wheel ships an English model).
+* :func:`enhance_and_mix`: the resample, enhance, resample, mix chain of
+  the front end and of ``EnhancedASR``.
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -35,7 +37,7 @@ from speechbrain.nnet.linear import Linear
 from speechbrain.processing.features import InputNormalization
 
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked
-from cmse_speechbrain.inference import shipped_model_folder
+from cmse_speechbrain.inference import fit_length, shipped_model_folder
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +133,56 @@ def enhancer_from_folder(source, model_key="enhance_model", trust_code=False):
     return hparams[model_key]
 
 
-def _fit_length(wavs, length):
-    """Crops or zero-pads the last dimension to ``length`` samples."""
-    if wavs.shape[-1] >= length:
-        return wavs[..., :length]
-    return torch.nn.functional.pad(wavs, (0, length - wavs.shape[-1]))
+def enhance_and_mix(enhance, wavs, wav_lens, input_sample_rate, model_sample_rate,
+                    mix_weight=None):
+    """Enhances waveforms at the enhancer's rate and mixes in some of the input.
+
+    Resamples ``wavs`` to ``model_sample_rate`` (differentiably), enhances,
+    resamples back, crops or pads to the input's length and returns
+    ``w * enhanced + (1 - w) * wavs`` (``w``: ``mix_weight``).
+
+    Arguments
+    ---------
+    enhance : callable
+        ``enhance(wavs, wav_lens)`` at ``model_sample_rate``: the enhanced
+        waveforms, or a tuple whose first item they are.
+    wavs : torch.Tensor
+        [B, samples] at ``input_sample_rate``.
+    wav_lens : torch.Tensor, optional
+        Relative lengths [B].
+    input_sample_rate : int
+        Rate of ``wavs`` and of the output.
+    model_sample_rate : int
+        Rate ``enhance`` works at.
+    mix_weight : float or torch.Tensor, optional
+        None: the enhanced signal alone.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, samples] at ``input_sample_rate``, on the device of ``wavs``.
+
+    Example
+    -------
+    >>> halve = lambda wavs, wav_lens: wavs / 2
+    >>> wavs = torch.ones(1, 8000)
+    >>> mixed = enhance_and_mix(halve, wavs, None, 8000, 16000, mix_weight=0.5)
+    >>> mixed.shape, round(float(mixed[0, 4000]), 3)
+    (torch.Size([1, 8000]), 0.75)
+    """
+    length = wavs.shape[-1]
+    resample = model_sample_rate != input_sample_rate
+    model_in = AF.resample(wavs, input_sample_rate, model_sample_rate) if resample else wavs
+    enhanced = enhance(model_in, wav_lens)
+    if isinstance(enhanced, (tuple, list)):
+        enhanced = enhanced[0]
+    enhanced = enhanced.to(wavs.device)
+    if resample:
+        enhanced = AF.resample(enhanced, model_sample_rate, input_sample_rate)
+    enhanced = fit_length(enhanced, length)
+    if mix_weight is None:
+        return enhanced
+    return mix_weight * enhanced + (1.0 - mix_weight) * wavs
 
 
 class EnhancementFrontEnd(torch.nn.Module):
@@ -228,22 +275,10 @@ class EnhancementFrontEnd(torch.nn.Module):
             self.enhancer.eval()
         return self
 
-    def enhance(self, wavs, wav_lens=None):
-        """The enhancer's output at the input rate, no mixing."""
-        length = wavs.shape[-1]
-        resample = self.model_sample_rate != self.input_sample_rate
-        model_in = (
-            AF.resample(wavs, self.input_sample_rate, self.model_sample_rate)
-            if resample
-            else wavs
-        )
+    def _run_enhancer(self, wavs, wav_lens):
+        """The enhancer at its own rate; without gradient when frozen."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            enhanced = self.enhancer(model_in, wav_lens)
-        if isinstance(enhanced, (tuple, list)):
-            enhanced = enhanced[0]
-        if resample:
-            enhanced = AF.resample(enhanced, self.model_sample_rate, self.input_sample_rate)
-        return _fit_length(enhanced, length)
+            return self.enhancer(wavs, wav_lens)
 
     def forward(self, wavs, wav_lens=None):
         """Enhances (and optionally mixes) a batch.
@@ -260,11 +295,10 @@ class EnhancementFrontEnd(torch.nn.Module):
         torch.Tensor
             [B, samples] at ``input_sample_rate``.
         """
-        enhanced = self.enhance(wavs, wav_lens)
-        weight = self.mix_weight
-        if weight is None:
-            return enhanced
-        return weight * enhanced + (1.0 - weight) * wavs
+        return enhance_and_mix(
+            self._run_enhancer, wavs, wav_lens, self.input_sample_rate,
+            self.model_sample_rate, self.mix_weight,
+        )
 
 
 class CharCTCModel(torch.nn.Module):
@@ -733,17 +767,10 @@ class EnhancedASR:
         """What the recogniser hears: enhanced (and mixed) waveforms at its rate."""
         if self.enhancer is None:
             return wavs
-        length = wavs.shape[-1]
-        model_in = wavs
-        if self.enhancer_rate != self.sample_rate:
-            model_in = AF.resample(wavs, self.sample_rate, self.enhancer_rate)
-        enhanced = self.enhancer.enhance_batch(model_in, lengths=wav_lens).to(wavs.device)
-        if self.enhancer_rate != self.sample_rate:
-            enhanced = AF.resample(enhanced, self.enhancer_rate, self.sample_rate)
-        enhanced = _fit_length(enhanced, length)
-        if self.mix_weight is None:
-            return enhanced
-        return self.mix_weight * enhanced + (1.0 - self.mix_weight) * wavs
+        return enhance_and_mix(
+            lambda model_in, lens: self.enhancer.enhance_batch(model_in, lengths=lens),
+            wavs, wav_lens, self.sample_rate, self.enhancer_rate, self.mix_weight,
+        )
 
     def transcribe_batch(self, wavs, wav_lens=None):
         """Enhances then transcribes a batch [B, samples] at the ASR's rate.
