@@ -10,9 +10,8 @@
   writes a trained one as an ``EncoderASR`` folder.
 * :class:`EnhancedASR`: one object chaining a ``from_hparams`` enhancer
   (``enhance_batch``) before any SpeechBrain ASR interface
-  (``transcribe_batch``), with ``transcribe_file(path)``.
-* :class:`PocketSphinxASR`: pocketsphinx behind the same
-  ``transcribe_batch`` contract (its wheel ships an English model).
+  (``transcribe_batch``, e.g. :class:`~cmse_speechbrain.recognizers.PocketSphinxASR`),
+  with ``transcribe_file(path)``.
 * :func:`enhance_and_mix`: the resample, enhance, resample, mix chain of
   the front end and of ``EnhancedASR``.
 
@@ -24,7 +23,6 @@ import json
 import logging
 import math
 import pathlib
-import re
 
 import torch
 import torchaudio.functional as AF
@@ -40,23 +38,6 @@ from cmse_speechbrain.dataio import atomic_output, read_audio_checked
 from cmse_speechbrain.inference import fit_length, shipped_model_folder
 
 logger = logging.getLogger(__name__)
-
-
-def normalize_text(text):
-    """Upper case, punctuation removed, one space between words.
-
-    Apostrophes inside a word are kept (``I'M``); other punctuation,
-    including hyphens and quotes around words, becomes a word boundary.
-    The same function serves references and hypotheses.
-
-    Example
-    -------
-    >>> normalize_text("God bless 'em, I hope I'll go on -- seeing them!")
-    "GOD BLESS EM I HOPE I'LL GO ON SEEING THEM"
-    """
-    text = re.sub(r"[^A-Z0-9']+", " ", text.upper())
-    words = (word.strip("'") for word in text.split())
-    return " ".join(word for word in words if word)
 
 
 def shipped_enhancer_path():
@@ -676,7 +657,7 @@ class EnhancedASR:
     asr : object
         A SpeechBrain ASR interface with ``transcribe_batch(wavs, wav_lens)``
         returning ``(words, tokens)`` (``EncoderDecoderASR``, ``EncoderASR``,
-        :class:`PocketSphinxASR`, ...).
+        :class:`~cmse_speechbrain.recognizers.PocketSphinxASR`, ...).
     mix_weight : float, optional
         None: the recogniser hears the enhanced signal; ``w``: it hears
         ``w * enhanced + (1 - w) * noisy``.
@@ -794,54 +775,3 @@ class EnhancedASR:
         wav = read_audio_checked(path, self.sample_rate, min_samples=min_samples)
         words, _ = self.transcribe_batch(wav.unsqueeze(0), torch.tensor([1.0]))
         return str(words[0])
-
-
-class PocketSphinxASR:
-    """pocketsphinx (CMU Sphinx) behind SpeechBrain's ``transcribe_batch``.
-
-    The ``pocketsphinx`` wheel ships a US English acoustic model, language
-    model and dictionary, so this recogniser needs no download. A fresh
-    decoder is made for every utterance: a pocketsphinx ``Decoder`` adapts
-    its feature normalisation across utterances, which would make the
-    result depend on the order of the files.
-
-    Arguments
-    ---------
-    **decoder_options
-        Passed to ``pocketsphinx.Decoder`` (e.g. ``hmm``, ``lm``, ``dict``).
-
-    Example
-    -------
-    >>> asr = PocketSphinxASR()  # doctest: +SKIP
-    >>> EnhancedASR(None, asr).transcribe_file("speech.wav")  # doctest: +SKIP
-    """
-
-    sample_rate = 16000
-
-    def __init__(self, **decoder_options):
-        try:
-            import pocketsphinx
-        except ImportError as error:
-            raise ImportError(
-                "PocketSphinxASR needs pocketsphinx: pip install pocketsphinx==5.1.1"
-            ) from error
-        self._pocketsphinx = pocketsphinx
-        self.decoder_options = {"loglevel": "FATAL", **decoder_options}
-
-    def transcribe_waveform(self, wav):
-        """Transcribes one waveform [samples] at 16 kHz (upper case)."""
-        pcm = (wav.detach().cpu().float().clamp(-1.0, 1.0) * 32767).round().short()
-        decoder = self._pocketsphinx.Decoder(**self.decoder_options)
-        decoder.start_utt()
-        decoder.process_raw(pcm.numpy().tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        return normalize_text(hyp.hypstr) if hyp is not None else ""
-
-    def transcribe_batch(self, wavs, wav_lens=None):
-        """Transcribes a padded batch [B, samples]; returns ``(words, None)``."""
-        if wav_lens is None:
-            wav_lens = torch.ones(wavs.shape[0])
-        lengths = (wav_lens.cpu() * wavs.shape[-1]).round().long()
-        words = [self.transcribe_waveform(w[:n]) for w, n in zip(wavs, lengths)]
-        return words, None
