@@ -4,16 +4,16 @@
   front of its features: waveform in, enhanced waveform out, resampling to
   and from the enhancer's rate, frozen or trained jointly with the
   recogniser, optionally mixing the enhanced and the noisy signal.
-* :class:`CharCTCModel` and :class:`EnhancedCTCBrain`: a small character
-  CTC recogniser (SpeechBrain's Fbank and CRDNN) and the ``Brain`` of the
-  recipe ``recipes/VoiceBank/ASR/train.py``; :func:`export_encoder_asr`
-  writes a trained one as an ``EncoderASR`` folder.
 * :class:`EnhancedASR`: one object chaining a ``from_hparams`` enhancer
   (``enhance_batch``) before any SpeechBrain ASR interface
   (``transcribe_batch``, e.g. :class:`~cmse_speechbrain.recognizers.PocketSphinxASR`),
-  with ``transcribe_file(path)``.
-* :func:`enhance_and_mix`: the resample, enhance, resample, mix chain of
-  the front end and of ``EnhancedASR``.
+  with ``transcribe_file(path)`` and ``from_folder`` (the ASR recipe's export).
+* :func:`enhance_and_mix`: the resample, enhance, resample, mix chain both use.
+* :func:`enhancer_from_folder`, :func:`enhancer_checkpoint`,
+  :func:`shipped_enhancer_path`: an enhancer model folder, for YAML.
+* :class:`CharCTCModel`: the small character CTC recogniser that the ASR
+  recipe (``recipes/VoiceBank/ASR``) trains; it lives here because its
+  exported ``EncoderASR`` folders build it by this class path.
 
 Authors
  * cmse-speechbrain contributors 2026
@@ -27,14 +27,12 @@ import pathlib
 import torch
 import torchaudio.functional as AF
 
-import speechbrain as sb
-from speechbrain.decoders import ctc_greedy_decode
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.CRDNN import CRDNN
 from speechbrain.nnet.linear import Linear
 from speechbrain.processing.features import InputNormalization
 
-from cmse_speechbrain.dataio import atomic_output, read_audio_checked
+from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.inference import fit_length, shipped_model_folder
 
 logger = logging.getLogger(__name__)
@@ -366,271 +364,6 @@ class CharCTCModel(torch.nn.Module):
             wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
         feats = self.normalize(self.compute_features(wavs), wav_lens)
         return torch.log_softmax(self.output(self.crdnn(feats)), dim=-1)
-
-
-def decode_characters(log_probs, wav_lens, tokenizer, blank_index=0):
-    """Greedy CTC decoding to strings (``CTCTextEncoder`` of characters).
-
-    Example
-    -------
-    >>> from speechbrain.dataio.encoder import CTCTextEncoder
-    >>> tokenizer = CTCTextEncoder()
-    >>> tokenizer.insert_blank(index=0)
-    >>> tokenizer.update_from_iterable(list("HI THERE"))
-    >>> ids = [0, 1, 1, 0, 2, 3, 3, 0]  # blank H H blank I space ...
-    >>> one_hot = torch.nn.functional.one_hot(torch.tensor([ids]), 8).float()
-    >>> decode_characters(one_hot.log(), torch.tensor([1.0]), tokenizer)
-    ['HI ']
-    """
-    sequences = ctc_greedy_decode(log_probs, wav_lens, blank_id=blank_index)
-    return ["".join(tokenizer.decode_ndim(seq)) for seq in sequences]
-
-
-class EnhancedCTCBrain(sb.Brain):
-    """Trains a CTC recogniser behind an :class:`EnhancementFrontEnd`.
-
-    Modules: ``frontend`` (the enhancer), ``asr_model`` (waveform to
-    log-probabilities, e.g. :class:`CharCTCModel`). Hparams: ``ctc_cost``,
-    ``tokenizer`` (a ``CTCTextEncoder``), ``blank_index``,
-    ``error_rate_computer`` and ``cer_computer`` (``ErrorRateStats``),
-    ``train_logger``, ``wer_file``; optional ``wav_augment`` (an
-    ``Augmenter``, training only). Batches carry ``sig``, ``tokens``,
-    ``words`` and ``id``.
-    """
-
-    def compute_forward(self, batch, stage):
-        """Front end, then recogniser: returns log-probabilities and lengths."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        if stage == sb.Stage.TRAIN and getattr(self.hparams, "wav_augment", None):
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-        wavs = self.modules.frontend(wavs, wav_lens)
-        return self.modules.asr_model(wavs, wav_lens), wav_lens
-
-    def compute_objectives(self, predictions, batch, stage):
-        """CTC loss; word and character error rates outside training."""
-        log_probs, wav_lens = predictions
-        tokens, token_lens = batch.tokens
-        if stage == sb.Stage.TRAIN and getattr(self.hparams, "wav_augment", None):
-            tokens = self.hparams.wav_augment.replicate_labels(tokens)
-            token_lens = self.hparams.wav_augment.replicate_labels(token_lens)
-        loss = self.hparams.ctc_cost(log_probs, tokens, wav_lens, token_lens)
-        if stage != sb.Stage.TRAIN:
-            hyps = decode_characters(
-                log_probs, wav_lens, self.hparams.tokenizer, self.hparams.blank_index
-            )
-            self.wer_metric.append(
-                batch.id, [h.split() for h in hyps], [w.split() for w in batch.words]
-            )
-            self.cer_metric.append(batch.id, [list(h) for h in hyps], [list(w) for w in batch.words])
-        return loss
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error-rate accumulators for validation and test."""
-        if stage != sb.Stage.TRAIN:
-            self.wer_metric = self.hparams.error_rate_computer()
-            self.cer_metric = self.hparams.cer_computer()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, checkpoints by validation WER, writes the test WER report."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["WER"] = self.wer_metric.summarize("error_rate")
-        stats["CER"] = self.cer_metric.summarize("error_rate")
-        front_end = self.modules.frontend
-        front_end = getattr(front_end, "module", front_end)  # DDP
-        epoch_stats = {"epoch": epoch}
-        if front_end.mix_weight is not None:
-            epoch_stats["mix_weight"] = round(float(front_end.mix_weight.detach()), 4)
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                epoch_stats, train_stats=self.train_stats, valid_stats=stats
-            )
-            self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
-        elif stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
-                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
-            )
-            if sb.utils.distributed.if_main_process():
-                with atomic_output(self.hparams.wer_file) as partial:
-                    with open(partial, "w", encoding="utf-8") as fout:
-                        self.wer_metric.write_stats(fout)
-
-
-def asr_dataio_prep(hparams):
-    """Datasets and character encoder for :class:`EnhancedCTCBrain`.
-
-    Reads the json manifests ``{train,valid,test}_annotation`` (entries with
-    ``wav``, ``length``, ``words``; ``{data_root}`` is ``data_folder``),
-    builds (or reloads from ``save_folder``) the ``tokenizer`` over
-    ``characters`` (and any other training character) with the blank at
-    ``blank_index``, and checks that ``output_neurons`` can hold them.
-
-    Arguments
-    ---------
-    hparams : dict
-        The recipe's hyperparameters.
-
-    Returns
-    -------
-    dict
-        ``{"train": ..., "valid": ..., "test": ...}`` DynamicItemDatasets
-        with ``id``, ``sig``, ``words`` and ``tokens``.
-    """
-    sample_rate = hparams["sample_rate"]
-    min_samples = hparams.get("min_audio_samples", 1)
-    tokenizer = hparams["tokenizer"]
-
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return read_audio_checked(wav, sample_rate, min_samples)
-
-    @sb.utils.data_pipeline.takes("words")
-    @sb.utils.data_pipeline.provides("char_list", "tokens")
-    def text_pipeline(words):
-        char_list = list(words)
-        yield char_list
-        yield torch.LongTensor(tokenizer.encode_sequence(char_list))
-
-    datasets = {}
-    for split in ["train", "valid", "test"]:
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=hparams[f"{split}_annotation"],
-            replacements={"data_root": hparams["data_folder"]},
-            dynamic_items=[audio_pipeline, text_pipeline],
-            output_keys=["id", "sig", "words", "tokens"],
-        )
-    sorting = hparams.get("sorting", "random")
-    if sorting in ("ascending", "descending"):
-        datasets["train"] = datasets["train"].filtered_sorted(
-            sort_key="length", reverse=sorting == "descending"
-        )
-        hparams["train_dataloader_opts"]["shuffle"] = False
-    elif sorting == "random":
-        hparams["train_dataloader_opts"]["shuffle"] = True
-    else:
-        raise ValueError(f"sorting must be random, ascending or descending, got {sorting!r}")
-
-    tokenizer.load_or_create(
-        path=pathlib.Path(hparams["save_folder"]) / "tokenizer.txt",
-        from_iterables=[list(hparams.get("characters", ""))],
-        from_didatasets=[datasets["train"]],
-        output_key="char_list",
-        special_labels={"blank_label": hparams["blank_index"]},
-        sequence_input=True,
-    )
-    if len(tokenizer) > hparams["output_neurons"]:
-        raise ValueError(
-            f"{len(tokenizer)} output classes (blank and characters "
-            f"{sorted(tokenizer.lab2ind)}) but output_neurons is {hparams['output_neurons']}"
-        )
-    return datasets
-
-
-def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
-    """Writes an :meth:`EnhancedASR.from_folder` folder from trained modules.
-
-    ``destination/asr`` (:func:`export_encoder_asr`), ``destination/enhancer``
-    (an :class:`~cmse_speechbrain.inference.EnhanceCMCR` folder holding the
-    front end's, possibly fine-tuned, CMCR-Net) and ``pipeline.json`` (the
-    mix weight).
-    """
-    from cmse_speechbrain.export import inference_yaml
-
-    destination = pathlib.Path(destination)
-    export_encoder_asr(asr_model, tokenizer, destination / "asr", blank_index)
-    enhancer_folder = destination / "enhancer"
-    enhancer_folder.mkdir(parents=True, exist_ok=True)
-    with atomic_output(enhancer_folder / "enhance_model.ckpt") as partial:
-        torch.save(frontend.enhancer.state_dict(), partial)
-    with atomic_output(enhancer_folder / "hyperparams.yaml") as partial:
-        partial.write_text(inference_yaml(frontend.enhancer.config), encoding="utf-8")
-    weight = frontend.mix_weight
-    settings = {"mix_weight": None if weight is None else float(weight.detach())}
-    with atomic_output(destination / "pipeline.json") as partial:
-        partial.write_text(json.dumps(settings), encoding="utf-8")
-
-
-ENCODER_ASR_YAML = """\
-# Character CTC recogniser (speechbrain.inference.ASR.EncoderASR), trained
-# behind a CMCR-Net front end by recipes/VoiceBank/ASR/train.py.
-sample_rate: {sample_rate}
-blank_index: {blank_index}
-
-encoder: !new:cmse_speechbrain.asr.CharCTCModel
-{model_args}
-
-tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
-
-decoding_function: !name:speechbrain.decoders.ctc_greedy_decode
-    blank_id: !ref <blank_index>
-
-audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer
-    sample_rate: !ref <sample_rate>
-
-modules:
-    encoder: !ref <encoder>
-
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        encoder: !ref <encoder>
-        tokenizer: !ref <tokenizer>
-"""
-
-
-def export_encoder_asr(asr_model, tokenizer, destination, blank_index=0):
-    """Writes a :class:`CharCTCModel` as an ``EncoderASR`` model folder.
-
-    The folder holds ``hyperparams.yaml``, ``encoder.ckpt`` and
-    ``tokenizer.ckpt``; load it with
-    ``EncoderASR.from_hparams(source=str(destination))``.
-
-    Arguments
-    ---------
-    asr_model : CharCTCModel
-        The trained recogniser.
-    tokenizer : speechbrain.dataio.encoder.CTCTextEncoder
-        Its character encoder.
-    destination : str or pathlib.Path
-        The folder to write (created).
-    blank_index : int
-        Index of the CTC blank.
-
-    Example
-    -------
-    >>> from speechbrain.dataio.encoder import CTCTextEncoder
-    >>> from speechbrain.inference.ASR import EncoderASR
-    >>> tokenizer = CTCTextEncoder()
-    >>> tokenizer.insert_blank(index=0)
-    >>> tokenizer.update_from_iterable(list("AB "))
-    >>> model = CharCTCModel(len(tokenizer), cnn_channels=[4], rnn_neurons=8,
-    ...                      dnn_neurons=8)
-    >>> folder = getfixture("tmp_path") / "asr"
-    >>> export_encoder_asr(model, tokenizer, folder)
-    >>> asr = EncoderASR.from_hparams(source=str(folder), savedir=str(folder))
-    >>> words, _ = asr.transcribe_batch(torch.rand(1, 8000), torch.tensor([1.0]))
-    >>> isinstance(words[0], str)
-    True
-    """
-    destination = pathlib.Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    model_args = "\n".join(
-        f"    {key}: {json.dumps(value)}" for key, value in asr_model.config.items()
-    )
-    text = ENCODER_ASR_YAML.format(
-        sample_rate=asr_model.config["sample_rate"],
-        blank_index=blank_index,
-        model_args=model_args,
-    )
-    with atomic_output(destination / "encoder.ckpt") as partial:
-        torch.save(asr_model.state_dict(), partial)
-    with atomic_output(destination / "tokenizer.ckpt") as partial:
-        tokenizer.save(partial)
-    with atomic_output(destination / "hyperparams.yaml") as partial:
-        partial.write_text(text, encoding="utf-8")
 
 
 def _sample_rate_of(interface, default=16000):
