@@ -20,7 +20,6 @@ Authors
 """
 
 import json
-import logging
 import math
 import pathlib
 
@@ -34,8 +33,6 @@ from speechbrain.processing.features import InputNormalization
 
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.inference import fit_length, shipped_model_folder
-
-logger = logging.getLogger(__name__)
 
 
 def shipped_enhancer_path():
