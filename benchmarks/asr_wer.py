@@ -38,9 +38,10 @@ import torch
 
 from speechbrain.utils.metric_stats import ErrorRateStats
 
-from cmse_speechbrain.asr import EnhancedASR, PocketSphinxASR, normalize_text
+from cmse_speechbrain.asr import EnhancedASR
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
+from cmse_speechbrain.recognizers import PocketSphinxASR, normalize_text
 
 SAMPLE_RATE = 16000
 HELD_OUT_NOISES = ["noise/dude_miaowing.wav", "noise/noise5.wav", "noise_ch/ch03_sm001.wav",

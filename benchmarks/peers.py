@@ -251,7 +251,8 @@ def score_asr(systems, args, rows):
     from asr_wer import build_conditions, word_error_rate
     from speechbrain.utils.edit_distance import wer_details_for_batch
 
-    from cmse_speechbrain.asr import EnhancedASR, PocketSphinxASR
+    from cmse_speechbrain.asr import EnhancedASR
+    from cmse_speechbrain.recognizers import PocketSphinxASR
 
     recogniser = PocketSphinxASR()
     mix = f"wer_mix{args.mix_weight:g}"

@@ -4,57 +4,35 @@
   front of its features: waveform in, enhanced waveform out, resampling to
   and from the enhancer's rate, frozen or trained jointly with the
   recogniser, optionally mixing the enhanced and the noisy signal.
-* :class:`CharCTCModel` and :class:`EnhancedCTCBrain`: a small character
-  CTC recogniser (SpeechBrain's Fbank and CRDNN) and the ``Brain`` of the
-  recipe ``recipes/VoiceBank/ASR/train.py``; :func:`export_encoder_asr`
-  writes a trained one as an ``EncoderASR`` folder.
 * :class:`EnhancedASR`: one object chaining a ``from_hparams`` enhancer
   (``enhance_batch``) before any SpeechBrain ASR interface
-  (``transcribe_batch``), with ``transcribe_file(path)``.
-* :class:`PocketSphinxASR`: pocketsphinx behind the same
-  ``transcribe_batch`` contract (its wheel ships an English model).
+  (``transcribe_batch``, e.g. :class:`~cmse_speechbrain.recognizers.PocketSphinxASR`),
+  with ``transcribe_file(path)`` and ``from_folder`` (the ASR recipe's export).
+* :func:`enhance_and_mix`: the resample, enhance, resample, mix chain both use.
+* :func:`enhancer_from_folder`, :func:`enhancer_checkpoint`,
+  :func:`shipped_enhancer_path`: an enhancer model folder, for YAML.
+* :class:`CharCTCModel`: the small character CTC recogniser that the ASR
+  recipe (``recipes/VoiceBank/ASR``) trains; it lives here because its
+  exported ``EncoderASR`` folders build it by this class path.
 
 Authors
  * cmse-speechbrain contributors 2026
 """
 
 import json
-import logging
 import math
 import pathlib
-import re
 
 import torch
 import torchaudio.functional as AF
 
-import speechbrain as sb
-from speechbrain.decoders import ctc_greedy_decode
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.CRDNN import CRDNN
 from speechbrain.nnet.linear import Linear
 from speechbrain.processing.features import InputNormalization
 
-from cmse_speechbrain.dataio import atomic_output, read_audio_checked
-from cmse_speechbrain.inference import shipped_model_folder
-
-logger = logging.getLogger(__name__)
-
-
-def normalize_text(text):
-    """Upper case, punctuation removed, one space between words.
-
-    Apostrophes inside a word are kept (``I'M``); other punctuation,
-    including hyphens and quotes around words, becomes a word boundary.
-    The same function serves references and hypotheses.
-
-    Example
-    -------
-    >>> normalize_text("God bless 'em, I hope I'll go on -- seeing them!")
-    "GOD BLESS EM I HOPE I'LL GO ON SEEING THEM"
-    """
-    text = re.sub(r"[^A-Z0-9']+", " ", text.upper())
-    words = (word.strip("'") for word in text.split())
-    return " ".join(word for word in words if word)
+from cmse_speechbrain.dataio import read_audio_checked
+from cmse_speechbrain.inference import fit_length, shipped_model_folder
 
 
 def shipped_enhancer_path():
@@ -131,11 +109,56 @@ def enhancer_from_folder(source, model_key="enhance_model", trust_code=False):
     return hparams[model_key]
 
 
-def _fit_length(wavs, length):
-    """Crops or zero-pads the last dimension to ``length`` samples."""
-    if wavs.shape[-1] >= length:
-        return wavs[..., :length]
-    return torch.nn.functional.pad(wavs, (0, length - wavs.shape[-1]))
+def enhance_and_mix(enhance, wavs, wav_lens, input_sample_rate, model_sample_rate,
+                    mix_weight=None):
+    """Enhances waveforms at the enhancer's rate and mixes in some of the input.
+
+    Resamples ``wavs`` to ``model_sample_rate`` (differentiably), enhances,
+    resamples back, crops or pads to the input's length and returns
+    ``w * enhanced + (1 - w) * wavs`` (``w``: ``mix_weight``).
+
+    Arguments
+    ---------
+    enhance : callable
+        ``enhance(wavs, wav_lens)`` at ``model_sample_rate``: the enhanced
+        waveforms, or a tuple whose first item they are.
+    wavs : torch.Tensor
+        [B, samples] at ``input_sample_rate``.
+    wav_lens : torch.Tensor, optional
+        Relative lengths [B].
+    input_sample_rate : int
+        Rate of ``wavs`` and of the output.
+    model_sample_rate : int
+        Rate ``enhance`` works at.
+    mix_weight : float or torch.Tensor, optional
+        None: the enhanced signal alone.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, samples] at ``input_sample_rate``, on the device of ``wavs``.
+
+    Example
+    -------
+    >>> halve = lambda wavs, wav_lens: wavs / 2
+    >>> wavs = torch.ones(1, 8000)
+    >>> mixed = enhance_and_mix(halve, wavs, None, 8000, 16000, mix_weight=0.5)
+    >>> mixed.shape, round(float(mixed[0, 4000]), 3)
+    (torch.Size([1, 8000]), 0.75)
+    """
+    length = wavs.shape[-1]
+    resample = model_sample_rate != input_sample_rate
+    model_in = AF.resample(wavs, input_sample_rate, model_sample_rate) if resample else wavs
+    enhanced = enhance(model_in, wav_lens)
+    if isinstance(enhanced, (tuple, list)):
+        enhanced = enhanced[0]
+    enhanced = enhanced.to(wavs.device)
+    if resample:
+        enhanced = AF.resample(enhanced, model_sample_rate, input_sample_rate)
+    enhanced = fit_length(enhanced, length)
+    if mix_weight is None:
+        return enhanced
+    return mix_weight * enhanced + (1.0 - mix_weight) * wavs
 
 
 class EnhancementFrontEnd(torch.nn.Module):
@@ -228,22 +251,10 @@ class EnhancementFrontEnd(torch.nn.Module):
             self.enhancer.eval()
         return self
 
-    def enhance(self, wavs, wav_lens=None):
-        """The enhancer's output at the input rate, no mixing."""
-        length = wavs.shape[-1]
-        resample = self.model_sample_rate != self.input_sample_rate
-        model_in = (
-            AF.resample(wavs, self.input_sample_rate, self.model_sample_rate)
-            if resample
-            else wavs
-        )
+    def _run_enhancer(self, wavs, wav_lens):
+        """The enhancer at its own rate; without gradient when frozen."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            enhanced = self.enhancer(model_in, wav_lens)
-        if isinstance(enhanced, (tuple, list)):
-            enhanced = enhanced[0]
-        if resample:
-            enhanced = AF.resample(enhanced, self.model_sample_rate, self.input_sample_rate)
-        return _fit_length(enhanced, length)
+            return self.enhancer(wavs, wav_lens)
 
     def forward(self, wavs, wav_lens=None):
         """Enhances (and optionally mixes) a batch.
@@ -260,11 +271,10 @@ class EnhancementFrontEnd(torch.nn.Module):
         torch.Tensor
             [B, samples] at ``input_sample_rate``.
         """
-        enhanced = self.enhance(wavs, wav_lens)
-        weight = self.mix_weight
-        if weight is None:
-            return enhanced
-        return weight * enhanced + (1.0 - weight) * wavs
+        return enhance_and_mix(
+            self._run_enhancer, wavs, wav_lens, self.input_sample_rate,
+            self.model_sample_rate, self.mix_weight,
+        )
 
 
 class CharCTCModel(torch.nn.Module):
@@ -353,271 +363,6 @@ class CharCTCModel(torch.nn.Module):
         return torch.log_softmax(self.output(self.crdnn(feats)), dim=-1)
 
 
-def decode_characters(log_probs, wav_lens, tokenizer, blank_index=0):
-    """Greedy CTC decoding to strings (``CTCTextEncoder`` of characters).
-
-    Example
-    -------
-    >>> from speechbrain.dataio.encoder import CTCTextEncoder
-    >>> tokenizer = CTCTextEncoder()
-    >>> tokenizer.insert_blank(index=0)
-    >>> tokenizer.update_from_iterable(list("HI THERE"))
-    >>> ids = [0, 1, 1, 0, 2, 3, 3, 0]  # blank H H blank I space ...
-    >>> one_hot = torch.nn.functional.one_hot(torch.tensor([ids]), 8).float()
-    >>> decode_characters(one_hot.log(), torch.tensor([1.0]), tokenizer)
-    ['HI ']
-    """
-    sequences = ctc_greedy_decode(log_probs, wav_lens, blank_id=blank_index)
-    return ["".join(tokenizer.decode_ndim(seq)) for seq in sequences]
-
-
-class EnhancedCTCBrain(sb.Brain):
-    """Trains a CTC recogniser behind an :class:`EnhancementFrontEnd`.
-
-    Modules: ``frontend`` (the enhancer), ``asr_model`` (waveform to
-    log-probabilities, e.g. :class:`CharCTCModel`). Hparams: ``ctc_cost``,
-    ``tokenizer`` (a ``CTCTextEncoder``), ``blank_index``,
-    ``error_rate_computer`` and ``cer_computer`` (``ErrorRateStats``),
-    ``train_logger``, ``wer_file``; optional ``wav_augment`` (an
-    ``Augmenter``, training only). Batches carry ``sig``, ``tokens``,
-    ``words`` and ``id``.
-    """
-
-    def compute_forward(self, batch, stage):
-        """Front end, then recogniser: returns log-probabilities and lengths."""
-        batch = batch.to(self.device)
-        wavs, wav_lens = batch.sig
-        if stage == sb.Stage.TRAIN and getattr(self.hparams, "wav_augment", None):
-            wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-        wavs = self.modules.frontend(wavs, wav_lens)
-        return self.modules.asr_model(wavs, wav_lens), wav_lens
-
-    def compute_objectives(self, predictions, batch, stage):
-        """CTC loss; word and character error rates outside training."""
-        log_probs, wav_lens = predictions
-        tokens, token_lens = batch.tokens
-        if stage == sb.Stage.TRAIN and getattr(self.hparams, "wav_augment", None):
-            tokens = self.hparams.wav_augment.replicate_labels(tokens)
-            token_lens = self.hparams.wav_augment.replicate_labels(token_lens)
-        loss = self.hparams.ctc_cost(log_probs, tokens, wav_lens, token_lens)
-        if stage != sb.Stage.TRAIN:
-            hyps = decode_characters(
-                log_probs, wav_lens, self.hparams.tokenizer, self.hparams.blank_index
-            )
-            self.wer_metric.append(
-                batch.id, [h.split() for h in hyps], [w.split() for w in batch.words]
-            )
-            self.cer_metric.append(batch.id, [list(h) for h in hyps], [list(w) for w in batch.words])
-        return loss
-
-    def on_stage_start(self, stage, epoch=None):
-        """Fresh error-rate accumulators for validation and test."""
-        if stage != sb.Stage.TRAIN:
-            self.wer_metric = self.hparams.error_rate_computer()
-            self.cer_metric = self.hparams.cer_computer()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Logs, checkpoints by validation WER, writes the test WER report."""
-        stats = {"loss": stage_loss}
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = stats
-            return
-        stats["WER"] = self.wer_metric.summarize("error_rate")
-        stats["CER"] = self.cer_metric.summarize("error_rate")
-        front_end = self.modules.frontend
-        front_end = getattr(front_end, "module", front_end)  # DDP
-        epoch_stats = {"epoch": epoch}
-        if front_end.mix_weight is not None:
-            epoch_stats["mix_weight"] = round(float(front_end.mix_weight.detach()), 4)
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                epoch_stats, train_stats=self.train_stats, valid_stats=stats
-            )
-            self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
-        elif stage == sb.Stage.TEST:
-            self.hparams.train_logger.log_stats(
-                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
-            )
-            if sb.utils.distributed.if_main_process():
-                with atomic_output(self.hparams.wer_file) as partial:
-                    with open(partial, "w", encoding="utf-8") as fout:
-                        self.wer_metric.write_stats(fout)
-
-
-def asr_dataio_prep(hparams):
-    """Datasets and character encoder for :class:`EnhancedCTCBrain`.
-
-    Reads the json manifests ``{train,valid,test}_annotation`` (entries with
-    ``wav``, ``length``, ``words``; ``{data_root}`` is ``data_folder``),
-    builds (or reloads from ``save_folder``) the ``tokenizer`` over
-    ``characters`` (and any other training character) with the blank at
-    ``blank_index``, and checks that ``output_neurons`` can hold them.
-
-    Arguments
-    ---------
-    hparams : dict
-        The recipe's hyperparameters.
-
-    Returns
-    -------
-    dict
-        ``{"train": ..., "valid": ..., "test": ...}`` DynamicItemDatasets
-        with ``id``, ``sig``, ``words`` and ``tokens``.
-    """
-    sample_rate = hparams["sample_rate"]
-    min_samples = hparams.get("min_audio_samples", 1)
-    tokenizer = hparams["tokenizer"]
-
-    @sb.utils.data_pipeline.takes("wav")
-    @sb.utils.data_pipeline.provides("sig")
-    def audio_pipeline(wav):
-        return read_audio_checked(wav, sample_rate, min_samples)
-
-    @sb.utils.data_pipeline.takes("words")
-    @sb.utils.data_pipeline.provides("char_list", "tokens")
-    def text_pipeline(words):
-        char_list = list(words)
-        yield char_list
-        yield torch.LongTensor(tokenizer.encode_sequence(char_list))
-
-    datasets = {}
-    for split in ["train", "valid", "test"]:
-        datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
-            json_path=hparams[f"{split}_annotation"],
-            replacements={"data_root": hparams["data_folder"]},
-            dynamic_items=[audio_pipeline, text_pipeline],
-            output_keys=["id", "sig", "words", "tokens"],
-        )
-    sorting = hparams.get("sorting", "random")
-    if sorting in ("ascending", "descending"):
-        datasets["train"] = datasets["train"].filtered_sorted(
-            sort_key="length", reverse=sorting == "descending"
-        )
-        hparams["train_dataloader_opts"]["shuffle"] = False
-    elif sorting == "random":
-        hparams["train_dataloader_opts"]["shuffle"] = True
-    else:
-        raise ValueError(f"sorting must be random, ascending or descending, got {sorting!r}")
-
-    tokenizer.load_or_create(
-        path=pathlib.Path(hparams["save_folder"]) / "tokenizer.txt",
-        from_iterables=[list(hparams.get("characters", ""))],
-        from_didatasets=[datasets["train"]],
-        output_key="char_list",
-        special_labels={"blank_label": hparams["blank_index"]},
-        sequence_input=True,
-    )
-    if len(tokenizer) > hparams["output_neurons"]:
-        raise ValueError(
-            f"{len(tokenizer)} output classes (blank and characters "
-            f"{sorted(tokenizer.lab2ind)}) but output_neurons is {hparams['output_neurons']}"
-        )
-    return datasets
-
-
-def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
-    """Writes an :meth:`EnhancedASR.from_folder` folder from trained modules.
-
-    ``destination/asr`` (:func:`export_encoder_asr`), ``destination/enhancer``
-    (an :class:`~cmse_speechbrain.inference.EnhanceCMCR` folder holding the
-    front end's, possibly fine-tuned, CMCR-Net) and ``pipeline.json`` (the
-    mix weight).
-    """
-    from cmse_speechbrain.export import inference_yaml
-
-    destination = pathlib.Path(destination)
-    export_encoder_asr(asr_model, tokenizer, destination / "asr", blank_index)
-    enhancer_folder = destination / "enhancer"
-    enhancer_folder.mkdir(parents=True, exist_ok=True)
-    with atomic_output(enhancer_folder / "enhance_model.ckpt") as partial:
-        torch.save(frontend.enhancer.state_dict(), partial)
-    with atomic_output(enhancer_folder / "hyperparams.yaml") as partial:
-        partial.write_text(inference_yaml(frontend.enhancer.config), encoding="utf-8")
-    weight = frontend.mix_weight
-    settings = {"mix_weight": None if weight is None else float(weight.detach())}
-    with atomic_output(destination / "pipeline.json") as partial:
-        partial.write_text(json.dumps(settings), encoding="utf-8")
-
-
-ENCODER_ASR_YAML = """\
-# Character CTC recogniser (speechbrain.inference.ASR.EncoderASR), trained
-# behind a CMCR-Net front end by recipes/VoiceBank/ASR/train.py.
-sample_rate: {sample_rate}
-blank_index: {blank_index}
-
-encoder: !new:cmse_speechbrain.asr.CharCTCModel
-{model_args}
-
-tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
-
-decoding_function: !name:speechbrain.decoders.ctc_greedy_decode
-    blank_id: !ref <blank_index>
-
-audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer
-    sample_rate: !ref <sample_rate>
-
-modules:
-    encoder: !ref <encoder>
-
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        encoder: !ref <encoder>
-        tokenizer: !ref <tokenizer>
-"""
-
-
-def export_encoder_asr(asr_model, tokenizer, destination, blank_index=0):
-    """Writes a :class:`CharCTCModel` as an ``EncoderASR`` model folder.
-
-    The folder holds ``hyperparams.yaml``, ``encoder.ckpt`` and
-    ``tokenizer.ckpt``; load it with
-    ``EncoderASR.from_hparams(source=str(destination))``.
-
-    Arguments
-    ---------
-    asr_model : CharCTCModel
-        The trained recogniser.
-    tokenizer : speechbrain.dataio.encoder.CTCTextEncoder
-        Its character encoder.
-    destination : str or pathlib.Path
-        The folder to write (created).
-    blank_index : int
-        Index of the CTC blank.
-
-    Example
-    -------
-    >>> from speechbrain.dataio.encoder import CTCTextEncoder
-    >>> from speechbrain.inference.ASR import EncoderASR
-    >>> tokenizer = CTCTextEncoder()
-    >>> tokenizer.insert_blank(index=0)
-    >>> tokenizer.update_from_iterable(list("AB "))
-    >>> model = CharCTCModel(len(tokenizer), cnn_channels=[4], rnn_neurons=8,
-    ...                      dnn_neurons=8)
-    >>> folder = getfixture("tmp_path") / "asr"
-    >>> export_encoder_asr(model, tokenizer, folder)
-    >>> asr = EncoderASR.from_hparams(source=str(folder), savedir=str(folder))
-    >>> words, _ = asr.transcribe_batch(torch.rand(1, 8000), torch.tensor([1.0]))
-    >>> isinstance(words[0], str)
-    True
-    """
-    destination = pathlib.Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    model_args = "\n".join(
-        f"    {key}: {json.dumps(value)}" for key, value in asr_model.config.items()
-    )
-    text = ENCODER_ASR_YAML.format(
-        sample_rate=asr_model.config["sample_rate"],
-        blank_index=blank_index,
-        model_args=model_args,
-    )
-    with atomic_output(destination / "encoder.ckpt") as partial:
-        torch.save(asr_model.state_dict(), partial)
-    with atomic_output(destination / "tokenizer.ckpt") as partial:
-        tokenizer.save(partial)
-    with atomic_output(destination / "hyperparams.yaml") as partial:
-        partial.write_text(text, encoding="utf-8")
-
-
 def _sample_rate_of(interface, default=16000):
     """The rate a SpeechBrain interface expects its waveforms at."""
     rate = getattr(interface, "sample_rate", None)
@@ -642,7 +387,7 @@ class EnhancedASR:
     asr : object
         A SpeechBrain ASR interface with ``transcribe_batch(wavs, wav_lens)``
         returning ``(words, tokens)`` (``EncoderDecoderASR``, ``EncoderASR``,
-        :class:`PocketSphinxASR`, ...).
+        :class:`~cmse_speechbrain.recognizers.PocketSphinxASR`, ...).
     mix_weight : float, optional
         None: the recogniser hears the enhanced signal; ``w``: it hears
         ``w * enhanced + (1 - w) * noisy``.
@@ -733,17 +478,10 @@ class EnhancedASR:
         """What the recogniser hears: enhanced (and mixed) waveforms at its rate."""
         if self.enhancer is None:
             return wavs
-        length = wavs.shape[-1]
-        model_in = wavs
-        if self.enhancer_rate != self.sample_rate:
-            model_in = AF.resample(wavs, self.sample_rate, self.enhancer_rate)
-        enhanced = self.enhancer.enhance_batch(model_in, lengths=wav_lens).to(wavs.device)
-        if self.enhancer_rate != self.sample_rate:
-            enhanced = AF.resample(enhanced, self.enhancer_rate, self.sample_rate)
-        enhanced = _fit_length(enhanced, length)
-        if self.mix_weight is None:
-            return enhanced
-        return self.mix_weight * enhanced + (1.0 - self.mix_weight) * wavs
+        return enhance_and_mix(
+            lambda model_in, lens: self.enhancer.enhance_batch(model_in, lengths=lens),
+            wavs, wav_lens, self.sample_rate, self.enhancer_rate, self.mix_weight,
+        )
 
     def transcribe_batch(self, wavs, wav_lens=None):
         """Enhances then transcribes a batch [B, samples] at the ASR's rate.
@@ -767,54 +505,3 @@ class EnhancedASR:
         wav = read_audio_checked(path, self.sample_rate, min_samples=min_samples)
         words, _ = self.transcribe_batch(wav.unsqueeze(0), torch.tensor([1.0]))
         return str(words[0])
-
-
-class PocketSphinxASR:
-    """pocketsphinx (CMU Sphinx) behind SpeechBrain's ``transcribe_batch``.
-
-    The ``pocketsphinx`` wheel ships a US English acoustic model, language
-    model and dictionary, so this recogniser needs no download. A fresh
-    decoder is made for every utterance: a pocketsphinx ``Decoder`` adapts
-    its feature normalisation across utterances, which would make the
-    result depend on the order of the files.
-
-    Arguments
-    ---------
-    **decoder_options
-        Passed to ``pocketsphinx.Decoder`` (e.g. ``hmm``, ``lm``, ``dict``).
-
-    Example
-    -------
-    >>> asr = PocketSphinxASR()  # doctest: +SKIP
-    >>> EnhancedASR(None, asr).transcribe_file("speech.wav")  # doctest: +SKIP
-    """
-
-    sample_rate = 16000
-
-    def __init__(self, **decoder_options):
-        try:
-            import pocketsphinx
-        except ImportError as error:
-            raise ImportError(
-                "PocketSphinxASR needs pocketsphinx: pip install pocketsphinx==5.1.1"
-            ) from error
-        self._pocketsphinx = pocketsphinx
-        self.decoder_options = {"loglevel": "FATAL", **decoder_options}
-
-    def transcribe_waveform(self, wav):
-        """Transcribes one waveform [samples] at 16 kHz (upper case)."""
-        pcm = (wav.detach().cpu().float().clamp(-1.0, 1.0) * 32767).round().short()
-        decoder = self._pocketsphinx.Decoder(**self.decoder_options)
-        decoder.start_utt()
-        decoder.process_raw(pcm.numpy().tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        return normalize_text(hyp.hypstr) if hyp is not None else ""
-
-    def transcribe_batch(self, wavs, wav_lens=None):
-        """Transcribes a padded batch [B, samples]; returns ``(words, None)``."""
-        if wav_lens is None:
-            wav_lens = torch.ones(wavs.shape[0])
-        lengths = (wav_lens.cpu() * wavs.shape[-1]).round().long()
-        words = [self.transcribe_waveform(w[:n]) for w, n in zip(wavs, lengths)]
-        return words, None

@@ -16,13 +16,12 @@ from cmse_speechbrain.asr import (
     CharCTCModel,
     EnhancedASR,
     EnhancementFrontEnd,
-    PocketSphinxASR,
     enhancer_from_folder,
-    normalize_text,
     shipped_enhancer_path,
 )
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.inference import EnhanceCMCR
+from cmse_speechbrain.recognizers import PocketSphinxASR, normalize_text
 from conftest import ROOT
 
 MINI_ASR = ROOT / "recipes" / "VoiceBank" / "ASR" / "mini_asr"

@@ -105,7 +105,10 @@ def test_the_issue_payload_first_line_via_cli_and_asr_paths(tiny_model_folder, t
 def test_asr_half_of_a_pipeline_is_checked_too(tiny_model_folder, tmp_path, monkeypatch):
     from speechbrain.dataio.encoder import CTCTextEncoder
 
-    from cmse_speechbrain.asr import CharCTCModel, export_encoder_asr
+    from cmse_speechbrain.asr import CharCTCModel
+
+    sys.path.insert(0, str(ROOT / "recipes" / "VoiceBank" / "ASR"))
+    from asr_export import export_encoder_asr
 
     monkeypatch.chdir(tmp_path)
     tokenizer = CTCTextEncoder()

@@ -22,8 +22,8 @@ import json
 import logging
 import pathlib
 
-from cmse_speechbrain.asr import normalize_text
 from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, atomic_output, audio_info
+from cmse_speechbrain.recognizers import normalize_text
 
 logger = logging.getLogger(__name__)
 
