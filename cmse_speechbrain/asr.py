@@ -36,6 +36,7 @@ from speechbrain.processing.features import InputNormalization
 
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked
 from cmse_speechbrain.inference import shipped_model_folder
+from cmse_speechbrain.init_record import init_yaml, record_init
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +298,7 @@ class CharCTCModel(torch.nn.Module):
     torch.Size([2, 50, 30])
     """
 
+    @record_init
     def __init__(
         self,
         output_neurons,
@@ -313,19 +315,6 @@ class CharCTCModel(torch.nn.Module):
     ):
         super().__init__()
         cnn_channels = list(cnn_channels)
-        self.config = {
-            "output_neurons": output_neurons,
-            "sample_rate": sample_rate,
-            "n_mels": n_mels,
-            "cnn_blocks": cnn_blocks,
-            "cnn_channels": cnn_channels,
-            "rnn_layers": rnn_layers,
-            "rnn_neurons": rnn_neurons,
-            "dnn_blocks": dnn_blocks,
-            "dnn_neurons": dnn_neurons,
-            "time_pooling_size": time_pooling_size,
-            "dropout": dropout,
-        }
         self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
         self.normalize = InputNormalization(norm_type="sentence")
         self.crdnn = CRDNN(
@@ -532,7 +521,7 @@ def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
     with atomic_output(enhancer_folder / "enhance_model.ckpt") as partial:
         torch.save(frontend.enhancer.state_dict(), partial)
     with atomic_output(enhancer_folder / "hyperparams.yaml") as partial:
-        partial.write_text(inference_yaml(frontend.enhancer.config), encoding="utf-8")
+        partial.write_text(inference_yaml(frontend.enhancer), encoding="utf-8")
     weight = frontend.mix_weight
     settings = {"mix_weight": None if weight is None else float(weight.detach())}
     with atomic_output(destination / "pipeline.json") as partial:
@@ -545,8 +534,7 @@ ENCODER_ASR_YAML = """\
 sample_rate: {sample_rate}
 blank_index: {blank_index}
 
-encoder: !new:cmse_speechbrain.asr.CharCTCModel
-{model_args}
+encoder: {encoder}
 
 tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
 
@@ -602,13 +590,10 @@ def export_encoder_asr(asr_model, tokenizer, destination, blank_index=0):
     """
     destination = pathlib.Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
-    model_args = "\n".join(
-        f"    {key}: {json.dumps(value)}" for key, value in asr_model.config.items()
-    )
     text = ENCODER_ASR_YAML.format(
         sample_rate=asr_model.config["sample_rate"],
         blank_index=blank_index,
-        model_args=model_args,
+        encoder=init_yaml(asr_model),
     )
     with atomic_output(destination / "encoder.ckpt") as partial:
         torch.save(asr_model.state_dict(), partial)
