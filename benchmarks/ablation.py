@@ -57,22 +57,12 @@ import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from common import ROOT, ablation_study
+
 HPARAMS = ROOT / "hparams" / "cmse_realmix.yaml"
-VARIANTS = {  # recipe flags of each variant
-    "baseline": ["--use_cm=False", "--cm_share=0.0", "--cr_share=0.0"],
-    "cm": ["--cr_share=0.0"],
-    "cr": ["--use_cm=False", "--cm_share=0.0"],
-    "full": [],
-    "control": ["--use_cm=False", "--cm_share=0.0", "--cr_share=0.0"],
-    "metricgan": ["--model=!new:cmse_speechbrain.peers.MetricGANPlusGenerator", "--cm_share=0.0"],
-    "cr_speaker": ["--use_cm=False", "--cm_share=0.0",
-                   "--objective_hparams={cr_space: speaker, cr_layer_weights: [1.0, 1.0, 1.0, 1.0]}"],
-}
-SIZES = {  # "small": a smaller network for every CMCR-Net variant, to fit a CPU budget
-    "small": {"channels": [8, 16, 32, 64, 128], "d_model": 64},
-    "full": {"channels": [16, 32, 64, 128, 256], "d_model": 128},
-}
+STUDY = ablation_study()  # benchmarks/hparams/ablation_variants.yaml
+VARIANTS = STUDY["variants"]  # recipe overrides of each variant
+SIZES = STUDY["sizes"]
 TEST_SETS = ["voicebank", "synthetic", "dns"]
 METRICS = ["pesq", "stoi", "csig", "cbak", "covl", "si_sdr"]
 EXTRA_METRICS = ["csig", "cbak", "covl", "si_sdr"]  # computed here from the saved outputs
@@ -104,13 +94,19 @@ def run_arguments(args, variant, seed, folder):
         f"--aux_ramp_steps={args.warmup}", "--num_workers=0", "--pesq_n_jobs=1",
         "--device=cpu", "--init_from=null",
     ]
-    if variant != "metricgan":
+    overrides = dict(VARIANTS[variant])
+    if "model" not in overrides:  # a CMCR-Net variant: the network size of the study
         size = SIZES[args.size]
         model = {"channels": size["channels"]}
         if variant == "control":
             model["control_width"] = control_width(args.size)
         command += ["--model_hparams=" + json.dumps(model), f"--d_model={size['d_model']}"]
-    return command + VARIANTS[variant]
+    return command + [f"--{key}={_flag_value(value)}" for key, value in overrides.items()]
+
+
+def _flag_value(value):
+    """An override as a recipe flag's text (YAML reads it back unchanged)."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def prepare(args, shared):
@@ -227,7 +223,7 @@ def build_model(args, variant):
         return MetricGANPlusGenerator()
     size = SIZES[args.size]
     overrides = {"channels": size["channels"], "d_model": size["d_model"],
-                 "use_cm": variant in ("cm", "full")}
+                 "use_cm": VARIANTS[variant].get("use_cm", True)}
     if variant == "control":
         overrides["control_width"] = control_width(args.size)
     with open(ROOT / "hparams" / "common" / "cmcr_net.yaml", encoding="utf-8") as fin:

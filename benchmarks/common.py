@@ -13,55 +13,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 NOISY_TEST = ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav"
 
-# SpeechBrain's spectral-mask VoiceBank recipe network, with the sizes of
-# recipes/Voicebank/enhance/spectral_mask/hparams/models/CNNTransformer.yaml
-# (speechbrain develop, 2026): a CNN front end and an 8-layer Transformer
-# over all frames, predicting a sigmoid magnitude mask.
-SPECTRAL_MASK_YAML = """
-N_fft: 512
-base_channels: 1024
-model: !new:speechbrain.lobes.models.transformer.TransformerSE.CNNTransformerSE
-    d_model: !ref <base_channels> // 4
-    output_size: !ref <N_fft> // 2 + 1
-    output_activation: !name:torch.nn.Sigmoid
-    activation: !name:torch.nn.LeakyReLU
-        negative_slope: 0.01
-    dropout: 0.1
-    num_layers: 8
-    d_ffn: 512
-    nhead: 16
-    causal: False
-    custom_emb_module: !new:speechbrain.nnet.containers.Sequential
-        input_shape: [null, null, !ref <N_fft> // 2 + 1]
-        conv1: !name:speechbrain.nnet.CNN.Conv1d
-            out_channels: !ref <base_channels>
-            kernel_size: 3
-            padding: same
-        norm1: !name:speechbrain.nnet.normalization.LayerNorm
-        act1: !new:torch.nn.LeakyReLU
-            negative_slope: 0.01
-        conv2: !name:speechbrain.nnet.CNN.Conv1d
-            out_channels: !ref <base_channels> // 2
-            kernel_size: 3
-            padding: same
-        norm2: !name:speechbrain.nnet.normalization.LayerNorm
-        act2: !new:torch.nn.LeakyReLU
-            negative_slope: 0.01
-        conv3: !name:speechbrain.nnet.CNN.Conv1d
-            out_channels: !ref <base_channels> // 8
-            kernel_size: 3
-            padding: same
-        norm3: !name:speechbrain.nnet.normalization.LayerNorm
-        act3: !new:torch.nn.LeakyReLU
-            negative_slope: 0.01
-        conv4: !name:speechbrain.nnet.CNN.Conv1d
-            out_channels: !ref <base_channels> // 4
-            kernel_size: 3
-            padding: same
-        norm4: !name:speechbrain.nnet.normalization.LayerNorm
-        act4: !new:torch.nn.LeakyReLU
-            negative_slope: 0.01
-"""
+HPARAMS = ROOT / "benchmarks" / "hparams"
+
+
+def spectral_mask_model():
+    """SpeechBrain's spectral-mask VoiceBank network
+    (``benchmarks/hparams/spectral_mask.yaml``), untrained."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(HPARAMS / "spectral_mask.yaml", encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin)["model"]
+
+
+def ablation_study():
+    """The ablation study (``benchmarks/hparams/ablation_variants.yaml``):
+    ``variants`` ({name: recipe overrides}, in order) and network ``sizes``."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(HPARAMS / "ablation_variants.yaml", encoding="utf-8") as fin:
+        return load_hyperpyyaml(fin)
 
 
 def real_speech(seconds, sample_rate=16000):

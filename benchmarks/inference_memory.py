@@ -17,7 +17,7 @@ flat in the length) by
   ablation study trains),
 * ``spectral_mask``: the network of SpeechBrain's spectral-mask VoiceBank
   recipe (``CNNTransformerSE``, rebuilt with the recipe's sizes, see
-  ``common.SPECTRAL_MASK_YAML``), same front end.
+  ``benchmarks/hparams/spectral_mask.yaml``), same front end.
 
 Weights do not change the speed: the peers (and cmcr_default) are untrained.
 RTF = wall-clock processing time / audio duration (best of a few repeats for
@@ -44,7 +44,7 @@ import json, math, os, resource, sys, time, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, sys.argv[4])
 import torch
-from common import ROOT, SPECTRAL_MASK_YAML, real_speech
+from common import ROOT, real_speech, spectral_mask_model
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.processing.features import spectral_magnitude
 from speechbrain.processing.signal_processing import resynthesize
@@ -79,7 +79,7 @@ else:
         from cmse_speechbrain.peers import MetricGANPlusGenerator
         model = MetricGANPlusGenerator()
     elif name == "spectral_mask":
-        model = SpectralMaskRecipe(load_hyperpyyaml(SPECTRAL_MASK_YAML)["model"])
+        model = SpectralMaskRecipe(spectral_mask_model())
     enhancer = EnhanceCMCR(modules={"enhance_model": model}, hparams=chunking)
 enhancer.mods.eval()
 params = sum(p.numel() for p in enhancer.mods.enhance_model.parameters())

@@ -29,16 +29,14 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import ROOT, RESULTS, SPECTRAL_MASK_YAML, machine, pyplot, real_speech, write_csv
+from common import ROOT, RESULTS, ablation_study, machine, pyplot, real_speech, spectral_mask_model, write_csv
 
 warnings.simplefilter("ignore")
 aten = torch.ops.aten
 SECONDS = 10.0
-VARIANTS = {
-    "baseline": {"use_cm": False, "cm_share": 0.0, "cr_share": 0.0},
-    "+CM": {"use_cm": True, "cr_share": 0.0},
-    "+CR": {"use_cm": False, "cm_share": 0.0},
-    "full": {},
+VARIANTS = {  # the ablation's overrides (benchmarks/hparams/ablation_variants.yaml)
+    label: ablation_study()["variants"][name]
+    for label, name in [("baseline", "baseline"), ("+CM", "cm"), ("+CR", "cr"), ("full", "full")]
 }
 
 
@@ -121,7 +119,7 @@ def main():
 
     for name, net, lengths in [
         ("MetricGAN EnhancementGenerator", EnhancementGenerator().eval(), True),
-        ("spectral-mask CNNTransformerSE", load_hyperpyyaml(SPECTRAL_MASK_YAML)["model"].eval(), False),
+        ("spectral-mask CNNTransformerSE", spectral_mask_model().eval(), False),
     ]:
         rows.append({
             "config": "SpeechBrain peer", "variant": name,

@@ -26,14 +26,12 @@ import warnings
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from common import RESULTS, ROOT, machine, pyplot, write_csv
+from common import RESULTS, ROOT, ablation_study, machine, pyplot, write_csv
 
 warnings.simplefilter("ignore")
-VARIANTS = {
-    "baseline": {"use_cm": False, "cm_share": 0.0, "cr_share": 0.0},
-    "+CM": {"use_cm": True, "cr_share": 0.0},
-    "+CR": {"use_cm": False, "cm_share": 0.0},
-    "full": {},
+VARIANTS = {  # the ablation's overrides (benchmarks/hparams/ablation_variants.yaml)
+    label: ablation_study()["variants"][name]
+    for label, name in [("baseline", "baseline"), ("+CM", "cm"), ("+CR", "cr"), ("full", "full")]
 }
 
 

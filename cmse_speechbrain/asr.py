@@ -33,6 +33,7 @@ from speechbrain.processing.features import InputNormalization
 
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.inference import fit_length, shipped_model_folder
+from cmse_speechbrain.init_record import record_init
 
 
 def shipped_enhancer_path():
@@ -307,6 +308,7 @@ class CharCTCModel(torch.nn.Module):
     torch.Size([2, 50, 30])
     """
 
+    @record_init
     def __init__(
         self,
         output_neurons,
@@ -323,19 +325,6 @@ class CharCTCModel(torch.nn.Module):
     ):
         super().__init__()
         cnn_channels = list(cnn_channels)
-        self.config = {
-            "output_neurons": output_neurons,
-            "sample_rate": sample_rate,
-            "n_mels": n_mels,
-            "cnn_blocks": cnn_blocks,
-            "cnn_channels": cnn_channels,
-            "rnn_layers": rnn_layers,
-            "rnn_neurons": rnn_neurons,
-            "dnn_blocks": dnn_blocks,
-            "dnn_neurons": dnn_neurons,
-            "time_pooling_size": time_pooling_size,
-            "dropout": dropout,
-        }
         self.compute_features = Fbank(sample_rate=sample_rate, n_mels=n_mels)
         self.normalize = InputNormalization(norm_type="sentence")
         self.crdnn = CRDNN(

@@ -41,6 +41,8 @@ from torch import nn
 
 from speechbrain.processing.features import ISTFT, STFT
 
+from cmse_speechbrain.init_record import record_init
+
 
 def stft_pair(sample_rate, n_fft, hop_length):
     """SpeechBrain STFT and ISTFT with a Hamming window of ``n_fft`` samples
@@ -842,6 +844,7 @@ class CMCRNet(nn.Module):
     []
     """
 
+    @record_init
     def __init__(
         self,
         sample_rate=16000,
@@ -862,25 +865,6 @@ class CMCRNet(nn.Module):
         control_width=None,
     ):
         super().__init__()
-        # constructor arguments, so that an inference YAML can rebuild it
-        self.config = {
-            "sample_rate": sample_rate,
-            "n_fft": n_fft,
-            "hop_length": hop_length,
-            "channels": list(channels),
-            "use_cm": use_cm,
-            "d_model": d_model,
-            "nhead": nhead,
-            "cm_repeats": cm_repeats,
-            "output_type": output_type,
-            "mask_bound": mask_bound,
-            "causal": causal,
-            "attention_window": attention_window,
-            "lookahead_frames": lookahead_frames,
-            "time_kernel": time_kernel,
-            "input_compression": input_compression,
-            "control_width": control_width,
-        }
         if use_cm and control_width:
             raise ValueError("control_width replaces the CM: it needs use_cm=False")
         if output_type not in ("mapping", "complex_mask"):

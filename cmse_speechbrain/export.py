@@ -4,7 +4,9 @@
 validation PESQ) of ``run_folder/save`` and writes ``destination`` with:
 
 * ``hyperparams.yaml``: the inference YAML of :class:`EnhanceCMCR`, with the
-  network rebuilt from the run's own ``hyperparams.yaml``;
+  network rebuilt from the run's own ``hyperparams.yaml`` and written from
+  its record of constructor arguments (:mod:`cmse_speechbrain.init_record`),
+  then loaded back and compared (:func:`check_model_folder`);
 * ``enhance_model.ckpt``: the network's weights;
 * ``checkpoint_meta.json``: the checkpoint's validation scores.
 
@@ -55,6 +57,7 @@ from torch import nn
 from speechbrain.utils.checkpoints import Checkpointer
 
 from cmse_speechbrain.dataio import atomic_output
+from cmse_speechbrain.init_record import init_yaml
 
 INFERENCE_YAML = """\
 # CMCR-Net inference hyperparameters (cmse_speechbrain.inference.EnhanceCMCR).
@@ -63,8 +66,7 @@ chunk_seconds: {chunk_seconds}  # longer inputs are enhanced in chunks
 chunk_overlap_seconds: {overlap_seconds}  # cross-faded overlap of the chunks
 min_audio_samples: {n_fft}  # shorter inputs are refused
 
-enhance_model: !new:cmse_speechbrain.cmcr_net.CMCRNet
-{model_args}
+enhance_model: {enhance_model}
 
 modules:
     enhance_model: !ref <enhance_model>
@@ -75,17 +77,19 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def inference_yaml(config, run_name="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0):
-    """The inference YAML text for a CMCRNet built with ``config``.
+def inference_yaml(model, run_name="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0):
+    """The inference YAML text of a network, written from its own record.
 
-    The network's arguments are ``config`` as it is (whatever arguments
-    the class has); only classes that
-    :mod:`cmse_speechbrain.safe_yaml` allows are named.
+    The network is written as its class and the arguments it was built
+    with (``model.config``, see :mod:`cmse_speechbrain.init_record`), every
+    argument by name, so that the YAML rebuilds the same network whatever
+    the class's defaults become. Only classes that
+    :mod:`cmse_speechbrain.safe_yaml` allows load back.
 
     Arguments
     ---------
-    config : dict
-        The model's ``config`` (its constructor's arguments).
+    model : cmse_speechbrain.cmcr_net.CMCRNet
+        The network.
     run_name : str
         The training run's own name, for the comment (never a path).
     checkpoint : str
@@ -100,27 +104,75 @@ def inference_yaml(config, run_name="", checkpoint="", chunk_seconds=10.0, overl
     Example
     -------
     >>> from cmse_speechbrain.cmcr_net import CMCRNet
-    >>> text = inference_yaml(CMCRNet(channels=[4, 8, 8, 8, 8]).config, "0", "CKPT+1")
+    >>> model = CMCRNet(channels=[4, 8, 8, 8, 8])
+    >>> text = inference_yaml(model, "0", "CKPT+1")
     >>> text.splitlines()[1]
     '# Exported from training run "0", checkpoint CKPT+1.'
-    >>> hparams = load_hyperpyyaml(text)
-    >>> hparams["enhance_model"].config["channels"]
-    [4, 8, 8, 8, 8]
+    >>> load_hyperpyyaml(text)["enhance_model"].config == model.config
+    True
     """
-    model_args = "\n".join(
-        f"    {key}: {json.dumps(value)}" for key, value in config.items()
-    )
     origin = ""
     if run_name or checkpoint:
         origin = f'# Exported from training run "{run_name}", checkpoint {checkpoint}.\n'
     return INFERENCE_YAML.format(
         origin=origin,
-        sample_rate=config["sample_rate"],
-        n_fft=config["n_fft"],
+        sample_rate=model.config["sample_rate"],
+        n_fft=model.config["n_fft"],
         chunk_seconds=chunk_seconds,
         overlap_seconds=overlap_seconds,
-        model_args=model_args,
+        enhance_model=init_yaml(model),
     )
+
+
+def check_model_folder(folder, model, model_key="enhance_model"):
+    """Checks that a model folder's ``hyperparams.yaml`` rebuilds ``model``.
+
+    The YAML is loaded as a user would load it (without running code from
+    it, :func:`cmse_speechbrain.safe_yaml.load_hyperparams`); the rebuilt
+    network must be of the same class, with the same recorded constructor
+    arguments and the same parameter names and shapes.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        The model folder.
+    model : torch.nn.Module
+        The network the folder was written from.
+    model_key : str
+        The YAML key of the network.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the first difference.
+
+    Example
+    -------
+    >>> from cmse_speechbrain.cmcr_net import CMCRNet
+    >>> folder = getfixture("tmp_path")
+    >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2)
+    >>> _ = (folder / "hyperparams.yaml").write_text(inference_yaml(model))
+    >>> check_model_folder(folder, model)
+    >>> check_model_folder(folder, CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16))
+    Traceback (most recent call last):
+    ...
+    ValueError: .../hyperparams.yaml: rebuilds CMCRNet with nhead=2, the network has nhead=4
+    """
+    from cmse_speechbrain.safe_yaml import load_hyperparams
+
+    path = pathlib.Path(folder) / "hyperparams.yaml"
+    rebuilt = load_hyperparams(path)[model_key]
+    name = type(model).__name__
+    if type(rebuilt) is not type(model):
+        raise ValueError(f"{path}: rebuilds a {type(rebuilt).__name__}, the network is a {name}")
+    for key in dict(model.config, **rebuilt.config):
+        mine, theirs = model.config.get(key, "(missing)"), rebuilt.config.get(key, "(missing)")
+        if mine != theirs:
+            raise ValueError(f"{path}: rebuilds {name} with {key}={theirs!r}, the network has {key}={mine!r}")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    rebuilt_shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    if shapes != rebuilt_shapes:
+        raise ValueError(f"{path}: rebuilds {name} with other parameters than the network's")
 
 
 def export_model(run_folder, destination, max_key="quality", overwrite=False,
@@ -167,10 +219,11 @@ def export_model(run_folder, destination, max_key="quality", overwrite=False,
     try:
         shutil.copyfile(checkpoint.paramfiles["model"], staging / "enhance_model.ckpt")
         (staging / "hyperparams.yaml").write_text(
-            inference_yaml(model.config, run_folder.resolve().name, checkpoint.path.name,
+            inference_yaml(model, run_folder.resolve().name, checkpoint.path.name,
                            chunk_seconds, overlap_seconds),
             encoding="utf-8",
         )
+        check_model_folder(staging, model)
         meta = {k: v for k, v in checkpoint.meta.items() if isinstance(v, (int, float, str))}
         (staging / "checkpoint_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         staging.chmod(0o755)

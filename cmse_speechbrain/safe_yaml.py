@@ -585,7 +585,7 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
     >>> from cmse_speechbrain.export import inference_yaml
     >>> folder = getfixture("tmp_path")
     >>> net = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2)
-    >>> _ = (folder / "hyperparams.yaml").write_text(inference_yaml(net.config))
+    >>> _ = (folder / "hyperparams.yaml").write_text(inference_yaml(net))
     >>> torch.save(net.state_dict(), folder / "enhance_model.ckpt")
     >>> model = load_pretrained(Pretrained, folder)
     >>> type(model.mods.enhance_model).__name__

@@ -81,6 +81,6 @@ def tiny_model_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_model")
     torch.manual_seed(0)
     model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
-    (folder / "hyperparams.yaml").write_text(inference_yaml(model.config))
+    (folder / "hyperparams.yaml").write_text(inference_yaml(model))
     torch.save(model.state_dict(), folder / "enhance_model.ckpt")
     return folder

@@ -17,6 +17,7 @@ import torch
 
 from cmse_speechbrain.dataio import atomic_output
 from cmse_speechbrain.export import inference_yaml
+from cmse_speechbrain.init_record import init_yaml
 
 
 ENCODER_ASR_YAML = """\
@@ -25,8 +26,7 @@ ENCODER_ASR_YAML = """\
 sample_rate: {sample_rate}
 blank_index: {blank_index}
 
-encoder: !new:cmse_speechbrain.asr.CharCTCModel
-{model_args}
+encoder: {encoder}
 
 tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
 
@@ -83,13 +83,10 @@ def export_encoder_asr(asr_model, tokenizer, destination, blank_index=0):
     """
     destination = pathlib.Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
-    model_args = "\n".join(
-        f"    {key}: {json.dumps(value)}" for key, value in asr_model.config.items()
-    )
     text = ENCODER_ASR_YAML.format(
         sample_rate=asr_model.config["sample_rate"],
         blank_index=blank_index,
-        model_args=model_args,
+        encoder=init_yaml(asr_model),
     )
     with atomic_output(destination / "encoder.ckpt") as partial:
         torch.save(asr_model.state_dict(), partial)
@@ -115,7 +112,7 @@ def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
     with atomic_output(enhancer_folder / "enhance_model.ckpt") as partial:
         torch.save(frontend.enhancer.state_dict(), partial)
     with atomic_output(enhancer_folder / "hyperparams.yaml") as partial:
-        partial.write_text(inference_yaml(frontend.enhancer.config), encoding="utf-8")
+        partial.write_text(inference_yaml(frontend.enhancer), encoding="utf-8")
     weight = frontend.mix_weight
     settings = {"mix_weight": None if weight is None else float(weight.detach())}
     with atomic_output(destination / "pipeline.json") as partial:
