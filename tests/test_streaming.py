@@ -67,7 +67,7 @@ def test_one_sample_blocks_and_uneven_blocks(real_noisy):
     audio = real_noisy[:, :6000]
     with torch.no_grad():
         offline, _ = model(audio)
-    streamer = StreamingEnhancer(model, script=False)  # the plain Python path too
+    streamer = StreamingEnhancer(model, fold=False, script=False)  # the model itself
     assert torch.allclose(stream(streamer, audio, 1), offline, atol=1e-5)
     sizes = torch.randint(1, 300, (30,), generator=torch.Generator().manual_seed(0)).tolist()
     sizes.append(audio.shape[1] - sum(sizes))
