@@ -22,7 +22,17 @@ exposed as a constructor argument (hence a YAML hyperparameter):
   ``cm_repeats`` times with shared weights, each made of a
   :class:`ContrastiveAttention` (split into speech-relevant and
   speech-irrelevant streams) and an :class:`InteractiveAttention`
-  (learnable correlation of the two streams).
+  (learnable correlation of the two streams); see
+  :mod:`cmse_speechbrain.collaboration`.
+
+Every block of a causal model also runs on a stream: ``block.stream(x,
+state)`` takes new frames and the block's state (the past frames its
+convolution or attention still needs: a list of tensors, empty at the start
+of a stream) and returns the block's output for the new frames, equal to
+``block(x)`` on the whole sequence, and the new state.
+:meth:`CMCRNet.stream_spectrum` runs the network that way;
+:class:`cmse_speechbrain.streaming.StreamingEnhancer` adds the STFT and the
+overlap-add around it.
 
 The network knows nothing of training: it returns the enhanced waveform and,
 per CM pass, the two streams and the gate, which the objective of
@@ -34,11 +44,21 @@ Authors
 """
 
 import math
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cmse_speechbrain.collaboration import (  # noqa: F401 (re-exported)
+    CollaborationModule,
+    ContrastiveAttention,
+    InteractiveAttention,
+    SelfAttentionBottleneck,
+    attention_mask,
+    matched_control_width,
+    windowed_mean,
+)
 from speechbrain.processing.features import ISTFT, STFT
 
 from cmse_speechbrain.init_record import record_init
@@ -101,9 +121,14 @@ class EncoderBlock(nn.Module):
 
     Example
     -------
-    >>> block = EncoderBlock(3, 16)
-    >>> block(torch.rand(1, 3, 257, 10)).shape
+    >>> block = EncoderBlock(3, 16).eval()
+    >>> x = torch.rand(1, 3, 257, 10)
+    >>> block(x).shape
     torch.Size([1, 16, 128, 10])
+    >>> first, state = block.stream(x[..., :6], [])
+    >>> second, state = block.stream(x[..., 6:], state)
+    >>> torch.allclose(torch.cat([first, second], -1), block(x), atol=1e-6)
+    True
     """
 
     def __init__(self, in_channels, out_channels, time_kernel=2, causal=True):
@@ -117,6 +142,14 @@ class EncoderBlock(nn.Module):
         """Maps [B, C, F, T] to [B, C', F', T]."""
         x = F.pad(x, (self.padding[0], self.padding[1]))
         return self.activation(self.norm(self.conv(x)))
+
+    @torch.jit.export
+    def stream(self, x, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """New frames [B, C, F, n] of a stream -> [B, C', F', n] and the new
+        state (the last ``time_kernel - 1`` input frames; an empty list at
+        the start of a stream: zeros, as the offline padding)."""
+        x, state = _with_past_frames(x, state, self.padding)
+        return self.activation(self.norm(self.conv(x))), state
 
 
 class DecoderBlock(nn.Module):
@@ -146,6 +179,12 @@ class DecoderBlock(nn.Module):
     >>> block = DecoderBlock(32, 2, freq_padding=0, last=True, time_kernel=3, causal=False)
     >>> block(torch.rand(1, 32, 128, 10)).shape
     torch.Size([1, 2, 257, 10])
+    >>> causal = DecoderBlock(32, 16, freq_padding=1).eval()
+    >>> x = torch.rand(1, 32, 128, 10)
+    >>> first, state = causal.stream(x[..., :3], [])
+    >>> second, state = causal.stream(x[..., 3:], state)
+    >>> torch.allclose(torch.cat([first, second], -1), causal(x), atol=1e-6)
+    True
     """
 
     def __init__(self, in_channels, out_channels, freq_padding=0, last=False,
@@ -164,10 +203,38 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x):
         """Maps [B, C, F, T] to [B, C', 2F+1(+1), T]."""
+        return self._output(x, self.padding[1], x.shape[-1])
+
+    @torch.jit.export
+    def stream(self, x, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """New frames [B, C, F, n] of a stream -> [B, C', 2F+1(+1), n] and
+        the new state (the last ``time_kernel - 1`` input frames)."""
         frames = x.shape[-1]
-        # output frame t + past of the transposed conv is aligned with input t
-        x = self.conv(x)[..., self.padding[1] : self.padding[1] + frames]
+        x, state = _with_past_frames(x, state, self.padding)
+        # the new frames follow the past ones
+        return self._output(x, self.padding[0], frames), state
+
+    def _output(self, x, start: int, frames: int):
+        # output frame t + past of the transposed conv is aligned with input
+        # t: keep ``frames`` of them from input frame ``start`` on
+        x = self.conv(x)[..., start : start + frames]
         return self.activation(self.norm(x))
+
+
+def _with_past_frames(
+    x, state: List[torch.Tensor], padding: Tuple[int, int]
+) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    """A causal convolution's input on a stream: its past input frames
+    (``state``, zeros at the start) before the new frames ``x`` [..., n];
+    returns it and the new state."""
+    past, future = padding
+    if future:
+        raise ValueError("a centred (non-causal) convolution cannot stream")
+    if len(state) > 0:
+        x = torch.cat([state[0], x], dim=-1)
+    else:
+        x = F.pad(x, (past, 0))
+    return x, [x[..., x.shape[-1] - past :]]
 
 
 class AttentionGate(nn.Module):
@@ -199,466 +266,6 @@ class AttentionGate(nn.Module):
         """Returns the gated skip features."""
         mix = F.relu(self.skip_proj(skip) + self.decoder_proj(decoder))
         return skip * torch.sigmoid(self.score(mix))
-
-
-def _split_heads(x, nhead):
-    batch, time, dim = x.shape
-    return x.view(batch, time, nhead, dim // nhead).transpose(1, 2)
-
-
-def _merge_heads(x):
-    batch, nhead, time, dim = x.shape
-    return x.transpose(1, 2).reshape(batch, time, nhead * dim)
-
-
-def _attend(query, key, value, nhead, causal, mask=None):
-    out = F.scaled_dot_product_attention(
-        _split_heads(query, nhead),
-        _split_heads(key, nhead),
-        _split_heads(value, nhead),
-        attn_mask=mask,
-        is_causal=causal and mask is None,
-    )
-    return _merge_heads(out)
-
-
-def attention_mask(
-    query_start, num_queries, key_start, num_keys, window=None, lookahead=0,
-    device=None,
-):
-    """Which keys each query may attend to, for a causal windowed attention.
-
-    Query frame ``t`` sees key frames ``s`` with
-    ``t - window < s <= t + lookahead`` (no lower bound if ``window`` is
-    None). Queries are frames ``query_start ...``, keys ``key_start ...``.
-
-    Arguments
-    ---------
-    query_start, num_queries : int
-        First frame index and number of the queries.
-    key_start, num_keys : int
-        First frame index and number of the keys.
-    window : int, optional
-        Past frames seen, the current one included.
-    lookahead : int
-        Future frames seen.
-    device : torch.device, optional
-        Device of the mask.
-
-    Returns
-    -------
-    torch.Tensor
-        Boolean [num_queries, num_keys], True where attention is allowed.
-
-    Example
-    -------
-    >>> attention_mask(0, 4, 0, 4, window=2).int()
-    tensor([[1, 0, 0, 0],
-            [1, 1, 0, 0],
-            [0, 1, 1, 0],
-            [0, 0, 1, 1]], dtype=torch.int32)
-    """
-    queries = torch.arange(num_queries, device=device)[:, None] + query_start
-    keys = torch.arange(num_keys, device=device)[None, :] + key_start
-    allowed = keys <= queries + lookahead
-    if window is not None:
-        allowed = allowed & (keys > queries - window)
-    return allowed
-
-
-def _windowed_attend(query, key, value, nhead, window, lookahead, block=512):
-    # Causal windowed attention over a whole sequence, in blocks of queries
-    # so that memory stays linear in the number of frames.
-    frames = query.shape[1]
-    if window is None or frames <= block:
-        mask = attention_mask(
-            0, frames, 0, frames, window, lookahead, query.device
-        )
-        return _attend(query, key, value, nhead, False, mask)
-    outputs = []
-    for start in range(0, frames, block):
-        stop = min(start + block, frames)
-        first, last = max(0, start - window + 1), min(frames, stop + lookahead)
-        mask = attention_mask(
-            start, stop - start, first, last - first, window, lookahead,
-            query.device,
-        )
-        outputs.append(
-            _attend(
-                query[:, start:stop], key[:, first:last],
-                value[:, first:last], nhead, False, mask,
-            )
-        )
-    return torch.cat(outputs, dim=1)
-
-
-def windowed_mean(x, window=None, lookahead=0):
-    """Mean over each frame's attention span, ``t - window < s <= t + lookahead``.
-
-    Arguments
-    ---------
-    x : torch.Tensor
-        [B, T, D].
-    window : int, optional
-        Past frames, the current one included (None: all past frames).
-    lookahead : int
-        Future frames.
-
-    Returns
-    -------
-    torch.Tensor
-        [B, T, D].
-
-    Example
-    -------
-    >>> windowed_mean(torch.tensor([[[1.0], [3.0], [5.0]]]), window=2)[0, :, 0]
-    tensor([1., 2., 4.])
-    """
-    frames = x.shape[1]
-    steps = torch.arange(frames, device=x.device)
-    if window is None:
-        last = (steps + lookahead).clamp(max=frames - 1)
-        sums = x.cumsum(dim=1)[:, last]
-        counts = last + 1
-    else:
-        span = window + lookahead
-        padded = F.pad(x.transpose(1, 2), (window - 1, lookahead))
-        sums = (F.avg_pool1d(padded, span, stride=1) * span).transpose(1, 2)
-        counts = (steps + lookahead).clamp(max=frames - 1) - (
-            steps - window + 1
-        ).clamp(min=0) + 1
-    return sums / counts[None, :, None].to(x.dtype)
-
-
-class _FrameAttention(nn.Module):
-    """Base of the CM attentions: full, causal, or causal windowed."""
-
-    def _setup_span(self, nhead, causal, window, lookahead):
-        if (window is not None or lookahead) and not causal:
-            raise ValueError("attention_window/lookahead_frames need causal=True")
-        if window is not None and window < 1:
-            raise ValueError(f"attention_window must be >= 1, got {window}")
-        self.nhead = nhead
-        self.causal = causal
-        self.window = window
-        self.lookahead = lookahead
-
-    def _attention(self, query, key, value):
-        if self.causal and (self.window is not None or self.lookahead):
-            return _windowed_attend(
-                query, key, value, self.nhead, self.window, self.lookahead
-            )
-        return _attend(query, key, value, self.nhead, self.causal)
-
-
-class ContrastiveAttention(_FrameAttention):
-    """Splits frame features into speech-relevant and speech-irrelevant streams.
-
-    Queries, keys and values are linear projections of the frame features.
-    A gate ``z = sigmoid(MLP([q, k]))`` (the authors' "local" block) is a
-    learned soft mask: the relevant stream is self-attention over frames
-    with the gated query and value ``(z q, k, z v)``, the irrelevant stream
-    uses the complement ``((1 - z) q, k, (1 - z) v)``. Gating the values as
-    well as the queries (the CRC-Net code gates the queries only) is this
-    project's choice: it makes the two streams a soft partition of the
-    values. The split is learned with the contrastive loss
-    ``cmse_speechbrain.losses.StreamContrastiveLoss``.
-
-    Arguments
-    ---------
-    input_size : int
-        Size of the input frame features.
-    d_model : int
-        Size of the projected features and of the streams.
-    nhead : int
-        Attention heads (must divide ``d_model``).
-    causal : bool
-        If True, each frame attends to itself and the past only.
-    window : int, optional
-        With ``causal``: each frame attends to the last ``window`` frames
-        (itself included) only; None: to all past frames.
-    lookahead : int
-        With ``causal``: future frames each frame may also attend to.
-
-    Example
-    -------
-    >>> attention = ContrastiveAttention(64, d_model=32, nhead=4)
-    >>> relevant, irrelevant, gate = attention(torch.rand(2, 10, 64))
-    >>> relevant.shape, irrelevant.shape, gate.shape
-    (torch.Size([2, 10, 32]), torch.Size([2, 10, 32]), torch.Size([2, 10, 32]))
-    """
-
-    def __init__(
-        self, input_size, d_model=128, nhead=4, causal=False, window=None,
-        lookahead=0,
-    ):
-        super().__init__()
-        if d_model % nhead:
-            raise ValueError(f"d_model={d_model} not divisible by nhead={nhead}")
-        self._setup_span(nhead, causal, window, lookahead)
-        self.query = nn.Linear(input_size, d_model)
-        self.key = nn.Linear(input_size, d_model)
-        self.value = nn.Linear(input_size, d_model)
-        self.gate = nn.Sequential(
-            nn.Linear(2 * d_model, d_model),
-            nn.ReLU(),
-            nn.Linear(d_model, d_model),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x):
-        """Returns (relevant, irrelevant, gate), each [B, T, d_model]."""
-        query, key, value = self.query(x), self.key(x), self.value(x)
-        gate = self.gate(torch.cat([query, key], dim=-1))
-        relevant = self._attention(gate * query, key, gate * value)
-        irrelevant = self._attention((1 - gate) * query, key, (1 - gate) * value)
-        return relevant, irrelevant, gate
-
-
-class InteractiveAttention(_FrameAttention):
-    """Learnable, self-adaptive correlation between the two streams.
-
-    Two steps:
-
-    1. Cross-attention both ways with residual and LayerNorm: the relevant
-       stream queries the irrelevant one and vice versa (this project's
-       reading of "interactive"; the CRC-Net code has step 2 only).
-    2. Selective fusion weights (selective-kernel style, as in the CRC-Net
-       code): the two streams are summed and pooled over time, a shared MLP
-       (d -> 2d -> 2d) gives one logit per stream and channel, and a softmax
-       across the two streams weights each of them. With ``causal=True`` the
-       pooling is a running mean over past frames (over the attention span
-       when ``window`` or ``lookahead`` is set).
-
-    Arguments
-    ---------
-    d_model : int
-        Size of the streams.
-    nhead : int
-        Attention heads for the cross-attention.
-    causal : bool
-        If True, nothing looks at future frames.
-    window : int, optional
-        With ``causal``: attention and pooling span the last ``window``
-        frames only.
-    lookahead : int
-        With ``causal``: future frames in the attention and pooling span.
-
-    Example
-    -------
-    >>> interact = InteractiveAttention(32, nhead=4)
-    >>> relevant, irrelevant = torch.rand(2, 10, 32), torch.rand(2, 10, 32)
-    >>> weighted_relevant, weighted_irrelevant = interact(relevant, irrelevant)
-    >>> weighted_relevant.shape
-    torch.Size([2, 10, 32])
-    """
-
-    def __init__(self, d_model=128, nhead=4, causal=False, window=None, lookahead=0):
-        super().__init__()
-        self._setup_span(nhead, causal, window, lookahead)
-        self.rel_query = nn.Linear(d_model, d_model)
-        self.irr_query = nn.Linear(d_model, d_model)
-        self.rel_kv = nn.Linear(d_model, 2 * d_model)
-        self.irr_kv = nn.Linear(d_model, 2 * d_model)
-        self.rel_norm = nn.LayerNorm(d_model)
-        self.irr_norm = nn.LayerNorm(d_model)
-        self.selector = nn.Sequential(
-            nn.Linear(d_model, 2 * d_model),
-            nn.ReLU(),
-            nn.Linear(2 * d_model, 2 * d_model),
-        )
-
-    def forward(self, relevant, irrelevant):
-        """Returns both streams, correlated and weighted, [B, T, d_model]."""
-        rel_key, rel_value = self.rel_kv(relevant).chunk(2, dim=-1)
-        irr_key, irr_value = self.irr_kv(irrelevant).chunk(2, dim=-1)
-        relevant = self.rel_norm(
-            relevant
-            + self._attention(self.rel_query(relevant), irr_key, irr_value)
-        )
-        irrelevant = self.irr_norm(
-            irrelevant
-            + self._attention(self.irr_query(irrelevant), rel_key, rel_value)
-        )
-        summed = relevant + irrelevant
-        if self.causal and (self.window is not None or self.lookahead):
-            pooled = windowed_mean(summed, self.window, self.lookahead)
-        elif self.causal:
-            steps = torch.arange(1, summed.shape[1] + 1, device=summed.device)
-            pooled = summed.cumsum(dim=1) / steps[None, :, None]
-        else:
-            pooled = summed.mean(dim=1, keepdim=True)
-        return self.select(relevant, irrelevant, pooled)
-
-    def select(self, relevant, irrelevant, pooled):
-        """Weights the two streams by the selector's softmax on ``pooled``."""
-        logits = self.selector(pooled)
-        weights = torch.softmax(
-            logits.view(*logits.shape[:2], 2, -1), dim=2
-        )
-        return relevant * weights[:, :, 0], irrelevant * weights[:, :, 1]
-
-
-class CollaborationModule(nn.Module):
-    """Contrastive attention + interactive attention, applied repeatedly.
-
-    One block, applied ``repeats`` times with shared weights (as in the
-    CRC-Net code, which applies it 3 times). In each pass the two weighted
-    streams are each concatenated with the (projected) block input and
-    mapped back to the input size by a path of their own; the two paths are
-    summed and added to the input with a LayerNorm residual.
-
-    Arguments
-    ---------
-    input_size : int
-        Size of the frame features (channels x frequency of the bottleneck).
-    d_model : int
-        Size of the streams.
-    nhead : int
-        Attention heads.
-    repeats : int
-        How many times the shared block is applied.
-    causal : bool
-        If True, no frame sees the future.
-    window : int, optional
-        With ``causal``: attention span of the last ``window`` frames.
-    lookahead : int
-        With ``causal``: future frames in the attention span.
-
-    Example
-    -------
-    >>> cm = CollaborationModule(64, d_model=32, nhead=4, repeats=2)
-    >>> out, streams = cm(torch.rand(2, 10, 64))
-    >>> out.shape, len(streams), streams[0][0].shape
-    (torch.Size([2, 10, 64]), 2, torch.Size([2, 10, 32]))
-    """
-
-    def __init__(
-        self, input_size, d_model=128, nhead=4, repeats=3, causal=False,
-        window=None, lookahead=0,
-    ):
-        super().__init__()
-        self.repeats = repeats
-        self.contrastive = ContrastiveAttention(
-            input_size, d_model, nhead, causal, window, lookahead
-        )
-        self.interactive = InteractiveAttention(
-            d_model, nhead, causal, window, lookahead
-        )
-        self.input_proj = nn.Linear(input_size, d_model)
-        self.relevant_path = nn.Linear(2 * d_model, input_size)
-        self.irrelevant_path = nn.Linear(2 * d_model, input_size)
-        self.norm = nn.LayerNorm(input_size)
-
-    def forward(self, x):
-        """Returns the refined features [B, T, input_size] and, per pass,
-        the (relevant, irrelevant, gate) tensors [B, T, d_model]."""
-        streams = []
-        for _ in range(self.repeats):
-            relevant, irrelevant, gate = self.contrastive(x)
-            streams.append((relevant, irrelevant, gate))
-            relevant, irrelevant = self.interactive(relevant, irrelevant)
-            x = self.fuse(x, relevant, irrelevant)
-        return x, streams
-
-    def fuse(self, x, relevant, irrelevant):
-        """One pass's output: both paths summed, residual, LayerNorm."""
-        block_input = self.input_proj(x)
-        fused = self.relevant_path(
-            torch.cat([relevant, block_input], dim=-1)
-        ) + self.irrelevant_path(torch.cat([irrelevant, block_input], dim=-1))
-        return self.norm(x + fused)
-
-
-class SelfAttentionBottleneck(_FrameAttention):
-    """Ablation control for the CM: a plain self-attention bottleneck.
-
-    The same place in the network, the same residual LayerNorm at the input
-    size and the same weight sharing over ``repeats`` passes as
-    :class:`CollaborationModule`, but one stream and no gate, no split and
-    no stream loss: per pass, a projection to ``d_model``, multi-head
-    self-attention and a feed-forward layer (4x wide), each with residual
-    and LayerNorm, and a projection back. With ``d_model`` from
-    :func:`matched_control_width` it has about the CM's parameters, so that
-    an ablation measures the CM's design rather than its extra capacity.
-
-    Arguments
-    ---------
-    input_size : int
-        Size of the frame features (channels x frequency of the bottleneck).
-    d_model : int
-        Width of the attention and feed-forward layers.
-    nhead : int
-        Attention heads (must divide ``d_model``).
-    repeats : int
-        How many times the shared block is applied.
-    causal : bool
-        If True, each frame attends to itself and the past only.
-
-    Example
-    -------
-    >>> control = SelfAttentionBottleneck(64, d_model=32, nhead=4, repeats=2)
-    >>> out, streams = control(torch.rand(2, 10, 64))
-    >>> out.shape, streams
-    (torch.Size([2, 10, 64]), [])
-    >>> control.features.shape  # the last pass's attended features
-    torch.Size([2, 10, 32])
-    """
-
-    def __init__(self, input_size, d_model=128, nhead=4, repeats=3, causal=False):
-        super().__init__()
-        if d_model % nhead:
-            raise ValueError(f"d_model={d_model} not divisible by nhead={nhead}")
-        self._setup_span(nhead, causal, None, 0)
-        self.repeats = repeats
-        self.input_proj = nn.Linear(input_size, d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.attention_out = nn.Linear(d_model, d_model)
-        self.attention_norm = nn.LayerNorm(d_model)
-        self.feedforward = nn.Sequential(
-            nn.Linear(d_model, 4 * d_model), nn.ReLU(), nn.Linear(4 * d_model, d_model)
-        )
-        self.feedforward_norm = nn.LayerNorm(d_model)
-        self.output_proj = nn.Linear(d_model, input_size)
-        self.norm = nn.LayerNorm(input_size)
-        self.features = None
-
-    def forward(self, x):
-        """Returns the refined features [B, T, input_size] and no streams
-        (the last pass's attended features stay in ``self.features``, for
-        diagnostics)."""
-        for _ in range(self.repeats):
-            hidden = self.input_proj(x)
-            query, key, value = self.qkv(hidden).chunk(3, dim=-1)
-            hidden = self.attention_norm(
-                hidden + self.attention_out(self._attention(query, key, value))
-            )
-            hidden = self.feedforward_norm(hidden + self.feedforward(hidden))
-            self.features = hidden.detach()
-            x = self.norm(x + self.output_proj(hidden))
-        return x, []
-
-
-def matched_control_width(input_size, d_model, nhead=4):
-    """Width of :class:`SelfAttentionBottleneck` whose parameter count is
-    closest to that of a :class:`CollaborationModule` (a multiple of
-    ``nhead``).
-
-    Example
-    -------
-    >>> width = matched_control_width(896, 64)
-    >>> count = lambda m: sum(p.numel() for p in m.parameters())
-    >>> cm = count(CollaborationModule(896, 64, 4))
-    >>> abs(count(SelfAttentionBottleneck(896, width, 4)) - cm) / cm < 0.02
-    True
-    """
-    target = sum(p.numel() for p in CollaborationModule(input_size, d_model, nhead).parameters())
-
-    def control_parameters(width):  # projections in/out, q/k/v/out, 4x FFN, norms
-        return 2 * input_size * width + 3 * input_size + 12 * width**2 + 14 * width
-
-    widths = range(nhead, 8 * d_model + 1, nhead)
-    return min(widths, key=lambda width: abs(control_parameters(width) - target))
 
 
 LEVEL_FLOOR = 1e-6  # input level of digital silence, in spectrum units
@@ -933,10 +540,20 @@ class CMCRNet(nn.Module):
         # STFT [B, T, F, 2] -> network layout [B, 2, F, T]
         return self.stft(wavs).permute(0, 3, 2, 1)
 
-    def _encode(self, x):
+    @staticmethod
+    def _run(block, x, past, new_state):
+        # a block offline (past None) or on a stream: ``past`` iterates over
+        # the stream's per-block states (exhausted: a new stream)
+        if past is None:
+            return block(x)
+        x, block_state = block.stream(x, next(past, []))
+        new_state.append(block_state)
+        return x
+
+    def _encode(self, x, past=None, new_state=None):
         skips = []
         for block in self.encoder:
-            x = block(x)
+            x = self._run(block, x, past, new_state)
             skips.append(x)
         return x, skips
 
@@ -997,21 +614,74 @@ class CMCRNet(nn.Module):
         """
         if level is None:
             level = self.input_level(spec)
-        x, skips = self._encode(compressed_input(spec, level, self.input_compression))
+        enhanced, streams, _ = self._network(spec, level, None)
+        return enhanced, streams
+
+    def stream_spectrum(self, spec, level, state):
+        """:meth:`enhance_spectrum` on the next frames of a stream.
+
+        The model must be causal with a finite ``attention_window`` (or no
+        CM) and no look-ahead; each block keeps the past frames it needs.
+
+        Arguments
+        ---------
+        spec : torch.Tensor
+            The stream's next frames of noisy spectrum [B, 2, F, n].
+        level : torch.Tensor
+            Their input level [B, 1, 1, n] (the running level of the whole
+            stream so far, see :func:`spectrum_level`).
+        state : list
+            The state returned by the previous call (an empty list at the
+            start of a stream): per block, in the order they run (encoder,
+            CM, decoder), the past frames it needs.
+
+        Returns
+        -------
+        enhanced : torch.Tensor
+            Enhanced spectrum of the new frames [B, 2, F, n], equal to those
+            of :meth:`enhance_spectrum` on the whole stream.
+        state : list
+            The state for the next call.
+
+        Example
+        -------
+        >>> model = CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True,
+        ...                 attention_window=4).eval()
+        >>> spec = model.stft(torch.rand(1, 4096)).permute(0, 3, 2, 1)
+        >>> level = model.input_level(spec)
+        >>> first, state = model.stream_spectrum(spec[..., :7], level[..., :7], [])
+        >>> rest, state = model.stream_spectrum(spec[..., 7:], level[..., 7:], state)
+        >>> offline, _ = model.enhance_spectrum(spec)
+        >>> torch.allclose(torch.cat([first, rest], -1), offline, atol=1e-5)
+        True
+        """
+        enhanced, _, state = self._network(spec, level, iter(state))
+        return enhanced, state
+
+    def _network(self, spec, level, past):
+        # the network on the whole sequence (past None) or on the next
+        # frames of a stream (past: iterator over the per-block states)
+        new_state = []
+        x, skips = self._encode(
+            compressed_input(spec, level, self.input_compression), past, new_state
+        )
         streams = []
         bottleneck = self.cm if self.cm is not None else self.control
         if bottleneck is not None:
             batch, channels, freqs, time = x.shape
-            refined, streams = bottleneck(self._frames(x))
+            if past is None:
+                refined, streams = bottleneck(self._frames(x))
+            else:
+                refined = self._run(bottleneck, self._frames(x), past, new_state)
             x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
-        x = self._decode(x, skips)
-        return self.apply_output(x, spec, level), streams
+        x = self._decode(x, skips, past, new_state)
+        return self.apply_output(x, spec, level), streams, new_state
 
-    def _decode(self, x, skips):
+    def _decode(self, x, skips, past=None, new_state=None):
         for block, gate, skip in zip(
             self.decoder, reversed(self.gates), reversed(skips)
         ):
-            x = block(torch.cat([x, gate(skip, x)], dim=1))
+            x = self._run(block, torch.cat([x, gate(skip, x)], dim=1), past, new_state)
         return x
 
     def apply_output(self, x, spec, level):

@@ -2,21 +2,26 @@
 
 :class:`StreamingEnhancer` takes audio in blocks of any size (one sample, a
 hop, a second...) and returns the enhanced samples as soon as they are
-final. It carries real per-layer state, so each STFT frame is computed once:
+final. Each STFT frame is computed once: the network runs on the new frames
+only, through its own blocks (:meth:`CMCRNet.stream_spectrum
+<cmse_speechbrain.cmcr_net.CMCRNet.stream_spectrum>`), each of which keeps
+the past frames it needs (causal convolutions: the previous input frame; CM
+attentions: keys, values and pooled features of the last
+``attention_window - 1`` frames). The enhancer itself keeps only
 
 * the STFT input: the samples of the frame not yet complete;
 * the input level: the running sum of the frames' power (the causal model
   normalises its input by the running mean power, see
   :func:`cmse_speechbrain.cmcr_net.spectrum_level`);
-* each causal convolution (encoder and decoder): its previous input frame;
-* each CM pass: the keys and values of its attentions and the selector's
-  pooled features for the last ``attention_window - 1`` frames;
 * the iSTFT: the overlap-add and window-envelope tails.
 
 Per STFT frame the work is small and the cost is mostly the number of
-operations, so the network runs as :class:`StreamingCore`, compiled with
-TorchScript: BatchNorm folded into the convolutions, the linear maps that
-share an input fused, each CM pass's caches kept in one fixed-size tensor.
+operations, so by default it runs a copy of the model with two speed passes
+that keep its modules: each BatchNorm folded into its convolution
+(:func:`fold_batchnorm`), and each block compiled with TorchScript
+(:func:`script_blocks`; the blocks' ``forward`` and ``stream``, while the
+per-frame sequence of blocks stays :meth:`CMCRNet.stream_spectrum
+<cmse_speechbrain.cmcr_net.CMCRNet.stream_spectrum>` in Python).
 
 The concatenation of its outputs (after :meth:`StreamingEnhancer.flush`)
 equals the offline output ``model(wavs)`` of the same causal model on the
@@ -35,14 +40,70 @@ Authors
  * cmse-speechbrain contributors 2026
 """
 
+import copy
 import warnings
-from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from cmse_speechbrain.cmcr_net import CollaborationModule, compressed_input, spectrum_level
+from cmse_speechbrain.cmcr_net import DecoderBlock, EncoderBlock, spectrum_level
+
+
+def fold_batchnorm(model):
+    """A copy of ``model`` in eval mode with each BatchNorm of its encoder
+    and decoder blocks folded into the block's convolution (the same
+    outputs in eval mode, fewer operations; for inference only: the copy's
+    state_dict has no BatchNorm entries).
+
+    Example
+    -------
+    >>> from cmse_speechbrain.cmcr_net import CMCRNet
+    >>> model = CMCRNet(channels=[4, 8], d_model=8, nhead=2).eval()
+    >>> folded = fold_batchnorm(model)
+    >>> wav = torch.rand(1, 4000) - 0.5
+    >>> torch.allclose(folded(wav)[0], model(wav)[0], atol=1e-5)
+    True
+    >>> isinstance(model.encoder[0].norm, torch.nn.BatchNorm2d)  # untouched
+    True
+    """
+    folded = copy.deepcopy(model).eval()
+    for block in folded.modules():
+        if isinstance(block, (EncoderBlock, DecoderBlock)) and isinstance(
+            block.norm, nn.BatchNorm2d
+        ):
+            block.conv = fuse_conv_bn_eval(
+                block.conv, block.norm, transpose=isinstance(block, DecoderBlock)
+            )
+            block.norm = nn.Identity()
+    return folded
+
+
+def script_blocks(model):
+    """A copy of ``model`` in eval mode whose blocks (encoder, gates,
+    decoder, CM) are compiled with TorchScript, ``stream`` included; the
+    network around them stays Python. The same outputs, less time per call.
+
+    Example
+    -------
+    >>> from cmse_speechbrain.cmcr_net import CMCRNet
+    >>> model = CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True,
+    ...                 attention_window=4).eval()
+    >>> scripted = script_blocks(model)
+    >>> wav = torch.rand(1, 4000) - 0.5
+    >>> torch.allclose(scripted(wav)[0], model(wav)[0], atol=1e-5)
+    True
+    """
+    scripted = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():  # torch.jit is deprecated in 2.14
+        warnings.simplefilter("ignore", FutureWarning)
+        for blocks in (scripted.encoder, scripted.gates, scripted.decoder):
+            for index, block in enumerate(blocks):
+                blocks[index] = torch.jit.script(block)
+        if scripted.cm is not None:
+            scripted.cm = torch.jit.script(scripted.cm)
+    return scripted
 
 
 class StreamingEnhancer:
@@ -55,8 +116,10 @@ class StreamingEnhancer:
         ``use_cm=False``) and ``lookahead_frames=0``. It is put in eval mode.
     batch_size : int
         Number of parallel streams (blocks are [batch_size, samples]).
+    fold : bool
+        Fold BatchNorm into the convolutions (:func:`fold_batchnorm`).
     script : bool
-        Compile the per-frame network with TorchScript (faster per frame).
+        Compile the blocks with TorchScript (:func:`script_blocks`).
 
     Example
     -------
@@ -73,7 +136,7 @@ class StreamingEnhancer:
     0.032
     """
 
-    def __init__(self, model, batch_size=1, script=True):
+    def __init__(self, model, batch_size=1, fold=True, script=True):
         if not model.causal:
             raise ValueError("streaming needs a causal model (causal=True)")
         if model.lookahead_frames:
@@ -84,20 +147,14 @@ class StreamingEnhancer:
             raise ValueError(
                 "streaming needs a finite attention_window (bounded past)"
             )
-        if model.time_kernel != 2:
-            raise ValueError(
-                f"streaming supports time_kernel=2 only, got {model.time_kernel}"
-            )
         self.model = model.eval()
         self.batch_size = batch_size
         self.n_fft = model.n_fft
         self.hop = model.hop_length
         self.window = model.stft.window.clone()
-        self.core = StreamingCore(model)
+        self.network = fold_batchnorm(model) if fold else self.model
         if script:
-            with warnings.catch_warnings():  # torch.jit is deprecated in 2.14
-                warnings.simplefilter("ignore", FutureWarning)
-                self.core = torch.jit.script(self.core)
+            self.network = script_blocks(self.network)
         self.reset()
 
     @property
@@ -119,7 +176,7 @@ class StreamingEnhancer:
         self.samples_out = 0
         self.frames = 0
         self.power_sum = torch.zeros(batch)
-        self.conv_state, self.cm_state = self.core.initial_state(batch)
+        self.network_state = []  # per block of the network, see stream_spectrum
         self.overlap = torch.zeros(batch, self.n_fft - self.hop)
         self.envelope = torch.zeros(self.n_fft - self.hop)
         self.to_trim = self.n_fft // 2  # the iSTFT drops the centre padding
@@ -164,9 +221,8 @@ class StreamingEnhancer:
         spec = torch.fft.rfft(frames * self.window, dim=-1)
         spec = torch.stack([spec.real, spec.imag], dim=1).transpose(2, 3)
         level = self._level(spec)
-        features = compressed_input(spec, level, self.model.input_compression)
-        enhanced, self.conv_state, self.cm_state = self.core(
-            spec, features, level, self.conv_state, self.cm_state, self.frames
+        enhanced, self.network_state = self.network.stream_spectrum(
+            spec, level, self.network_state
         )  # [B, 2, F, count]
         out = self._overlap_add(enhanced)
         self.frames += count
@@ -206,268 +262,3 @@ class StreamingEnhancer:
         self.overlap = signal[:, final:].clone()
         self.envelope = envelope[final:].clone()
         return signal[:, :final] / envelope[:final].clamp(min=1e-11)
-
-
-def _fold_batchnorm(weight, bias, norm, out_dim):
-    # eval-mode BatchNorm after a convolution, folded into its weights
-    if isinstance(norm, nn.Identity):
-        return weight.clone(), bias.clone()
-    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shape = [1] * weight.dim()
-    shape[out_dim] = -1
-    return (
-        weight * scale.view(shape),
-        (bias - norm.running_mean) * scale + norm.bias,
-    )
-
-
-class StreamingCore(nn.Module):
-    """The causal CMCR-Net network on new STFT frames, with explicit state.
-
-    Arguments
-    ---------
-    model : cmse_speechbrain.cmcr_net.CMCRNet
-        A causal model with a finite ``attention_window`` (or no CM); its
-        weights are copied (BatchNorm folded, shared-input maps fused).
-
-    Example
-    -------
-    >>> from cmse_speechbrain.cmcr_net import CMCRNet
-    >>> model = CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True,
-    ...                 attention_window=4).eval()
-    >>> core = StreamingCore(model)
-    >>> conv_state, cm_state = core.initial_state(1)
-    >>> spec = model._spectrum(torch.rand(1, 2048))
-    >>> level = model.input_level(spec)
-    >>> features = compressed_input(spec, level, model.input_compression)
-    >>> out, conv_state, cm_state = core(spec, features, level, conv_state, cm_state, 0)
-    >>> torch.allclose(out, model.enhance_spectrum(spec)[0], atol=1e-5)
-    True
-    """
-
-    dec_out_channels: List[int]
-    dec_out_freqs: List[int]
-    dec_activation: List[bool]
-
-    def __init__(self, model):
-        super().__init__()
-        model = model.eval()
-        with torch.no_grad():
-            self.enc_weight = nn.ParameterList()
-            self.enc_bias = nn.ParameterList()
-            for block in model.encoder:
-                weight, bias = _fold_batchnorm(
-                    block.conv.weight, block.conv.bias, block.norm, 0
-                )
-                self.enc_weight.append(nn.Parameter(weight, requires_grad=False))
-                self.enc_bias.append(nn.Parameter(bias, requires_grad=False))
-            # gates in decoder order; skip and decoder projections fused
-            gates = list(reversed(model.gates))
-            self.gate_weight = nn.ParameterList(
-                nn.Parameter(
-                    torch.cat([g.skip_proj.weight, g.decoder_proj.weight], 1),
-                    requires_grad=False,
-                )
-                for g in gates
-            )
-            self.gate_bias = nn.ParameterList(
-                nn.Parameter(g.skip_proj.bias + g.decoder_proj.bias, requires_grad=False)
-                for g in gates
-            )
-            self.score_weight = nn.ParameterList(
-                nn.Parameter(g.score.weight.clone(), requires_grad=False) for g in gates
-            )
-            self.score_bias = nn.ParameterList(
-                nn.Parameter(g.score.bias.clone(), requires_grad=False) for g in gates
-            )
-            # transposed convolutions: [(current, previous) x C_in, C_out x 3]
-            self.dec_weight = nn.ParameterList()
-            self.dec_bias = nn.ParameterList()
-            self.dec_out_channels = []
-            self.dec_out_freqs = []
-            self.dec_activation = []
-            for block in model.decoder:
-                weight, bias = _fold_batchnorm(
-                    block.conv.weight, block.conv.bias, block.norm, 1
-                )
-                stacked = torch.cat([weight[..., 0], weight[..., 1]], dim=0)
-                self.dec_weight.append(
-                    nn.Parameter(stacked.flatten(1).contiguous(), requires_grad=False)
-                )
-                self.dec_bias.append(nn.Parameter(bias, requires_grad=False))
-                self.dec_out_channels.append(block.conv.out_channels)
-                self.dec_out_freqs.append(block.conv.output_padding[0])
-                self.dec_activation.append(not isinstance(block.activation, nn.Identity))
-            self.use_cm = model.cm is not None
-            self.repeats = model.cm.repeats if self.use_cm else 0
-            self.history = (model.attention_window or 1) - 1
-            self.window = model.attention_window or 1
-            # without CM, an unused stand-in keeps the compiled code typed
-            cm = model.cm if self.use_cm else CollaborationModule(2, 2, 1, 1, True, 1)
-            con, inter = cm.contrastive, cm.interactive
-            self.d_model = con.query.out_features
-            self.nhead = con.nhead
-            maps = [con.query, con.key, con.value, cm.input_proj]
-            self.frame_map = nn.Linear(1, 1)
-            self.frame_map.weight = nn.Parameter(torch.cat([m.weight for m in maps]))
-            self.frame_map.bias = nn.Parameter(torch.cat([m.bias for m in maps]))
-            self.gate = con.gate
-            self.rel_map = nn.Linear(1, 1)
-            self.rel_map.weight = nn.Parameter(
-                torch.cat([inter.rel_query.weight, inter.rel_kv.weight])
-            )
-            self.rel_map.bias = nn.Parameter(
-                torch.cat([inter.rel_query.bias, inter.rel_kv.bias])
-            )
-            self.irr_map = nn.Linear(1, 1)
-            self.irr_map.weight = nn.Parameter(
-                torch.cat([inter.irr_query.weight, inter.irr_kv.weight])
-            )
-            self.irr_map.bias = nn.Parameter(
-                torch.cat([inter.irr_query.bias, inter.irr_kv.bias])
-            )
-            self.rel_norm, self.irr_norm = inter.rel_norm, inter.irr_norm
-            self.selector = inter.selector
-            self.relevant_path = cm.relevant_path
-            self.irrelevant_path = cm.irrelevant_path
-            self.norm = cm.norm
-        self.mask_bound = model.mask_bound
-        self.complex_mask = model.output_type == "complex_mask"
-        self.requires_grad_(False)
-
-    @torch.jit.export
-    def initial_state(self, batch: int) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Zero state: previous frames of every causal convolution, and per
-        CM pass the last ``attention_window - 1`` frames of its 8 caches."""
-        conv_state: List[torch.Tensor] = []
-        cm_state: List[torch.Tensor] = []
-        for _ in range(self.repeats):
-            cm_state.append(torch.zeros(batch, self.history, 8 * self.d_model))
-        return conv_state, cm_state
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, time, dim = x.shape
-        return x.view(batch, time, self.nhead, dim // self.nhead).transpose(1, 2)
-
-    def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(
-            self._heads(query), self._heads(key), self._heads(value), attn_mask=mask
-        )
-        batch, nhead, time, dim = out.shape
-        return out.transpose(1, 2).reshape(batch, time, nhead * dim)
-
-    def _collaboration(self, x: torch.Tensor, cm_state: List[torch.Tensor],
-                       frames: int) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        count = x.shape[1]
-        history, window, d = self.history, self.window, self.d_model
-        # key frame j of [history + new] is frame frames - history + j
-        queries = torch.arange(count)[:, None] + frames
-        keys = torch.arange(history + count)[None, :] + frames - history
-        allowed = (keys >= 0) & (keys <= queries) & (keys > queries - window)
-        mask = torch.zeros(allowed.shape, dtype=x.dtype)
-        mask = mask.masked_fill(~allowed, float("-inf"))
-        steps = torch.arange(frames, frames + count, dtype=x.dtype)
-        counts = (steps + 1).clamp(max=float(window))[None, :, None]
-        new_state: List[torch.Tensor] = []
-        for state in cm_state:
-            query, key, value, block_input = self.frame_map(x).chunk(4, dim=-1)
-            gate = self.gate(torch.cat([query, key], dim=-1))
-            first = torch.cat(
-                [state[..., : 3 * d], torch.cat([key, gate * value, (1 - gate) * value], -1)],
-                dim=1,
-            )
-            keys_all = first[..., :d]
-            relevant = self._attend(gate * query, keys_all, first[..., d : 2 * d], mask)
-            irrelevant = self._attend(
-                (1 - gate) * query, keys_all, first[..., 2 * d : 3 * d], mask
-            )
-            rel_query, rel_kv = self.rel_map(relevant).split([d, 2 * d], dim=-1)
-            irr_query, irr_kv = self.irr_map(irrelevant).split([d, 2 * d], dim=-1)
-            second = torch.cat(
-                [state[..., 3 * d : 7 * d], torch.cat([rel_kv, irr_kv], -1)], dim=1
-            )
-            relevant = self.rel_norm(
-                relevant
-                + self._attend(rel_query, second[..., 2 * d : 3 * d],
-                               second[..., 3 * d : 4 * d], mask)
-            )
-            irrelevant = self.irr_norm(
-                irrelevant
-                + self._attend(irr_query, second[..., :d], second[..., d : 2 * d], mask)
-            )
-            summed = torch.cat([state[..., 7 * d :], relevant + irrelevant], dim=1)
-            # mean over each new frame's window (history is zero before frame 0)
-            pooled = F.avg_pool1d(summed.transpose(1, 2), window, stride=1)
-            pooled = pooled.transpose(1, 2) * window / counts
-            logits = self.selector(pooled)
-            weights = torch.softmax(logits.view(logits.shape[0], count, 2, d), dim=2)
-            relevant = relevant * weights[:, :, 0]
-            irrelevant = irrelevant * weights[:, :, 1]
-            fused = self.relevant_path(torch.cat([relevant, block_input], dim=-1)) + \
-                self.irrelevant_path(torch.cat([irrelevant, block_input], dim=-1))
-            x = self.norm(x + fused)
-            joined = torch.cat([first, second, summed], dim=-1)
-            new_state.append(joined[:, joined.shape[1] - history :])
-        return x, new_state
-
-    def forward(self, spec: torch.Tensor, features: torch.Tensor, input_level: torch.Tensor,
-                conv_state: List[torch.Tensor], cm_state: List[torch.Tensor], frames: int
-                ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-        """New frames: noisy spectrum [B, 2, F, n], the network's input
-        features [B, 3, F, n] and input level [B, 1, 1, n] -> enhanced
-        frames, updated state.
-
-        ``frames`` counts the frames already processed (0 for a new stream;
-        an empty ``conv_state`` means zeros).
-        """
-        start = len(conv_state) == 0
-        new_conv: List[torch.Tensor] = []
-        x = features
-        skips: List[torch.Tensor] = []
-        index = 0
-        for weight, bias in zip(self.enc_weight, self.enc_bias):
-            previous = torch.zeros_like(x[..., :1]) if start else conv_state[index]
-            new_conv.append(x[..., -1:])
-            x = F.elu(F.conv2d(torch.cat([previous, x], -1), weight, bias, (2, 1)))
-            skips.append(x)
-            index += 1
-        if self.use_cm:
-            batch, channels, freqs, time = x.shape
-            frames_in = x.permute(0, 3, 1, 2).reshape(batch, time, channels * freqs)
-            refined, cm_state = self._collaboration(frames_in, cm_state, frames)
-            x = refined.view(batch, time, channels, freqs).permute(0, 2, 3, 1)
-        level = 0
-        for gate_weight, gate_bias, score_weight, score_bias, dec_weight, dec_bias in zip(
-            self.gate_weight, self.gate_bias, self.score_weight, self.score_bias,
-            self.dec_weight, self.dec_bias,
-        ):
-            skip = skips[len(skips) - 1 - level]
-            mix = F.relu(F.conv2d(torch.cat([skip, x], 1), gate_weight, gate_bias))
-            gated = skip * torch.sigmoid(F.conv2d(mix, score_weight, score_bias))
-            current = torch.cat([x, gated], dim=1)
-            previous = torch.zeros_like(current[..., :1]) if start else conv_state[index]
-            new_conv.append(current[..., -1:])
-            shifted = torch.cat([previous, current[..., :-1]], dim=-1)
-            batch, channels, freqs, count = current.shape
-            both = torch.cat([current, shifted], dim=1).permute(0, 3, 2, 1)
-            columns = torch.matmul(both.reshape(batch * count, freqs, 2 * channels), dec_weight)
-            out_channels = self.dec_out_channels[level]
-            out_freqs = (freqs - 1) * 2 + 3 + self.dec_out_freqs[level]
-            out = F.fold(columns.transpose(1, 2), [out_freqs, 1], [3, 1], stride=[2, 1])
-            x = out.view(batch, count, out_channels, out_freqs).permute(0, 2, 3, 1)
-            x = x + dec_bias[None, :, None, None]
-            if self.dec_activation[level]:
-                x = F.elu(x)
-            index += 1
-            level += 1
-        if not self.complex_mask:
-            x = x * input_level
-        else:
-            magnitude = torch.sqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-8)
-            x = x * (self.mask_bound * torch.tanh(magnitude) / magnitude)
-            real = x[:, 0] * spec[:, 0] - x[:, 1] * spec[:, 1]
-            imag = x[:, 0] * spec[:, 1] + x[:, 1] * spec[:, 0]
-            x = torch.stack([real, imag], dim=1)
-        return x, new_conv, cm_state
-

@@ -67,7 +67,7 @@ def test_one_sample_blocks_and_uneven_blocks(real_noisy):
     audio = real_noisy[:, :6000]
     with torch.no_grad():
         offline, _ = model(audio)
-    streamer = StreamingEnhancer(model, script=False)  # the plain Python path too
+    streamer = StreamingEnhancer(model, fold=False, script=False)  # the model itself
     assert torch.allclose(stream(streamer, audio, 1), offline, atol=1e-5)
     sizes = torch.randint(1, 300, (30,), generator=torch.Generator().manual_seed(0)).tolist()
     sizes.append(audio.shape[1] - sum(sizes))
@@ -168,6 +168,41 @@ def test_long_input_windowed_attention_runs_in_blocks(real_noisy):
     with torch.no_grad():
         blocked, _ = model(long)
     assert torch.allclose(stream(StreamingEnhancer(model), long, 16000), blocked, atol=1e-5)
+
+
+@pytest.mark.parametrize("fold, script", [(True, False), (False, True)])
+def test_each_speed_pass_alone(real_noisy, fold, script):
+    model = causal_model(window=4)
+    audio = real_noisy[:, :8000]
+    with torch.no_grad():
+        offline, _ = model(audio)
+    streamer = StreamingEnhancer(model, fold=fold, script=script)
+    assert torch.allclose(stream(streamer, audio, 256), offline, atol=1e-5)
+
+
+def test_the_model_streams_through_its_own_blocks(real_noisy):
+    model = causal_model(window=4)
+    streamer = StreamingEnhancer(model, fold=False, script=False)
+    assert streamer.network is model  # no second copy of the network
+    # each block's state holds at most the past frames it needs: one for
+    # the convolutions (time_kernel - 1), attention_window - 1 for the CM
+    streamer(real_noisy[:, :8000])
+    cached = [t for s in streamer.network_state for t in _tensors(s)]
+    assert cached and max(t.shape[1] if t.dim() == 3 else t.shape[-1] for t in cached) <= 3
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for item in state for t in _tensors(item)]
+
+
+def test_longer_time_kernel_streams(real_noisy):
+    model = causal_model(time_kernel=3)
+    audio = real_noisy[:, :8000]
+    with torch.no_grad():
+        offline, _ = model(audio)
+    assert torch.allclose(stream(StreamingEnhancer(model), audio, 300), offline, atol=1e-5)
 
 
 def test_streaming_refuses_models_it_cannot_stream():
