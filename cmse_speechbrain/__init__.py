@@ -3,7 +3,8 @@
 Modules: ``cmcr_net`` (the network), ``losses`` (contrastive regularization,
 the collaboration module's contrastive loss, reconstruction), ``brain``
 (``CMSEBrain``), ``dataio`` (checked audio I/O and data pipelines),
-``metrics``, ``checkpoints``, ``inference`` (``EnhanceCMCR``), ``export``
+``metrics``, ``reporting`` (test and DNSMOS reports, training curves),
+``checkpoints``, ``inference`` (``EnhanceCMCR``), ``export``
 and ``cli``.
 """
 

@@ -18,17 +18,16 @@ epochs and the schedule are cut to what fits in that time).
 Validation and test report PESQ (wide-band) and STOI of the enhanced and of
 the noisy input, and ``quality = 0.5 * (PESQ - 1) / 3.5 + 0.5 * STOI`` (each
 on a 0..1 scale, equal weights; this project's choice); the checkpoint with
-the best validation ``quality`` is kept. The test stage also scores the
-noisy input, writes ``test_results.csv`` (per utterance) and
-``test_summary.json``.
+the best validation ``quality`` is kept. :meth:`CMSEBrain.test` tests it on
+one test set and returns the scores; the noisy input is scored too.
 Recordings without a clean reference are scored with DNSMOS
-(:meth:`CMSEBrain.evaluate_without_reference`).
+(:meth:`CMSEBrain.evaluate_without_reference`). The reports (test and DNSMOS
+tables, training curves) are written by :mod:`cmse_speechbrain.reporting`.
 
 Authors
  * cmse-speechbrain contributors 2026
 """
 
-import json
 import logging
 import math
 import pathlib
@@ -40,8 +39,9 @@ import speechbrain as sb
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from speechbrain.utils.metric_stats import MetricStats
 
-from cmse_speechbrain.dataio import atomic_output, write_audio_atomic
-from cmse_speechbrain.metrics import dnsmos_scores, nanmean, pesq_wb, stoi_score
+from cmse_speechbrain import reporting
+from cmse_speechbrain.dataio import write_audio_atomic
+from cmse_speechbrain.metrics import nanmean, pesq_wb, stoi_score
 
 logger = logging.getLogger(__name__)
 
@@ -188,16 +188,46 @@ class CMSEBrain(sb.Brain):
                 annealing.num_training_steps = fit * steps_per_epoch
             counter.limit = fit
 
-    test_set_name = None  # set by the recipe when it has several test sets
+    _test_set_name = None  # the name given to test(), while it runs
 
-    def _test_output(self, stem, suffix):
-        name = f"{stem}_{self.test_set_name}" if self.test_set_name else stem
-        return pathlib.Path(self.hparams.output_folder) / f"{name}{suffix}"
+    def test(self, test_set, name=None, max_key="quality", test_loader_kwargs=None):
+        """Tests the best checkpoint on one test set; returns its scores.
+
+        Writes ``test_results[_<name>].csv`` and ``test_summary[_<name>].json``
+        (:func:`cmse_speechbrain.reporting.write_test_report`) and the
+        enhanced utterances to ``enhanced_folder[/<name>]``.
+
+        Arguments
+        ---------
+        test_set : Dataset or DataLoader
+            Paired ``noisy_sig`` and ``clean_sig``.
+        name : str, optional
+            The set's name, in its outputs' names; None for a recipe's only
+            test set.
+        max_key : str
+            The checkpoint to load: the best by this validation score.
+        test_loader_kwargs : dict, optional
+            As in ``evaluate``.
+
+        Returns
+        -------
+        dict
+            Mean ``pesq``, ``stoi``, ``noisy_pesq``, ``noisy_stoi``,
+            ``quality``, ``loss`` and the objective's terms.
+        """
+        self._test_set_name = name
+        try:
+            self.evaluate(
+                test_set, max_key=max_key, test_loader_kwargs=test_loader_kwargs or {}
+            )
+        finally:
+            self._test_set_name = None
+        return self.test_stats
 
     def _write_enhanced(self, ids, enhanced, lengths):
         folder = pathlib.Path(self.hparams.enhanced_folder)
-        if self.test_set_name:
-            folder = folder / self.test_set_name
+        if self._test_set_name:
+            folder = folder / self._test_set_name
         samples = (lengths * enhanced.shape[1]).round().int()
         for utt_id, wav, length in zip(ids, enhanced, samples):
             write_audio_atomic(
@@ -266,9 +296,9 @@ class CMSEBrain(sb.Brain):
             if history is not None:
                 history.append(epoch, getattr(self, "train_stats", None), stats)
                 if if_main_process():
-                    history.plot(
-                        pathlib.Path(self.hparams.output_folder)
-                        / "training_curves.png"
+                    reporting.plot_training_curves(
+                        history.rows,
+                        pathlib.Path(self.hparams.output_folder) / "training_curves.png",
                     )
             self.checkpointer.save_and_keep_only(
                 meta={"pesq": stats["pesq"], "stoi": stats["stoi"],
@@ -282,51 +312,33 @@ class CMSEBrain(sb.Brain):
                 test_stats=stats,
             )
             if if_main_process():
-                self._write_test_results(stats)
+                reporting.write_test_report(
+                    self.hparams.output_folder,
+                    self.pesq_metric.ids,
+                    {
+                        "noisy_pesq": self.noisy_pesq_metric.scores,
+                        "enhanced_pesq": self.pesq_metric.scores,
+                        "noisy_stoi": self.noisy_stoi_metric.scores,
+                        "enhanced_stoi": self.stoi_metric.scores,
+                    },
+                    stats,
+                    self.hparams.epoch_counter.current,
+                    self._test_set_name,
+                )
             self.test_stats = stats
-
-    def _write_test_results(self, stats):
-        rows = zip(
-            self.pesq_metric.ids,
-            self.noisy_pesq_metric.scores,
-            self.pesq_metric.scores,
-            self.noisy_stoi_metric.scores,
-            self.stoi_metric.scores,
-        )
-        header = ["id", "noisy_pesq", "enhanced_pesq", "noisy_stoi", "enhanced_stoi"]
-        lines = [",".join(header)]
-        for utt_id, *scores in rows:
-            lines.append(",".join([utt_id] + [f"{float(s):.4f}" for s in scores]))
-        with atomic_output(self._test_output("test_results", ".csv")) as partial:
-            partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        summary = {
-            "utterances": len(self.pesq_metric.ids),
-            "noisy": {"pesq": stats["noisy_pesq"], "stoi": stats["noisy_stoi"]},
-            "enhanced": {"pesq": stats["pesq"], "stoi": stats["stoi"]},
-            "checkpoint_epoch": self.hparams.epoch_counter.current,
-        }
-        with atomic_output(self._test_output("test_summary", ".json")) as partial:
-            partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        table = (
-            f"Test set {self.test_set_name or ''} ({summary['utterances']} utterances)\n"
-            f"{'':10s}{'PESQ-WB':>9s}{'STOI':>8s}\n"
-            f"{'noisy':10s}{stats['noisy_pesq']:9.3f}{stats['noisy_stoi']:8.3f}\n"
-            f"{'enhanced':10s}{stats['pesq']:9.3f}{stats['stoi']:8.3f}"
-        )
-        logger.info("\n" + table)
 
     def evaluate_without_reference(self, dataset, name="real", max_key="quality", min_key=None):
         """Enhances recordings that have no clean reference; scores DNSMOS.
 
-        Loads the best checkpoint, enhances every recording whole (batch of
-        one) and computes DNSMOS P.835 SIG, BAK and OVRL of the noisy and of
-        the enhanced signal (:func:`cmse_speechbrain.metrics.dnsmos_scores`,
-        offline). Writes ``dnsmos_<name>.csv`` (per recording),
-        ``dnsmos_<name>_summary.json`` (means) and the enhanced recordings to
-        ``enhanced_folder/<name>/``, and logs a table. The main process does
-        the work; the others wait. With ``--debug`` only ``debug_batches``
-        recordings are processed. Without the ``speechmos`` package it logs a
-        warning and returns None.
+        Loads the best checkpoint, enhances every recording whole
+        (:meth:`enhance_recording`) and scores DNSMOS P.835 SIG, BAK and
+        OVRL of the noisy and of the enhanced signal
+        (:func:`cmse_speechbrain.reporting.score_without_reference`). Writes
+        ``dnsmos_<name>.csv`` (per recording), ``dnsmos_<name>_summary.json``
+        (means) and the enhanced recordings to ``enhanced_folder/<name>/``,
+        and logs a table. The main process does the work; the others wait.
+        With ``--debug`` only ``debug_batches`` recordings are processed.
+        Without the ``speechmos`` package it logs a warning and returns None.
 
         Arguments
         ---------
@@ -340,68 +352,35 @@ class CMSEBrain(sb.Brain):
         Returns
         -------
         dict or None
-            The summary (also in ``self.dnsmos_stats``).
+            The summary (on the main process).
         """
-        try:
-            import speechmos  # noqa: F401
-        except ImportError:
-            logger.warning(
-                "DNSMOS of %s skipped: the speechmos package is not installed "
-                "(pip install 'cmse-speechbrain[dnsmos]')", name,
-            )
+        if not reporting.dnsmos_available(name):
             return None
         self.on_evaluate_start(max_key=max_key, min_key=min_key)
         self.modules.eval()
-        self.dnsmos_stats = None
         count = len(dataset)
         if self.debug:
             count = min(count, self.debug_batches)
+        summary = None
         if count and if_main_process():
-            self.dnsmos_stats = self._score_without_reference(dataset, name, count)
+            folder = self.hparams.enhanced_folder
+            rows = reporting.score_without_reference(
+                self.enhance_recording,
+                dataset,
+                self.hparams.sample_rate,
+                count,
+                enhanced_folder=pathlib.Path(folder) / name if folder else None,
+            )
+            summary = reporting.write_dnsmos_report(
+                self.hparams.output_folder, name, rows, self.hparams.epoch_counter.current
+            )
         ddp_barrier()
-        return self.dnsmos_stats
-
-    def _score_without_reference(self, dataset, name, count):
-        rate = self.hparams.sample_rate
-        model = self._model()
-        folder = self.hparams.enhanced_folder
-        keys = ["sig", "bak", "ovrl"]
-        rows = []
-        for index in range(count):
-            item = dataset[index]
-            noisy = item["noisy_sig"].to(self.device).unsqueeze(0)
-            with torch.no_grad(), self.evaluation_ctx:
-                enhanced, _ = model(noisy, torch.ones(1, device=self.device))
-            enhanced = enhanced[0].detach().float().cpu()
-            if folder:
-                write_audio_atomic(
-                    pathlib.Path(folder) / name / f"{item['id']}.wav",
-                    enhanced, rate, scale_to_fit=True,
-                )
-            rows.append((
-                item["id"],
-                dnsmos_scores(noisy[0].cpu(), rate),
-                dnsmos_scores(enhanced, rate),
-            ))
-        header = ["id"] + [f"{s}_{k}" for s in ("noisy", "enhanced") for k in keys]
-        lines = [",".join(header)]
-        for utt_id, noisy_scores, enhanced_scores in rows:
-            values = [noisy_scores[k] for k in keys] + [enhanced_scores[k] for k in keys]
-            lines.append(",".join([utt_id] + [f"{v:.4f}" for v in values]))
-        output = pathlib.Path(self.hparams.output_folder)
-        with atomic_output(output / f"dnsmos_{name}.csv") as partial:
-            partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        summary = {
-            "recordings": len(rows),
-            "noisy": {k: nanmean([r[1][k] for r in rows]) for k in keys},
-            "enhanced": {k: nanmean([r[2][k] for r in rows]) for k in keys},
-            "checkpoint_epoch": self.hparams.epoch_counter.current,
-        }
-        with atomic_output(output / f"dnsmos_{name}_summary.json") as partial:
-            partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        table = [f"DNSMOS of {name} ({len(rows)} recordings, no reference)",
-                 f"{'':10s}" + "".join(f"{k.upper():>7s}" for k in keys)]
-        for which in ["noisy", "enhanced"]:
-            table.append(f"{which:10s}" + "".join(f"{summary[which][k]:7.3f}" for k in keys))
-        logger.info("\n" + "\n".join(table))
         return summary
+
+    def enhance_recording(self, noisy):
+        """Enhances one whole recording [T] with the model as loaded; returns
+        it on the CPU."""
+        noisy = noisy.to(self.device).unsqueeze(0)
+        with torch.no_grad(), self.evaluation_ctx:
+            enhanced, _ = self._model()(noisy, torch.ones(1, device=self.device))
+        return enhanced[0].detach().float().cpu()

@@ -26,8 +26,6 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
-from cmse_speechbrain.dataio import atomic_output
-
 STAGING_PREFIX = ".staging-"
 
 
@@ -133,7 +131,8 @@ class AtomicCheckpointer(Checkpointer):
 
 @register_checkpoint_hooks
 class TrainingHistory:
-    """Per-epoch statistics kept in the checkpoints, plotted to a PNG.
+    """Per-epoch statistics kept in the checkpoints (plotted by
+    :func:`cmse_speechbrain.reporting.plot_training_curves`).
 
     Example
     -------
@@ -164,41 +163,3 @@ class TrainingHistory:
         del end_of_epoch
         with open(path, encoding="utf-8") as f:
             self.rows = json.load(f)
-
-    def plot(self, path):
-        """Writes the curves to a PNG (atomically); False without matplotlib."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return False
-        keys = sorted({k for row in self.rows for k in row if k != "epoch"})
-        groups = {}  # one panel per quantity; the noisy input's score beside
-        for key in keys:
-            split, name = key.split("_", 1)
-            label = split
-            if name.startswith("noisy_"):
-                name, label = name[len("noisy_") :], f"{split} (noisy input)"
-            groups.setdefault(name, []).append((key, label))
-        columns = min(4, len(groups))
-        rows = -(-len(groups) // columns)
-        fig, axes = plt.subplots(
-            rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False
-        )
-        for ax in axes.flat[len(groups) :]:
-            ax.axis("off")
-        for ax, (name, series) in zip(axes.flat, sorted(groups.items())):
-            for key, label in series:
-                points = [(r["epoch"], r[key]) for r in self.rows if key in r]
-                style = "--" if "noisy" in label else "-"
-                ax.plot(*zip(*points), style, marker="o", label=label)
-            ax.set_title(name)
-            ax.set_xlabel("epoch")
-            ax.legend()
-        fig.tight_layout()
-        with atomic_output(path) as partial:
-            fig.savefig(partial, dpi=80, format="png")
-        plt.close(fig)
-        return True

@@ -38,10 +38,8 @@ def run_enhancement_recipe(argv, prepare):
 
     Returns
     -------
-    CMSEBrain
-        The trained Brain; ``brain.test_stats`` maps each test set's name to
-        its scores; with a ``real_annotation`` (recordings without clean
-        references), ``brain.dnsmos_stats`` holds their DNSMOS.
+    dict
+        As :func:`train_and_test` returns it.
     """
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as fin:
@@ -67,7 +65,12 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
 
     Returns
     -------
-    CMSEBrain
+    dict
+        ``test``: each test set's name mapped to its mean scores
+        (:meth:`cmse_speechbrain.brain.CMSEBrain.test`); ``dnsmos``: with a
+        ``real_annotation`` (recordings without clean references), their
+        DNSMOS summary, else None (also None on processes other than the
+        main one and without the ``speechmos`` package).
     """
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
@@ -114,18 +117,19 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         train_loader_kwargs=train_loader_kwargs,
         valid_loader_kwargs=hparams["valid_dataloader_opts"],
     )
-    test_stats = {}
     several = bool(hparams.get("test_annotations"))  # named test sets
-    for name, test_set in datasets["test"].items():
-        brain.test_set_name = name if several else None
-        brain.evaluate(
-            test_set=test_set,
+    test_stats = {
+        name: brain.test(
+            test_set,
+            name=name if several else None,
             max_key="quality",
             test_loader_kwargs=hparams["test_dataloader_opts"],
         )
-        test_stats[name] = brain.test_stats
-    brain.test_set_name = None
-    brain.test_stats = test_stats
+        for name, test_set in datasets["test"].items()
+    }
+    dnsmos_stats = None
     if "real" in datasets:  # recordings without references: DNSMOS
-        brain.evaluate_without_reference(datasets["real"], name="real", max_key="quality")
-    return brain
+        dnsmos_stats = brain.evaluate_without_reference(
+            datasets["real"], name="real", max_key="quality"
+        )
+    return {"test": test_stats, "dnsmos": dnsmos_stats}

@@ -1,7 +1,9 @@
 """The VoiceBank recipe end to end on the shipped real audio, and its resume."""
 
 import csv
+import importlib.util
 import json
+import logging
 import signal
 import subprocess
 import time
@@ -34,6 +36,52 @@ def test_recipe_debug_end_to_end(tmp_path):
     assert summary["utterances"] == 2
     assert set(summary["enhanced"]) == {"pesq", "stoi"}
     assert list((out / "save").glob("CKPT+*"))
+
+
+def _load_recipe(name):
+    """A recipe's train.py as a module (its ``__main__`` block does not run)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{name.lower()}_train", ROOT / "recipes" / name / "train.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def restore_logging():
+    """SpeechBrain's experiment folder replaces the root logger's handlers."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("recipe,flags,sets", [
+    ("VoiceBank", [], {"test": ""}),
+    ("DNS", ["--train_segment_seconds=2.0"], {"no_reverb": "_no_reverb"}),
+])
+def test_runner_returns_the_scores_it_reports(tmp_path, restore_logging, recipe, flags, sets):
+    out = tmp_path / recipe
+    module = _load_recipe(recipe)
+    command = recipe_command(out, "--debug", "--debug_persistently", *flags,
+                             recipe=recipe.lower())
+    results = module.run_enhancement_recipe(command[2:], module.prepare)
+    assert set(results["test"]) == set(sets)
+    for name, suffix in sets.items():
+        stats = results["test"][name]
+        summary = json.loads((out / f"test_summary{suffix}.json").read_text())
+        assert summary["enhanced"] == {"pesq": stats["pesq"], "stoi": stats["stoi"]}
+        assert summary["noisy"] == {"pesq": stats["noisy_pesq"], "stoi": stats["noisy_stoi"]}
+    if recipe == "DNS":
+        summary = json.loads((out / "dnsmos_real_summary.json").read_text())
+        assert results["dnsmos"] == summary
+    else:
+        assert results["dnsmos"] is None
 
 
 @pytest.mark.parametrize("flags,has_cm,has_cr", [
