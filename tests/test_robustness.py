@@ -234,6 +234,9 @@ def test_thousand_files_flat_memory_and_two_concurrent_writers(tiny_model_folder
         assert sf.info(path).frames == 8000  # each file whole, never interleaved
     assert not list(out.glob(".*"))
     early = [rss for done, rss in samples if 100 <= done <= 400]
-    late = [rss for done, rss in samples if done >= 700]
+    # while files are still being written: the end of the run (all 1000
+    # written, the other process's last files awaited, the summary) is a
+    # fixed cost, not growth with the number of files
+    late = [rss for done, rss in samples if 700 <= done < 1000]
     assert early and late, samples
     assert max(late) - max(early) < 100, (max(early), max(late))
