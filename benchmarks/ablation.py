@@ -330,19 +330,47 @@ def plot_spectrograms(args, results, path):
     plt.close(fig)
 
 
-def logged_seconds(folder):
-    """Wall seconds between the first and last line of a run's log (for runs
-    whose launcher did not time them)."""
+def training_seconds(folder):
+    """Training seconds of a run from its log: the median epoch (training
+    steps + validation, from "Going into epoch" to that epoch's summary line)
+    times the number of epochs. The median leaves out the epochs stretched
+    by pauses or by a resume in another session; the wall time of a run
+    counts those.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "log.txt").write_text("\\n".join([
+    ...     "2026-01-01 10:00:00,000 - x - INFO - Going into epoch 1",
+    ...     "2026-01-01 10:02:00,000 - x - INFO - epoch: 1, lr: 1",
+    ...     "2026-01-01 10:02:01,000 - x - INFO - Going into epoch 2",
+    ...     "2026-01-01 11:00:01,000 - x - INFO - epoch: 2, lr: 1",
+    ...     "2026-01-01 12:00:00,000 - x - INFO - Going into epoch 3",
+    ...     "2026-01-01 12:02:00,000 - x - INFO - epoch: 3, lr: 1"]))
+    >>> training_seconds(folder)
+    360.0
+    """
     from datetime import datetime
 
-    stamps = []
+    durations, start = {}, None
     log = folder / "log.txt"
     for line in log.read_text(encoding="utf-8").splitlines() if log.exists() else []:
         try:
-            stamps.append(datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+            stamp = datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
         except ValueError:
             continue
-    return (stamps[-1] - stamps[0]).total_seconds() if len(stamps) > 1 else float("nan")
+        if re.search(r"Going into epoch \d+", line):
+            start = stamp
+        match = re.search(r"INFO - epoch: (\d+),", line)
+        if match and start is not None:
+            durations[int(match.group(1))] = (stamp - start).total_seconds()  # the last try counts
+    if not durations:
+        return float("nan")
+    values = sorted(durations.values())
+    middle = len(values) // 2
+    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    return median * len(values)
 
 
 def write_listening_page(args, variants):
@@ -389,7 +417,7 @@ def _mean_sd(values):
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
 
 
-def report(args, results, elapsed):
+def report(args, results, seconds):
     """Writes runs.csv, utterances.csv, ablation.md and the PNGs."""
     out = args.out
     sets = TEST_SETS + ["real"]
@@ -407,7 +435,7 @@ def report(args, results, elapsed):
             if not subset:
                 continue
             row = {"variant": variant, "seed": seed, "set": name, "utterances": len(subset),
-                   "minutes": round(elapsed.get((variant, seed), float("nan")) / 60, 1)}
+                   "minutes": round(seconds.get((variant, seed), float("nan")) / 60, 1)}
             for metric in columns[name]:
                 for kind in ["noisy", "enhanced"]:
                     row[f"{kind}_{metric}"] = sum(score(u, kind, metric) for u in subset) / len(subset)
@@ -430,8 +458,12 @@ def report(args, results, elapsed):
              f"'{args.size}', CPU)", "",
              "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "` (the "
              "runs: `python benchmarks/ablation.py --jobs 2`; finished runs are not rerun, "
-             "`--report-only` rewrites this report from them). Training minutes are wall time "
-             "on the shared 2-core machine, 2 to 3 runs at a time.", "",
+             "`--report-only` rewrites this report from them). Training minutes: the median "
+             "epoch (steps + validation) times the epochs, from each run's log, on the shared "
+             "2-core machine with 2 runs at a time (the median leaves out epochs stretched by "
+             "pauses and resumes). Other work shared the machine during some runs, so these minutes "
+             "compare loosely; `benchmarks/training_throughput.py` times the variants' steps "
+             "back to back.", "",
              "Every run: the RealMix recipe (real speech x real noise mixed on the fly, "
              "speaker- and noise-disjoint splits), the same steps, learning-rate schedule "
              "(warm-up then linear decay to 0) and seeds; the checkpoint with the best "
@@ -448,7 +480,7 @@ def report(args, results, elapsed):
             "metricgan": "SpeechBrain MetricGAN+ generator, reconstruction + CR",
             "cr_speaker": "+ CR in the pretrained speaker-encoder space"}
     for variant in variants:
-        minutes = [elapsed[k] / 60 for k in elapsed if k[0] == variant and elapsed[k] == elapsed[k]]
+        minutes = [seconds[k] / 60 for k in seconds if k[0] == variant and seconds[k] == seconds[k]]
         seeds = sum(1 for v, _ in results if v == variant)
         lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
@@ -505,8 +537,11 @@ def report(args, results, elapsed):
                   "Ridge regression from a stream's features in a frame to the clean speech's and "
                   "to the noise's energy (dB) in that frame, cross-validated over utterances "
                   "(12 VoiceBank-DEMAND test utterances x 4 noise recordings no run trained on, "
-                  "0/5/10 dB; `cmse_speechbrain.diagnostics.stream_probe`). R² per stream, mean ± "
-                  "sd over seeds.", "",
+                  "0/5/10 dB; the penalty chosen per fold by an inner split of the training "
+                  "utterances; `cmse_speechbrain.diagnostics.stream_probe`). R² per stream, mean ± "
+                  "sd over seeds: 1 is a stream that encodes a source's energy linearly, 0 one "
+                  "that tells no more than the mean. The control's row is its attended "
+                  "bottleneck features, where the CM has its two streams.", "",
                   "| model | stream | R² speech energy | R² noise energy | speech − noise |",
                   "|---|---|---:|---:|---:|"]
         groups = {}
@@ -552,8 +587,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1110, help="training steps of every run")
-    parser.add_argument("--steps-per-epoch", type=int, default=185, help="steps between validations")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps of every run")
+    parser.add_argument("--steps-per-epoch", type=int, default=250, help="steps between validations")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--segment", type=float, default=2.0, help="seconds per training crop")
     parser.add_argument("--warmup", type=int, default=100, help="lr warm-up = CM/CR start (steps)")
@@ -567,9 +602,6 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     shared = args.out / "data"
     todo = [(v, s) for s in args.seeds for v in args.variants if not finished(args, v, s)]
-    elapsed_file = args.out / "elapsed.json"
-    saved = json.loads(elapsed_file.read_text()) if elapsed_file.exists() else {}
-    elapsed = {(k.rsplit("_s", 1)[0], int(k.rsplit("_s", 1)[1])): t for k, t in saved.items()}
     if not args.report_only:
         prepare(args, shared)
         running = {}
@@ -583,23 +615,19 @@ def main(argv=None):
                 print(f"started {variant} seed {seed}", flush=True)
             for key, (folder, process, start) in list(running.items()):
                 if process.poll() is not None:
-                    # a resumed run adds to the minutes of its earlier attempts
-                    elapsed[key] = elapsed.get(key, 0.0) + time.time() - start
                     del running[key]
                     status = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
-                    print(f"{key[0]} seed {key[1]}: {status} in {elapsed[key] / 60:.1f} min"
+                    print(f"{key[0]} seed {key[1]}: {status} after {(time.time() - start) / 60:.1f} min"
                           f" (log: {folder / 'stdout.log'})", flush=True)
-                    elapsed_file.write_text(json.dumps({f"{v}_s{s}": t for (v, s), t in elapsed.items()}))
             time.sleep(5)
-    results = {}
+    results, seconds = {}, {}
     for variant in args.variants:
         for seed in args.seeds:
             folder = args.out / "runs" / f"{variant}_s{seed}"
             if finished_folder(folder):  # runs still training are left out
                 results[(variant, seed)] = read_run(args, folder)
-                if (variant, seed) not in elapsed:
-                    elapsed[(variant, seed)] = logged_seconds(folder)
-    report(args, results, elapsed)
+                seconds[(variant, seed)] = training_seconds(folder)
+    report(args, results, seconds)
 
 
 if __name__ == "__main__":

@@ -147,21 +147,46 @@ def _energy_db(signal, n_fft, hop_length, floor_db=60.0):
     return torch.clamp(energy, min=float(energy.max()) - floor_db)
 
 
-def _probe_r2(features, targets, folds, ridge=1.0):
-    """Cross-validated R^2 of a ridge regression (features -> target)."""
+RIDGE_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def _ridge_predict(features, targets, train, test, ridge):
+    """Ridge fit on ``train`` rows (standardised features, unpenalised
+    intercept), predictions for ``test`` rows."""
+    mean, std = features[train].mean(0), features[train].std(0) + 1e-8
+    x_train, x_test = (features[train] - mean) / std, (features[test] - mean) / std
+    offset = targets[train].mean()
+    gram = x_train.T @ x_train + ridge * np.eye(x_train.shape[1])
+    weights = np.linalg.solve(gram, x_train.T @ (targets[train] - offset))
+    return x_test @ weights + offset
+
+
+def _probe_r2(features, targets, folds, groups, ridges=RIDGE_GRID):
+    """Cross-validated R^2 of a ridge regression (features -> target).
+
+    Outer folds: ``folds``; the penalty of each outer fold is chosen from
+    ``ridges`` by an inner 2-fold split of its training rows by ``groups``
+    (utterance) parity, so no test row chooses it."""
     predictions = np.zeros_like(targets)
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
-        mean, std = features[train].mean(0), features[train].std(0) + 1e-8
-        x = np.hstack([(features - mean) / std, np.ones((len(features), 1))])
-        gram = x[train].T @ x[train] + ridge * np.eye(x.shape[1])
-        weights = np.linalg.solve(gram, x[train].T @ targets[train])
-        predictions[test] = x[test] @ weights
+        inner = groups % 2
+
+        def inner_error(ridge):
+            error = 0.0
+            for part in (0, 1):
+                fit, held = train & (inner != part), train & (inner == part)
+                if fit.any() and held.any():
+                    error += ((targets[held] - _ridge_predict(features, targets, fit, held, ridge)) ** 2).sum()
+            return error
+
+        best = min(ridges, key=inner_error) if len(ridges) > 1 else ridges[0]
+        predictions[test] = _ridge_predict(features, targets, train, test, best)
     residual = ((targets - predictions) ** 2).sum()
     return float(1.0 - residual / ((targets - targets.mean()) ** 2).sum())
 
 
-def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256, ridge=1.0):
+def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256, ridges=RIDGE_GRID):
     """How much each bottleneck stream tells about the speech vs the noise.
 
     A linear probe: per stream, a ridge regression from the stream's
@@ -185,8 +210,10 @@ def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256,
         SNRs in dB.
     n_fft, hop_length : int
         The model's STFT framing.
-    ridge : float
-        Ridge penalty (on standardised features).
+    ridges : sequence of float
+        Candidate ridge penalties (on standardised features; the intercept
+        is not penalised). Each outer fold picks one by an inner split of its
+        training utterances.
 
     Returns
     -------
@@ -206,7 +233,7 @@ def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256,
     """
     if len(pairs) < 2:
         raise ValueError("stream_probe needs at least 2 (speech, noise) pairs")
-    features, speech, noise, folds = {}, [], [], []
+    features, speech, noise, folds, utterances = {}, [], [], [], []
     group = 4 if len(pairs) >= 8 else 1  # alternate groups of 4 pairs (noises cycle in 4s)
     for index, (clean, noise_signal) in enumerate(pairs):
         for snr in snrs:
@@ -220,12 +247,14 @@ def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256,
             speech.append(energies[0][:frames].numpy())
             noise.append(energies[1][:frames].numpy())
             folds.append(np.full(frames, (index // group) % 2))
-    speech, noise, folds = np.concatenate(speech), np.concatenate(noise), np.concatenate(folds)
+            utterances.append(np.full(frames, index))
+    speech, noise = np.concatenate(speech), np.concatenate(noise)
+    folds, utterances = np.concatenate(folds), np.concatenate(utterances)
     result = {}
     for name, values in features.items():
         values = np.concatenate(values).astype(np.float64)
-        result[name] = {"speech_r2": _probe_r2(values, speech, folds, ridge),
-                        "noise_r2": _probe_r2(values, noise, folds, ridge)}
+        result[name] = {"speech_r2": _probe_r2(values, speech, folds, utterances, ridges),
+                        "noise_r2": _probe_r2(values, noise, folds, utterances, ridges)}
     return result
 
 
