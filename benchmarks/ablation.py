@@ -24,8 +24,9 @@ splits; see ``recipes/RealMix/realmix_prepare.py``):
 Each run is its own recipe process. The fixed validation and test sets are
 prepared once and shared. The best checkpoint of each run (validation
 quality) is tested on the 33 real VoiceBank-DEMAND pairs, the synthetic
-mixtures of unseen speakers x unseen noise files, the 3 DNS pairs and (by
-DNSMOS) the 9 real recordings.
+mixtures of unseen speakers x unseen noise files, the 3 DNS pairs (each also
+by DNSMOS OVRL, with the ``dnsmos`` extra) and (by DNSMOS only) the 9 real
+recordings.
 
 Writes to ``--out`` (default ``reports/ablation``): ``runs.csv`` (one row per
 run and test set), ``utterances.csv`` (per utterance), ``ablation.md`` (cost,
@@ -183,19 +184,50 @@ def extra_metrics(args, folder):
         return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
 
 
+def reference_dnsmos(args, folder):
+    """DNSMOS OVRL of a finished run's noisy inputs and outputs on the test
+    sets with references (cached in ``dnsmos_tests.csv``; {} without the
+    ``dnsmos`` extra). Returns {(set, id): {"noisy_ovrl": ..., "enhanced_ovrl": ...}}."""
+    from cmse_speechbrain.dataio import atomic_output
+    from cmse_speechbrain.metrics import dnsmos_scores
+    from cmse_speechbrain.reporting import dnsmos_available
+
+    cache = folder / "dnsmos_tests.csv"
+    if not cache.exists():
+        if not dnsmos_available("the ablation's test sets"):
+            return {}
+        rows = []
+        for name in TEST_SETS:
+            manifest = json.loads((folder / f"test_{name}.json").read_text(encoding="utf-8"))
+            for uid, entry in manifest.items():
+                noisy = _audio(entry["noisy_wav"].replace("{data_root}", str(args.data)))
+                enhanced = _audio(folder / "enhanced_wavs" / name / f"{uid}.wav")
+                rows.append({"set": name, "id": uid,
+                             "noisy_ovrl": round(dnsmos_scores(noisy)["ovrl"], 4),
+                             "enhanced_ovrl": round(dnsmos_scores(enhanced)["ovrl"], 4)})
+        with atomic_output(cache) as partial:
+            with open(partial, "w", newline="", encoding="utf-8") as fout:
+                writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    with open(cache, encoding="utf-8") as fin:
+        return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
+
+
 def read_run(args, folder):
     """Per-utterance test scores (the recipe's PESQ/STOI, the extra metrics,
     DNSMOS of the real recordings as set ``real``) and validation curve of a
     finished run."""
     utterances = []
     extra = extra_metrics(args, folder) if finished_folder(folder) else {}
+    dnsmos = reference_dnsmos(args, folder) if finished_folder(folder) else {}
     for name in TEST_SETS:
         path = folder / f"test_results_{name}.csv"
         if path.exists():
             with open(path, encoding="utf-8") as fin:
                 for row in csv.DictReader(fin):
-                    more = {k: v for k, v in extra.get((name, row["id"]), {}).items()
-                            if k not in ("set", "id")}
+                    more = {k: v for scores in (extra, dnsmos)
+                            for k, v in scores.get((name, row["id"]), {}).items() if k not in ("set", "id")}
                     utterances.append(dict(row, **more, set=name))
     path = folder / "dnsmos_real.csv"
     if path.exists():
@@ -422,6 +454,8 @@ def report(args, results, seconds):
     out = args.out
     sets = TEST_SETS + ["real"]
     columns = {name: ([f"dnsmos_{k}" for k in DNSMOS] if name == "real" else METRICS) for name in sets}
+    if all("enhanced_ovrl" in u for _, (utterances, _) in results.items() for u in utterances):
+        columns.update({name: METRICS + ["dnsmos_ovrl"] for name in TEST_SETS})
 
     def score(u, kind, metric):
         key = f"{kind}_{metric[len('dnsmos_'):]}" if metric.startswith("dnsmos_") else f"{kind}_{metric}"
