@@ -519,7 +519,13 @@ def report(args, results, seconds):
         lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
                      f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} |")
-    lines.append("")
+    lines += ["", "CR spaces: the random frozen convolutional encoder (the default, no download) "
+              "and resemblyzer's speaker encoder, the one pretrained speech encoder with torch "
+              "weights that a registry wheel ships (a GE2E-trained LSTM over mel bands, loaded "
+              "with `weights_only=True`). Self-supervised models (the paper's choice) need a "
+              "download, which this machine cannot make; silero-vad, pitch trackers and DNSMOS "
+              "(ONNX, not differentiable in torch) were looked at and not used (README, \"The CR "
+              "representation\").", ""]
     titles = {"voicebank": "VoiceBank-DEMAND test (real pairs)",
               "synthetic": "synthetic: unseen speakers x unseen noise files",
               "dns": "DNS synthetic test pairs", "real": "real recordings (DNSMOS, no reference)"}
