@@ -520,12 +520,13 @@ def report(args, results, seconds):
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
                      f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} |")
     lines += ["", "CR spaces: the random frozen convolutional encoder (the default, no download) "
-              "and resemblyzer's speaker encoder, the one pretrained speech encoder with torch "
-              "weights that a registry wheel ships (a GE2E-trained LSTM over mel bands, loaded "
-              "with `weights_only=True`). Self-supervised models (the paper's choice) need a "
-              "download, which this machine cannot make; silero-vad, pitch trackers and DNSMOS "
-              "(ONNX, not differentiable in torch) were looked at and not used (README, \"The CR "
-              "representation\").", ""]
+              "and, as the pretrained one, resemblyzer's speaker encoder (torch weights shipped in "
+              "a registry wheel, loaded with `weights_only=True`; an LSTM over mel bands trained "
+              "contrastively on speech, whose layers place a halfway mixture closer to the clean "
+              "speech than the noisy one). The paper's self-supervised models need a download "
+              "this machine cannot make; silero-vad (a VAD), pitch trackers (pitch only) and "
+              "DNSMOS (ONNX, not differentiable in torch) were looked at and not trained with "
+              "(README, \"The CR representation\").", ""]
     titles = {"voicebank": "VoiceBank-DEMAND test (real pairs)",
               "synthetic": "synthetic: unseen speakers x unseen noise files",
               "dns": "DNS synthetic test pairs", "real": "real recordings (DNSMOS, no reference)"}
