@@ -168,9 +168,9 @@ def _probe_r2(features, targets, folds, groups, ridges=RIDGE_GRID):
     ``ridges`` by an inner 2-fold split of its training rows by ``groups``
     (utterance) parity, so no test row chooses it."""
     predictions = np.zeros_like(targets)
+    inner = groups % 2
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
-        inner = groups % 2
 
         def inner_error(ridge):
             error = 0.0
