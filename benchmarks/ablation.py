@@ -148,15 +148,33 @@ def _audio(path):
     return read_audio_checked(path).double().numpy()
 
 
+def _cached_scores(cache, compute):
+    """Per-utterance scores of a run, computed once: ``compute()`` gives the
+    rows (dicts with ``set`` and ``id``) or None when it cannot run; they are
+    written atomically to the CSV ``cache`` and read back from it.
+    Returns {(set, id): row} ({} when ``compute`` gave None)."""
+    from cmse_speechbrain.dataio import atomic_output
+
+    if not cache.exists():
+        rows = compute()
+        if rows is None:
+            return {}
+        with atomic_output(cache) as partial:
+            with open(partial, "w", newline="", encoding="utf-8") as fout:
+                writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    with open(cache, encoding="utf-8") as fin:
+        return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
+
+
 def extra_metrics(args, folder):
     """CSIG, CBAK, COVL and SI-SDR of a finished run's noisy inputs and
     outputs, from the files it saved (cached in ``extra_metrics.csv``).
     Returns {(set, id): {"noisy_csig": ..., "enhanced_csig": ..., ...}}."""
-    from cmse_speechbrain.dataio import atomic_output
     from cmse_speechbrain.metrics import composite_scores, si_sdr
 
-    cache = folder / "extra_metrics.csv"
-    if not cache.exists():
+    def compute():
         rows = []
         for name in TEST_SETS:
             with open(folder / f"test_results_{name}.csv", encoding="utf-8") as fin:
@@ -175,27 +193,21 @@ def extra_metrics(args, folder):
                         row[f"{kind}_{metric}"] = round(scores[metric], 4)
                     row[f"{kind}_si_sdr"] = round(si_sdr(clean[:n], signal[:n]), 3)
                 rows.append(row)
-        with atomic_output(cache) as partial:
-            with open(partial, "w", newline="", encoding="utf-8") as fout:
-                writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    with open(cache, encoding="utf-8") as fin:
-        return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
+        return rows
+
+    return _cached_scores(folder / "extra_metrics.csv", compute)
 
 
 def reference_dnsmos(args, folder):
     """DNSMOS OVRL of a finished run's noisy inputs and outputs on the test
     sets with references (cached in ``dnsmos_tests.csv``; {} without the
     ``dnsmos`` extra). Returns {(set, id): {"noisy_ovrl": ..., "enhanced_ovrl": ...}}."""
-    from cmse_speechbrain.dataio import atomic_output
     from cmse_speechbrain.metrics import dnsmos_scores
     from cmse_speechbrain.reporting import dnsmos_available
 
-    cache = folder / "dnsmos_tests.csv"
-    if not cache.exists():
+    def compute():
         if not dnsmos_available("the ablation's test sets"):
-            return {}
+            return None
         rows = []
         for name in TEST_SETS:
             manifest = json.loads((folder / f"test_{name}.json").read_text(encoding="utf-8"))
@@ -205,13 +217,9 @@ def reference_dnsmos(args, folder):
                 rows.append({"set": name, "id": uid,
                              "noisy_ovrl": round(dnsmos_scores(noisy)["ovrl"], 4),
                              "enhanced_ovrl": round(dnsmos_scores(enhanced)["ovrl"], 4)})
-        with atomic_output(cache) as partial:
-            with open(partial, "w", newline="", encoding="utf-8") as fout:
-                writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-    with open(cache, encoding="utf-8") as fin:
-        return {(row["set"], row["id"]): row for row in csv.DictReader(fin)}
+        return rows
+
+    return _cached_scores(folder / "dnsmos_tests.csv", compute)
 
 
 def read_run(args, folder):
