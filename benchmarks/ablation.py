@@ -54,6 +54,7 @@ import pathlib
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -407,10 +408,7 @@ def training_seconds(folder):
             durations[int(match.group(1))] = (stamp - start).total_seconds()  # the last try counts
     if not durations:
         return float("nan")
-    values = sorted(durations.values())
-    middle = len(values) // 2
-    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-    return median * len(values)
+    return statistics.median(durations.values()) * len(durations)
 
 
 def write_listening_page(args, variants):
