@@ -450,6 +450,24 @@ def bootstrap_difference(pairs, resamples=2000, seed=0):
     return mean, draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
 
 
+def late_gain(curve, last=4):
+    """How much a validation curve still rose at the end: the best of its
+    last ``last`` validations minus the best before them (0 or less: no
+    better checkpoint came in the last ``last`` validations). With 12
+    validations every 250 steps and ``last=4``, the gain of the last 1,000 steps.
+
+    Example
+    -------
+    >>> round(late_gain([0.40, 0.50, 0.53, 0.53, 0.53, 0.54, 0.53]), 3)
+    0.01
+    >>> round(late_gain([0.40, 0.50, 0.55, 0.53, 0.54, 0.54, 0.53]), 3)
+    -0.01
+    """
+    if len(curve) <= last:
+        return float("nan")
+    return max(curve[-last:]) - max(curve[:-last])
+
+
 def _mean_sd(values):
     mean = sum(values) / len(values)
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
@@ -512,8 +530,9 @@ def report(args, results, seconds):
              "(same speakers and noise files, other segments and SNRs); the variants of one "
              "seed share them, so the paired differences compare like with like.", "",
              "## Variants and cost", "",
-             "| system | what | seeds | parameters | MMACs per second of audio | training minutes (mean) |",
-             "|---|---|---:|---:|---:|---:|"]
+             "| system | what | seeds | parameters | MMACs per second of audio | training minutes (mean) "
+             "| validation quality: first → best | gain in the last 4 validations |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     what = {"baseline": "CMCR-Net without CM and CR", "cm": "+ CM and its stream loss",
             "cr": "+ CR (random encoder space)", "full": "CMCR-Net (CM + CR)",
             "control": "baseline + plain self-attention bottleneck, CM's parameter count",
@@ -522,10 +541,19 @@ def report(args, results, seconds):
     for variant in variants:
         minutes = [seconds[k] / 60 for k in seconds if k[0] == variant and seconds[k] == seconds[k]]
         seeds = sum(1 for v, _ in results if v == variant)
+        curves = [curve for (v, _), (_, curve) in results.items() if v == variant and curve]
+        first = _mean_sd([c[0] for c in curves])[0] if curves else float("nan")
+        best = _mean_sd([max(c) for c in curves])[0] if curves else float("nan")
+        gain = _mean_sd([late_gain(c) for c in curves]) if curves else (float("nan"),) * 2
         lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
-                     f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} |")
-    lines += ["", "CR spaces: the random frozen convolutional encoder (the default, no download) "
+                     f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} | "
+                     f"{first:.3f} → {best:.3f} | {gain[0]:+.4f} ± {gain[1]:.4f} |")
+    lines += ["", "Validation quality: 0.5 PESQ' + 0.5 STOI on the fixed validation set "
+              f"(PESQ' = (PESQ - 1) / 3.5), every {args.steps_per_epoch} steps; the last "
+              "column is the best of the last 4 validations minus the best before them, mean "
+              "± sd over seeds (`valid_curves.png`): near 0 where a curve has flattened.",
+              "", "CR spaces: the random frozen convolutional encoder (the default, no download) "
               "and, as the pretrained one, resemblyzer's speaker encoder (torch weights shipped in "
               "a registry wheel, loaded with `weights_only=True`; an LSTM over mel bands trained "
               "contrastively on speech, whose layers place a halfway mixture closer to the clean "
@@ -602,7 +630,7 @@ def report(args, results, seconds):
             lines.append(f"| {variant} | {stream} | {speech[0]:.3f} ± {speech[1]:.3f} | "
                          f"{noise[0]:.3f} ± {noise[1]:.3f} | {gap[0]:+.3f} ± {gap[1]:.3f} |")
         lines.append("")
-    lines += ["Figures: `valid_curves.png` (validation quality of every run), "
+    lines += ["Figures: `valid_curves.png` (validation quality, every run thin and the mean over seeds bold), "
               "`spectrograms.png` (one utterance, every variant), `cm_gate.png` (the CM gate "
               "over time and channels against the clean speech); `listening/index.html` (not "
               "in git: players, spectrograms and scores of every variant on the VoiceBank-DEMAND "
@@ -618,10 +646,15 @@ def report(args, results, seconds):
         return
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = dict(zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for (variant, seed), (_, curve) in sorted(results.items()):
-        steps = [args.steps_per_epoch * (i + 1) for i in range(len(curve))]
-        ax.plot(steps, curve, color=colours[variant], alpha=0.8, marker=".",
-                label=variant if seed == args.seeds[0] else None)
+    for variant in variants:
+        curves = [curve for (v, _), (_, curve) in sorted(results.items()) if v == variant and curve]
+        for curve in curves:  # each seed, thin
+            ax.plot([args.steps_per_epoch * (i + 1) for i in range(len(curve))], curve,
+                    color=colours[variant], alpha=0.3, linewidth=0.8)
+        length = min(len(c) for c in curves) if curves else 0
+        mean = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
+        ax.plot([args.steps_per_epoch * (i + 1) for i in range(length)], mean, color=colours[variant],
+                marker=".", linewidth=2, label=f"{variant} (mean of {len(curves)})")
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation quality (0.5 PESQ' + 0.5 STOI)")
     ax.legend(fontsize=8)
