@@ -70,7 +70,7 @@ METRICS = ["pesq", "stoi", "csig", "cbak", "covl", "si_sdr"]
 EXTRA_METRICS = ["csig", "cbak", "covl", "si_sdr"]  # computed here from the saved outputs
 DNSMOS = ["sig", "bak", "ovrl"]
 COMPARISONS = [  # (reference, variant): the paired differences reported
-    ("baseline", "cm"), ("baseline", "cr"), ("baseline", "full"), ("control", "cm"),
+    ("baseline", "cm"), ("baseline", "cr"), ("baseline", "full"), ("cm", "full"), ("control", "cm"),
     ("metricgan", "full"), ("cr", "cr_speaker"),
 ]
 COMPARED_METRICS = ["pesq", "stoi", "si_sdr"]
