@@ -468,6 +468,11 @@ def late_gain(curve, last=4):
     return max(curve[-last:]) - max(curve[:-last])
 
 
+def _curves(results, variant):
+    """The validation curves of a variant's finished runs, by seed."""
+    return [curve for (v, _), (_, curve) in sorted(results.items()) if v == variant and curve]
+
+
 def _mean_sd(values):
     mean = sum(values) / len(values)
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
@@ -541,10 +546,10 @@ def report(args, results, seconds):
     for variant in variants:
         minutes = [seconds[k] / 60 for k in seconds if k[0] == variant and seconds[k] == seconds[k]]
         seeds = sum(1 for v, _ in results if v == variant)
-        curves = [curve for (v, _), (_, curve) in results.items() if v == variant and curve]
-        first = _mean_sd([c[0] for c in curves])[0] if curves else float("nan")
-        best = _mean_sd([max(c) for c in curves])[0] if curves else float("nan")
-        gain = _mean_sd([late_gain(c) for c in curves]) if curves else (float("nan"),) * 2
+        curves = _curves(results, variant) or [[float("nan")] * 5]
+        first = statistics.mean(c[0] for c in curves)
+        best = statistics.mean(max(c) for c in curves)
+        gain = _mean_sd([late_gain(c) for c in curves])
         lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
                      f"{costs[variant]['macs'] / 1e6:,.0f} | "
                      f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} | "
@@ -647,7 +652,7 @@ def report(args, results, seconds):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = dict(zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for variant in variants:
-        curves = [curve for (v, _), (_, curve) in sorted(results.items()) if v == variant and curve]
+        curves = _curves(results, variant)
         for curve in curves:  # each seed, thin
             ax.plot([args.steps_per_epoch * (i + 1) for i in range(len(curve))], curve,
                     color=colours[variant], alpha=0.3, linewidth=0.8)
