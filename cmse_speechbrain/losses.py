@@ -560,11 +560,17 @@ class ReconstructionLoss(nn.Module):
         magnitude_weight * MSE(|E|^c, |C|^c)
         + complex_weight * MSE(|E|^c e^{j angle E}, |C|^c e^{j angle C})
         + waveform_weight * L1(e, c)
+        + overestimate_weight * MSE(max(|E|^c - |C|^c, 0), 0)
+
+    The last term (off by default) weighs the bins where the output is
+    louder than the clean speech, i.e. residual noise, more than the bins
+    where speech is lost: it asks for more suppression at the price of some
+    speech distortion.
 
     Arguments
     ---------
-    magnitude_weight, complex_weight, waveform_weight : float
-        Weights of the three terms.
+    magnitude_weight, complex_weight, waveform_weight, overestimate_weight : float
+        Weights of the terms.
     sample_rate, n_fft, hop_length : int
         STFT of the spectral terms.
     compression : float
@@ -581,6 +587,12 @@ class ReconstructionLoss(nn.Module):
     >>> bool(torch.isclose(loss(0.5 * clean, clean, scale=torch.ones(2)),
     ...                    loss(5 * clean, 10 * clean, scale=10 * torch.ones(2))))
     True
+    >>> terms = ReconstructionLoss(overestimate_weight=1.0).terms
+    >>> noise = torch.randn(2, 8000) * 0.03
+    >>> bool(terms(clean + noise, clean)["overestimate"] > 0)  # residual noise: penalised
+    True
+    >>> float(terms(0.5 * clean, clean)["overestimate"])  # attenuated speech: not this term
+    0.0
     """
 
     def __init__(
@@ -592,8 +604,10 @@ class ReconstructionLoss(nn.Module):
         n_fft=512,
         hop_length=256,
         compression=0.3,
+        overestimate_weight=0.0,
     ):
         super().__init__()
+        self.overestimate_weight = overestimate_weight
         self.magnitude_weight = magnitude_weight
         self.complex_weight = complex_weight
         self.waveform_weight = waveform_weight
@@ -611,11 +625,15 @@ class ReconstructionLoss(nn.Module):
         clean_mag, clean_cplx = compressed_spectrum(
             self.stft(clean) / self.spectrum_scale, self.compression
         )
-        return {
+        terms = {
             "magnitude": masked_mse(enh_mag, clean_mag, lengths),
             "complex": masked_mse(enh_cplx, clean_cplx, lengths),
             "waveform": masked_l1(enhanced.unsqueeze(-1), clean.unsqueeze(-1), lengths),
         }
+        if self.overestimate_weight:
+            excess = F.relu(enh_mag - clean_mag)
+            terms["overestimate"] = masked_mse(excess, torch.zeros_like(excess), lengths)
+        return terms
 
     def combine(self, terms):
         """The weighted sum of :meth:`terms` (scalar)."""
@@ -623,6 +641,7 @@ class ReconstructionLoss(nn.Module):
             self.magnitude_weight * terms["magnitude"]
             + self.complex_weight * terms["complex"]
             + self.waveform_weight * terms["waveform"]
+            + self.overestimate_weight * terms.get("overestimate", 0.0)
         )
 
     def forward(self, enhanced, clean, lengths=None, scale=None):

@@ -20,7 +20,14 @@ speakers and noise files never cross between training, validation and test:
   file ``i`` goes to validation when ``i % 7 == 2``, to test when
   ``i % 7 == 5``, else to training; ``noise`` and ``noise_ch`` train,
   except the recordings the ASR benchmark mixes in (``ASR_NOISES``);
-* **impulse responses**: ``rir`` (training only).
+* **impulse responses**: ``rir`` (training only);
+* **speechocean762** (optional, ``speechocean_folder``: OpenSLR 101 as it
+  ships, ``WAVE/SPEAKER*/``, ``train/wav.scp``, ``test/wav.scp`` and their
+  ``utt2spk``): every utterance of its training speakers trains; of its
+  test speakers, those of :func:`speaker_group` 0 of 5 (about 25 of 125)
+  give their first ``speechocean_valid_utterances`` utterances (whole, one
+  segment each) to validation; the other test speakers are never read here
+  (they are kept for an ASR test set).
 
 Outputs in ``save_folder``: ``train.json`` (clean files; the Brain mixes),
 ``valid.json`` (fixed mixtures of validation speakers x validation noises,
@@ -77,20 +84,107 @@ def speaker_group(speaker, groups=10):
     return zlib.crc32(speaker.encode("utf-8")) % groups
 
 
-def split_files(data_folder):
-    """The fixed split of ``data_folder`` into roles (lists of paths).
+def read_kaldi_list(path):
+    """The ``key value`` lines of a Kaldi-style list (``wav.scp``, ``utt2spk``, ``text``).
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> _ = (tmp / "utt2spk").write_text("000010011 0001\\n\\n000010035\t0001\\n")
+    >>> read_kaldi_list(tmp / "utt2spk")
+    {'000010011': '0001', '000010035': '0001'}
+    >>> read_kaldi_list(tmp / "wav.scp")
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: ...wav.scp: missing (a speechocean762 folder has train/ and test/ lists)
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (a speechocean762 folder has train/ and "
+                                "test/ lists)")
+    entries = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2:
+            raise ValueError(f"{path}, line {number}: expected 'key value', got {line!r}")
+        entries[fields[0]] = fields[1].strip()
+    return entries
+
+
+def speechocean_split(folder, valid_utterances=2, valid_group=0, groups=5):
+    """speechocean762's utterances by role: training, validation, untouched test.
+
+    Arguments
+    ---------
+    folder : str or pathlib.Path
+        The corpus as it ships: ``WAVE/SPEAKER*/*.WAV`` and the Kaldi-style
+        ``train/`` and ``test/`` folders (``wav.scp``, ``utt2spk``).
+    valid_utterances : int
+        Utterances (the first by id) taken from each validation speaker.
+    valid_group, groups : int
+        Test speakers with ``speaker_group(speaker, groups) == valid_group``
+        validate.
+
+    Returns
+    -------
+    dict
+        ``train``, ``valid`` (lists of paths) and ``test_speakers`` (the
+        test speakers left untouched).
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> for split, speaker in [("train", "0001"), ("test", "0003")]:
+    ...     (tmp / split).mkdir()
+    ...     _ = (tmp / split / "wav.scp").write_text(
+    ...         f"{speaker}0011 WAVE/SPEAKER{speaker}/{speaker}0011.WAV\\n")
+    ...     _ = (tmp / split / "utt2spk").write_text(f"{speaker}0011 {speaker}\\n")
+    >>> speechocean_split(tmp)
+    Traceback (most recent call last):
+     ...
+    FileNotFoundError: ...SPEAKER0001/00010011.WAV: listed in ...wav.scp but missing
+    """
+    folder = pathlib.Path(folder)
+    roles = {"train": [], "valid": [], "test_speakers": []}
+    for split in ["train", "test"]:
+        wavs = read_kaldi_list(folder / split / "wav.scp")
+        speakers = read_kaldi_list(folder / split / "utt2spk")
+        by_speaker = {}
+        for utterance, relative in sorted(wavs.items()):
+            path = folder / relative
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: listed in {folder / split / 'wav.scp'} "
+                                        "but missing")
+            if utterance not in speakers:
+                raise ValueError(f"{folder / split / 'utt2spk'}: no speaker for {utterance}")
+            by_speaker.setdefault(speakers[utterance], []).append(path)
+        for speaker, paths in sorted(by_speaker.items()):
+            if split == "train":
+                roles["train"] += paths
+            elif speaker_group(speaker, groups) == valid_group:
+                roles["valid"] += paths[:valid_utterances]
+            else:
+                roles["test_speakers"].append(speaker)
+    return roles
+
+
+def split_files(data_folder, speechocean_folder=None, speechocean_valid_utterances=2):
+    """The fixed split of ``data_folder`` (and speechocean762) into roles (lists of paths).
 
     Example
     -------
     >>> split = split_files("no/such/folder")
     >>> sorted(split)  # doctest: +NORMALIZE_WHITESPACE
     ['real', 'rir', 'test_dns', 'test_noise', 'test_speech', 'test_voicebank',
-     'train_noise', 'train_speech', 'valid_noise', 'valid_pairs', 'valid_speech']
+     'train_noise', 'train_speech', 'valid_noise', 'valid_pairs', 'valid_speech',
+     'valid_utterances']
     """
     data = pathlib.Path(data_folder)
-    split = {key: [] for key in ["train_speech", "valid_speech", "test_speech", "valid_pairs",
-                                 "train_noise", "valid_noise", "test_noise", "rir",
-                                 "test_voicebank", "test_dns", "real"]}
+    split = {key: [] for key in ["train_speech", "valid_speech", "valid_utterances",
+                                 "test_speech", "valid_pairs", "train_noise", "valid_noise",
+                                 "test_noise", "rir", "test_voicebank", "test_dns", "real"]}
     for path in audio_files(data / "librispeech_train_clean_100"):
         group = speaker_group(path.stem.split("-")[0])
         role = {0: "valid_speech", 1: "test_speech"}.get(group, "train_speech")
@@ -111,6 +205,10 @@ def split_files(data_folder):
     split["real"] = audio_files(data / "real_noisy") + audio_files(
         data / "dns_synthetic" / "noisy_no_reference"
     )
+    if speechocean_folder:
+        speechocean = speechocean_split(speechocean_folder, speechocean_valid_utterances)
+        split["train_speech"] += speechocean["train"]
+        split["valid_utterances"] = speechocean["valid"]
     return split
 
 
@@ -124,7 +222,11 @@ def _twin(clean_path):
 
 
 def _root(path, data_folder):
-    return "{data_root}/" + str(pathlib.Path(path).resolve().relative_to(data_folder))
+    """``{data_root}/...`` for a file of ``data_folder``, else its absolute path."""
+    path = pathlib.Path(path).resolve()
+    if path.is_relative_to(data_folder):
+        return "{data_root}/" + str(path.relative_to(data_folder))
+    return str(path)
 
 
 def _pairs(clean_files, data_folder):
@@ -150,7 +252,8 @@ def _write_json(path, content):
 
 def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_file=2,
                     snrs=(-2.5, 2.5, 7.5, 12.5, 17.5), level_db=-25.0, seed=0,
-                    sample_rate=16000, skip_prep=False):
+                    sample_rate=16000, skip_prep=False, speechocean_folder=None,
+                    speechocean_valid_utterances=2):
     """Writes the RealMix manifests, noise CSVs and fixed mixtures.
 
     Arguments
@@ -173,6 +276,11 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
         Rate of the recipe.
     skip_prep : bool
         Do nothing.
+    speechocean_folder : str or pathlib.Path, optional
+        A copy of speechocean762 as it ships (see :func:`speechocean_split`):
+        its training speakers train, some of its test speakers validate.
+    speechocean_valid_utterances : int
+        Utterances of each speechocean762 validation speaker.
 
     Example
     -------
@@ -186,7 +294,9 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
         return
     data_folder = pathlib.Path(data_folder).resolve()
     save_folder = pathlib.Path(save_folder)
-    split = split_files(data_folder)
+    if speechocean_folder:
+        speechocean_folder = pathlib.Path(speechocean_folder).resolve()
+    split = split_files(data_folder, speechocean_folder, speechocean_valid_utterances)
     if not split["train_speech"]:
         raise FileNotFoundError(f"{data_folder.name}: no training speech "
                                 "(librispeech_train_clean_100, vctk_extra, vctk_p234)")
@@ -195,6 +305,7 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
     options = {"data_folder": str(data_folder), "segment_seconds": segment_seconds,
                "segments_per_file": segments_per_file, "snrs": list(snrs),
                "level_db": level_db, "seed": seed, "sample_rate": sample_rate,
+               "speechocean_folder": str(speechocean_folder) if speechocean_folder else None,
                "split": {k: [str(p) for p in v] for k, v in split.items()}}
     options_path = save_folder / OPTIONS_FILE
     if options_path.is_file() and json.loads(options_path.read_text()) == options:
@@ -221,6 +332,11 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
             segments(split["valid_speech"]), split["valid_noise"], snrs,
             save_folder / "valid_mixtures", sample_rate, segment_seconds, level_db, seed,
         )
+    if split["valid_utterances"] and split["valid_noise"]:
+        valid.update(write_fixed_mixtures(
+            split["valid_utterances"], split["valid_noise"], snrs,
+            save_folder / "valid_mixtures", sample_rate, segment_seconds, level_db, seed + 2,
+        ))
     valid.update(_pairs(split["valid_pairs"], data_folder))
     _write_json(save_folder / "valid.json", valid)
     synthetic = {}
@@ -238,8 +354,9 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
         real[path.stem] = {"noisy_wav": _root(path, data_folder),
                            "length": info.frames / info.samplerate}
     _write_json(save_folder / "real.json", real)
-    _write_json(save_folder / "split.json", {k: [str(p.relative_to(data_folder)) for p in v]
-                                             for k, v in split.items()})
+    _write_json(save_folder / "split.json", {
+        k: [_root(p, data_folder).replace("{data_root}/", "") for p in v]
+        for k, v in split.items()})
     _write_json(options_path, options)
     logger.info("RealMix: %d training files, %d training noises, %d validation and %d "
                 "synthetic test mixtures", len(train), len(split["train_noise"]),

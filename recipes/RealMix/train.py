@@ -4,6 +4,9 @@
 To run (from the repository root)::
 
     python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data
+    # with speechocean762 (OpenSLR 101) as it ships, for 2,500 more training utterances
+    python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data \
+        --speechocean_folder=/data/speechocean762
     # on a GPU, for a fixed wall-clock budget
     python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data \
         --device=cuda:0 --batch_size=32 --train_time_budget_minutes=8
@@ -35,6 +38,8 @@ def prepare(hparams):
         seed=hparams["seed"],
         sample_rate=hparams["sample_rate"],
         skip_prep=hparams["skip_prep"],
+        speechocean_folder=hparams.get("speechocean_folder"),
+        speechocean_valid_utterances=hparams.get("speechocean_valid_utterances", 2),
     )
 
 
