@@ -1,0 +1,99 @@
+"""RealMix reads speechocean762 as it ships: training speakers train, a fixed
+group of test speakers validates, the other test speakers are never read."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import soundfile as sf
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "recipes" / "RealMix"))
+from realmix_prepare import prepare_realmix, speechocean_split, split_files  # noqa: E402
+
+REAL_SPEECH = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/clean_trainset_28spk_wav").glob("*.flac"))
+SHARED = ROOT.parent / "shared" / "data"
+TRAIN_SPEAKERS = ["0001", "0002"]
+TEST_SPEAKERS = ["0006", "0010", "0003", "0004"]  # 0006 and 0010: validation group (crc32 % 5 == 0)
+
+
+def fake_corpus(folder, per_speaker=3):
+    """A speechocean762-shaped folder of real speech: WAVE/SPEAKER*/, train/, test/."""
+    files = iter(REAL_SPEECH * 4)
+    for split, speakers in [("train", TRAIN_SPEAKERS), ("test", TEST_SPEAKERS)]:
+        (folder / split).mkdir(parents=True)
+        scp, utt2spk = [], []
+        for speaker in speakers:
+            (folder / "WAVE" / f"SPEAKER{speaker}").mkdir(parents=True)
+            for index in range(per_speaker):
+                utterance = f"0{speaker}{index:04d}"
+                audio, rate = sf.read(next(files))
+                sf.write(folder / "WAVE" / f"SPEAKER{speaker}" / f"{utterance}.WAV", audio, rate)
+                scp.append(f"{utterance}\tWAVE/SPEAKER{speaker}/{utterance}.WAV")
+                utt2spk.append(f"{utterance} {speaker}")
+        (folder / split / "wav.scp").write_text("\n".join(scp) + "\n")
+        (folder / split / "utt2spk").write_text("\n".join(utt2spk) + "\n")
+    return folder
+
+
+def speaker_of(path):
+    return path.parent.name.replace("SPEAKER", "")
+
+
+def test_speechocean_roles(tmp_path):
+    corpus = fake_corpus(tmp_path / "speechocean762")
+    roles = speechocean_split(corpus, valid_utterances=2)
+    assert {speaker_of(p) for p in roles["train"]} == set(TRAIN_SPEAKERS)
+    assert len(roles["train"]) == 6
+    assert {speaker_of(p) for p in roles["valid"]} == {"0006", "0010"}
+    assert len(roles["valid"]) == 4  # the first two of each validation speaker
+    assert sorted(roles["test_speakers"]) == ["0003", "0004"]
+
+
+def test_speechocean_missing_file_is_named(tmp_path):
+    corpus = fake_corpus(tmp_path / "speechocean762")
+    missing = corpus / "WAVE" / "SPEAKER0003" / "000030001.WAV"
+    missing.unlink()
+    with pytest.raises(FileNotFoundError, match="000030001.WAV: listed in .*test/wav.scp"):
+        speechocean_split(corpus)
+    (corpus / "test" / "utt2spk").unlink()
+    with pytest.raises(FileNotFoundError, match="utt2spk: missing"):
+        speechocean_split(corpus)
+
+
+def test_prepare_realmix_with_speechocean(tmp_path):
+    """The manifests take speechocean762's speakers in their roles, and the
+    untouched test speakers appear nowhere."""
+    data = tmp_path / "data"
+    for sub in ["librispeech_train_clean_100", "noise_extra/hum"]:
+        (data / sub).mkdir(parents=True)
+    for index, path in enumerate(REAL_SPEECH[:3]):
+        shutil.copy(path, data / "librispeech_train_clean_100" / f"{9000 + index}-1-{index}.flac")
+    noisy = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac"))
+    for index, path in enumerate(noisy[:7]):  # 7 noise files: one validates, one tests
+        shutil.copy(path, data / "noise_extra" / "hum" / f"n{index}.flac")
+    corpus = fake_corpus(tmp_path / "speechocean762")
+    save = tmp_path / "save"
+    prepare_realmix(data, save, speechocean_folder=corpus)
+    train = json.loads((save / "train.json").read_text())
+    valid = json.loads((save / "valid.json").read_text())
+    trained = {entry["clean_wav"] for entry in train.values()}
+    assert sum("SPEAKER0001" in path for path in trained) == 3
+    assert not any(f"SPEAKER{s}" in path for path in trained for s in TEST_SPEAKERS)
+    assert len([k for k in valid if k.startswith("0")]) == 4  # speechocean validation mixtures
+    written = (save / "split.json").read_text() + json.dumps(valid)
+    assert "SPEAKER0003" not in written and "SPEAKER0004" not in written
+    options = json.loads((save / "realmix_prepare.json").read_text())
+    assert options["speechocean_folder"] == str(corpus.resolve())
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")
+def test_speechocean_speakers_stay_apart_from_the_collection(tmp_path):
+    corpus = fake_corpus(tmp_path / "speechocean762")
+    split = split_files(SHARED, corpus)
+    trained = {str(p) for p in split["train_speech"]}
+    validated = {str(p) for p in split["valid_utterances"]}
+    assert validated and not trained & validated
+    assert all("speechocean762" not in p for p in map(str, split["valid_speech"] + split["test_speech"]))
