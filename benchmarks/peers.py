@@ -21,11 +21,16 @@ Sets (from ``--data``, the real-audio folder):
   (0, 5, 10 dB and its real babble recording): WER of what each system
   outputs (``wer``) and of ``w * enhanced + (1 - w) * noisy`` (``wer_mix<w>``).
 
-Metrics: PESQ-WB, STOI, ESTOI, CSIG, CBAK, COVL, SSNR, SI-SDR on the pairs
-(``cmse_speechbrain.cli.score_pair``); DNSMOS SIG/BAK/OVRL on the
-recordings; WER; real-time factor on ``--threads`` threads (processing
-seconds / audio seconds over the VoiceBank-DEMAND set; building a native
-denoiser state, which the adapters redo per utterance, is not counted).
+Metrics: PESQ-WB, STOI, ESTOI, CSIG, CBAK, COVL, SSNR, SI-SDR and the
+residual noise (noise attenuation in the speech pauses and speech-level
+change, in dB: ``cmse_speechbrain.metrics.pause_attenuation``) on the pairs
+(``cmse_speechbrain.cli.score_pair``; every system's output is aligned with
+its input, the peers' delays removed by their adapters); DNSMOS SIG/BAK/OVRL
+on the pairs (one more DNSMOS call per output; ``--no-pair-dnsmos``: not)
+and on the recordings; WER; real-time factor on ``--threads`` threads
+(processing seconds / audio seconds over the VoiceBank-DEMAND set; building
+a native denoiser state, which the adapters redo per utterance, is not
+counted).
 Means with 95 % bootstrap confidence intervals over utterances (WER and RTF:
 pooled ratios, resampled by utterance).
 
@@ -35,9 +40,9 @@ pocketsphinx; ``--no-wer``: about 5)::
     python benchmarks/peers.py --data /work/shared/data
 
 Writes, under ``--output`` (default ``benchmarks/results``): ``peers.csv``
-(one row per system, set and metric: mean, CI, n), ``peers.md`` (the
-table), ``peers_utterances.csv`` (every utterance's scores) and
-``peers.png``; with ``--report DIR``, a listening page per set
+(one row per system, set and metric: mean, CI, n, the utterances with a
+score), ``peers.md`` (the table), ``peers_utterances.csv`` (every
+utterance's scores) and ``peers.png``; with ``--report DIR``, a listening page per set
 (``DIR/<set>/index.html``: players, spectrograms and metrics of every file
 for noisy, each system run now and clean; ``cmse_speechbrain.report``).
 
@@ -48,6 +53,7 @@ Authors
 import argparse
 import csv
 import hashlib
+import importlib.util
 import math
 import pathlib
 import shutil
@@ -60,7 +66,7 @@ import torch
 
 from common import RESULTS, machine, pyplot
 
-from cmse_speechbrain.cli import METRICS, score_pair
+from cmse_speechbrain.cli import METRICS, PAUSE_METRICS, score_pair
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked, write_audio_atomic
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.peers import PEERS, MetricGANPlusGenerator
@@ -70,6 +76,7 @@ AUDIO = {".wav", ".flac"}
 TABLE_METRICS = {"pesq": "PESQ-WB", "stoi": "STOI", "csig": "CSIG", "cbak": "CBAK",
                  "covl": "COVL"}
 DNSMOS = {"dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
+RESIDUAL = {"pause_attenuation_db": "pause attenuation dB ↑", "speech_level_db": "speech level dB"}
 QUICK = {"pairs": 2, "recordings": 1}
 
 
@@ -203,8 +210,15 @@ def keep_output(audio_dir, set_name, name, utt_id, enhanced):
         write_audio_atomic(audio_dir / set_name / name / f"{utt_id}.wav", enhanced, SAMPLE_RATE, "FLOAT")
 
 
-def score_paired(systems, set_name, pairs, rows, audio_dir=None):
-    """Intrusive metrics of every system on ``pairs``; RTF inputs too."""
+def score_paired(systems, set_name, pairs, rows, audio_dir=None, dnsmos=False):
+    """Intrusive metrics of every system on ``pairs`` (and DNSMOS); RTF inputs too.
+
+    The systems' outputs are aligned with their inputs (``enhance``), as the
+    residual-noise metrics need: they compare the output with the noisy input
+    frame by frame in the clean reference's pauses.
+    """
+    from cmse_speechbrain.metrics import dnsmos_scores
+
     signals = [(i, read_audio_checked(n, SAMPLE_RATE), read_audio_checked(c, SAMPLE_RATE))
                for i, n, c in pairs]
     for name, system in systems.items():
@@ -217,11 +231,15 @@ def score_paired(systems, set_name, pairs, rows, audio_dir=None):
             row = {"set": set_name, "system": name, "id": utt_id,
                    "audio_seconds": noisy.numel() / SAMPLE_RATE,
                    "process_seconds": (system.seconds - before) if system else 0.0}
-            row.update(score_pair(clean, enhanced, SAMPLE_RATE))
+            row.update(score_pair(clean, enhanced, SAMPLE_RATE, noisy=noisy))
+            if dnsmos:
+                row.update({f"dnsmos_{k}": v for k, v in dnsmos_scores(enhanced, SAMPLE_RATE).items()})
             rows.append(row)
         mine = [r for r in rows if r["set"] == set_name and r["system"] == name]
+        pauses = [r["pause_attenuation_db"] for r in mine if math.isfinite(r["pause_attenuation_db"])]
         print(f"{set_name:>18} {name:>15}: PESQ {np.nanmean([r['pesq'] for r in mine]):.3f} "
-              f"STOI {np.nanmean([r['stoi'] for r in mine]):.3f} "
+              f"STOI {np.nanmean([r['stoi'] for r in mine]):.3f} pause attenuation "
+              f"{np.mean(pauses) if pauses else math.nan:.1f} dB ({len(pauses)} with pauses) "
               f"({len(mine)} utt, {time.time() - start:.0f} s)", flush=True)
 
 
@@ -328,26 +346,31 @@ def summarize(rows, systems, args):
             mine = [r for r in rows if r["set"] == set_name and r["system"] == name]
             if not mine:
                 continue
-            stats = {}
+            stats = {}  # metric: (mean, low, high, n)
+
+            def mean_of(metric):  # over the utterances with a finite score
+                values = np.array([r.get(metric, math.nan) for r in mine], dtype=float)
+                return (*bootstrap(values, seed=args.seed), int(np.isfinite(values).sum()))
+
             if "pesq" in mine[0]:
-                for metric in METRICS:
-                    values = [r.get(metric, math.nan) for r in mine]
-                    stats[metric] = bootstrap(values, seed=args.seed)
+                for metric in [*METRICS, *PAUSE_METRICS]:
+                    stats[metric] = mean_of(metric)
                 if set_name == "voicebank-demand" and name != "noisy":
-                    stats["rtf"] = bootstrap([r["process_seconds"] for r in mine],
-                                             [r["audio_seconds"] for r in mine], seed=args.seed)
+                    stats["rtf"] = (*bootstrap([r["process_seconds"] for r in mine],
+                                               [r["audio_seconds"] for r in mine], seed=args.seed),
+                                    len(mine))
             if "dnsmos_ovrl" in mine[0]:
                 for metric in DNSMOS:
-                    values = [r.get(metric, math.nan) for r in mine]
-                    stats[metric] = bootstrap(values, seed=args.seed)
+                    stats[metric] = mean_of(metric)
             if "wer_errors" in mine[0]:
                 words = [r["words"] for r in mine]
                 for metric in ("wer", mix):
                     value = bootstrap([r[f"{metric}_errors"] for r in mine], words, seed=args.seed)
-                    stats[metric] = tuple(100 * v for v in value)
-            for metric, (mean, low, high) in stats.items():
-                summary.append({"system": name, "set": set_name, "metric": metric, "n": len(mine),
-                                "mean": mean, "ci_low": low, "ci_high": high})
+                    stats[metric] = (*(100 * v for v in value), len(mine))
+            for metric, (mean, low, high, n) in stats.items():
+                if n:  # e.g. no utterance of the set has a pause: no row
+                    summary.append({"system": name, "set": set_name, "metric": metric, "n": n,
+                                    "mean": mean, "ci_low": low, "ci_high": high})
     return summary
 
 
@@ -359,6 +382,8 @@ LOWER_IS_BETTER = {"rtf"}
 def metric_title(metric):
     if metric in TABLE_METRICS or metric in DNSMOS:
         return {**TABLE_METRICS, **DNSMOS}[metric] + " ↑"
+    if metric in RESIDUAL:
+        return RESIDUAL[metric]
     if metric == "rtf":
         return "RTF ↓"
     if metric.startswith("wer_mix"):
@@ -368,7 +393,7 @@ def metric_title(metric):
 
 def markdown(summary, systems, args, seconds):
     """The table: one row per set and metric, one column per system."""
-    shown = [*TABLE_METRICS, *DNSMOS, "wer", f"wer_mix{args.mix_weight:g}", "rtf"]
+    shown = [*TABLE_METRICS, *DNSMOS, *RESIDUAL, "wer", f"wer_mix{args.mix_weight:g}", "rtf"]
     cells = {(r["system"], r["set"], r["metric"]): r for r in summary}
     sets = list(dict.fromkeys(r["set"] for r in summary if r["set"] != "asr-clean"))
     first = ["voicebank-demand", "dns-synthetic"]
@@ -387,13 +412,13 @@ def markdown(summary, systems, args, seconds):
             if not finite:
                 continue
             best = (min if metric in LOWER_IS_BETTER or metric.startswith("wer") else max)(finite)
-            if metric.startswith("wer") and len(set(finite)) == 1:
-                best = None
+            if metric.startswith("wer") and len(set(finite)) == 1 or metric == "speech_level_db":
+                best = None  # speech level: 0 dB is right, no direction is better
             text = []
             for value in values:
                 cell = "–" if not math.isfinite(value) else (
                     f"{value:.3f}" if metric in ("stoi", "rtf") else
-                    f"{value:.1f}" if metric.startswith("wer") else f"{value:.2f}")
+                    f"{value:.1f}" if metric.startswith("wer") or metric in RESIDUAL else f"{value:.2f}")
                 text.append(f"**{cell}**" if value == best and len(finite) > 1 else cell)
             title = SET_TITLES.get(set_name, set_name)
             if set_name.startswith("asr-"):
@@ -406,6 +431,11 @@ def markdown(summary, systems, args, seconds):
         f"hears {args.mix_weight:g} × output + {1 - args.mix_weight:g} × noisy "
         f"(for `noisy` both rows are the noisy WER). RTF: processing / audio seconds on the "
         f"VoiceBank-DEMAND set, {args.threads} threads, native state building excluded.",
+        "Residual noise, from the clean reference: pause attenuation = noisy / output power in "
+        "the clean speech's pauses (0 dB for noisy; larger: less residual noise), speech level = "
+        "output / clean power in its speech (0 dB: kept; negative: speech attenuated with the "
+        "noise; not in bold), each over the utterances that have pauses / speech (their number "
+        "in brackets).",
     ]
     clean = cells.get(("noisy", "asr-clean", "wer"))
     if clean:
@@ -577,6 +607,8 @@ def main(argv=None):
                         help=f"{QUICK['pairs']} utterances per paired set, {QUICK['recordings']} "
                              "recordings, no WER (a smoke test)")
     parser.add_argument("--no-wer", dest="wer", action="store_false", help="skip the ASR part")
+    parser.add_argument("--no-pair-dnsmos", dest="pair_dnsmos", action="store_false",
+                        help="no DNSMOS on the paired sets (the slowest metric there)")
     parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0])
     parser.add_argument("--mix_weight", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
@@ -621,11 +653,14 @@ def main(argv=None):
         real = real if "real-recordings" in args.sets else []
         args.wer = args.wer and "asr" in args.sets
 
+    if args.pair_dnsmos and importlib.util.find_spec("speechmos") is None:
+        print("DNSMOS of the paired sets skipped: speechmos is not installed", flush=True)
+        args.pair_dnsmos = False
     rows = []
     audio_dir = pathlib.Path(tempfile.mkdtemp(prefix="peers-outputs-")) if args.report else None
     try:
         for set_name, pairs in sets.items():
-            score_paired(systems, set_name, pairs, rows, audio_dir)
+            score_paired(systems, set_name, pairs, rows, audio_dir, dnsmos=args.pair_dnsmos)
         if real:
             score_recordings(systems, real, rows, audio_dir)
         if args.report:

@@ -18,8 +18,13 @@ epochs and the schedule are cut to what fits in that time).
 Validation and test report PESQ (wide-band) and STOI of the enhanced and of
 the noisy input, and ``quality = 0.5 * (PESQ - 1) / 3.5 + 0.5 * STOI`` (each
 on a 0..1 scale, equal weights; this project's choice); the checkpoint with
-the best validation ``quality`` is kept. :meth:`CMSEBrain.test` tests it on
-one test set and returns the scores; the noisy input is scored too.
+the best validation ``quality`` is kept. They also report the residual noise
+of the enhanced speech (:func:`cmse_speechbrain.metrics.pause_attenuation`):
+``pause_att``, the noise attenuation in the speech pauses, and
+``speech_level``, the change of the speech level, both in dB (means over the
+utterances that have pauses / speech; not part of ``quality``).
+:meth:`CMSEBrain.test` tests it on one test set and returns the scores; the
+noisy input is scored too.
 Recordings without a clean reference are scored with DNSMOS
 (:meth:`CMSEBrain.evaluate_without_reference`). The reports (test and DNSMOS
 tables, training curves) are written by :mod:`cmse_speechbrain.reporting`.
@@ -41,7 +46,7 @@ from speechbrain.utils.metric_stats import MetricStats
 
 from cmse_speechbrain import reporting
 from cmse_speechbrain.dataio import write_audio_atomic
-from cmse_speechbrain.metrics import nanmean, pesq_wb, stoi_score
+from cmse_speechbrain.metrics import nanmean, pause_attenuation, pesq_wb, stoi_score
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +163,11 @@ class CMSEBrain(sb.Brain):
                 metric.append(
                     batch.id, predict=signal, target=clean, lengths=lengths
                 )
+            # the residual-noise metrics need the noisy input beside the clean
+            # reference: both travel as the target's last dimension
+            references = torch.stack([noisy, clean], dim=-1)
+            for metric in (self.pause_att_metric, self.speech_level_metric):
+                metric.append(batch.id, predict=enhanced, target=references, lengths=lengths)
             if stage == sb.Stage.TEST and self.hparams.enhanced_folder:
                 self._write_enhanced(batch.id, enhanced, lengths)
         return loss
@@ -213,7 +223,8 @@ class CMSEBrain(sb.Brain):
         -------
         dict
             Mean ``pesq``, ``stoi``, ``noisy_pesq``, ``noisy_stoi``,
-            ``quality``, ``loss`` and the objective's terms.
+            ``pause_att``, ``speech_level`` (dB), ``quality``, ``loss`` and
+            the objective's terms.
         """
         self._test_set_name = name
         try:
@@ -262,6 +273,18 @@ class CMSEBrain(sb.Brain):
                     MetricStats(metric, n_jobs=n_jobs, batch_eval=False),
                 )
 
+        def residual_noise_metric(key):
+            def metric(predict, target):  # target: [samples, 2], noisy and clean
+                return pause_attenuation(predict, target[:, 0], target[:, 1], rate)[key]
+
+            return metric
+
+        # numpy on frames, cheap: in this process
+        for name, key in [("pause_att", "pause_attenuation_db"),
+                          ("speech_level", "speech_level_db")]:
+            setattr(self, f"{name}_metric",
+                    MetricStats(residual_noise_metric(key), batch_eval=False))
+
     def _stage_stats(self, stage_loss):
         stats = {"loss": stage_loss}
         for name, (total, count) in self.loss_terms.items():
@@ -274,7 +297,7 @@ class CMSEBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        for name in ["pesq", "stoi", "noisy_pesq", "noisy_stoi"]:
+        for name in ["pesq", "stoi", "noisy_pesq", "noisy_stoi", "pause_att", "speech_level"]:
             stats[name] = nanmean(getattr(self, f"{name}_metric").scores)
         if stage == sb.Stage.VALID:
             cache = self.noisy_scores.setdefault(stage, {})
@@ -320,6 +343,8 @@ class CMSEBrain(sb.Brain):
                         "enhanced_pesq": self.pesq_metric.scores,
                         "noisy_stoi": self.noisy_stoi_metric.scores,
                         "enhanced_stoi": self.stoi_metric.scores,
+                        "enhanced_pause_attenuation_db": self.pause_att_metric.scores,
+                        "enhanced_speech_level_db": self.speech_level_metric.scores,
                     },
                     stats,
                     self.hparams.epoch_counter.current,

@@ -24,7 +24,9 @@ process enhances its share; ``--batch-size``, ``--max-batch-seconds`` and
 ``cmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] -o results.csv``
 scores enhanced files against their clean references (matched by name):
 PESQ-WB, STOI, ESTOI, CSIG/CBAK/COVL, SSNR, SI-SDR, with the noisy input's
-scores beside them when ``--noisy`` is given. A file whose length differs
+scores beside them when ``--noisy`` is given; with ``--noisy`` also the
+residual noise (:data:`PAUSE_METRICS`: noise attenuation in the speech pauses
+and speech-level change, in dB). A file whose length differs
 from its reference's by more than :data:`LENGTH_TOLERANCE` samples (at
 16 kHz) is not scored: it is listed with both lengths.
 
@@ -63,7 +65,14 @@ from cmse_speechbrain.corpus import (  # noqa: F401 (collect_inputs, plan_output
     plan_outputs,
 )
 from cmse_speechbrain.dataio import TEMPORARY_PREFIX, AudioFileError, atomic_output, read_audio_checked
-from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, nanmean, si_sdr, stoi_score
+from cmse_speechbrain.metrics import (
+    composite_scores,
+    dnsmos_scores,
+    nanmean,
+    pause_attenuation,
+    si_sdr,
+    stoi_score,
+)
 
 #: Largest length difference (samples at 16 kHz) between an enhanced file
 #: and its reference that ``cmse-evaluate`` still scores (over the shorter).
@@ -274,17 +283,36 @@ def _enhance(parser, args):
 
 
 METRICS = ["pesq", "stoi", "estoi", "csig", "cbak", "covl", "ssnr", "si_sdr"]
+#: The residual-noise metrics (:func:`cmse_speechbrain.metrics.pause_attenuation`),
+#: which need the noisy input beside the clean reference.
+PAUSE_METRICS = ["pause_attenuation_db", "speech_level_db"]
 
 
-def score_pair(reference, signal, sample_rate=16000):
-    """All intrusive metrics of ``signal`` against ``reference`` (tensors)."""
+def score_pair(reference, signal, sample_rate=16000, noisy=None):
+    """All intrusive metrics of ``signal`` against ``reference`` (tensors).
+
+    With the (time-aligned) ``noisy`` input, also :data:`PAUSE_METRICS`.
+
+    Example
+    -------
+    >>> t = torch.arange(32000) / 16000
+    >>> clean = torch.where(t < 1, torch.sin(2 * math.pi * 200 * t), torch.zeros(()))
+    >>> noisy = clean + 0.05 * torch.randn(t.numel(), generator=torch.Generator().manual_seed(0))
+    >>> scores = score_pair(clean, clean + 0.1 * (noisy - clean), noisy=noisy)
+    >>> list(scores) == METRICS + PAUSE_METRICS, round(scores["pause_attenuation_db"], 1)
+    (True, 20.0)
+    """
     n = min(reference.numel(), signal.numel())
     reference, signal = reference[:n], signal[:n]
     scores = composite_scores(reference.double().numpy(), signal.double().numpy(), sample_rate)
     scores["stoi"] = stoi_score(signal, reference, sample_rate)
     scores["estoi"] = stoi_score(signal, reference, sample_rate, extended=True)
     scores["si_sdr"] = si_sdr(reference.numpy(), signal.numpy())
-    return {k: scores[k] for k in METRICS}
+    keys = METRICS
+    if noisy is not None:
+        scores.update(pause_attenuation(signal, noisy, reference, sample_rate))
+        keys = METRICS + PAUSE_METRICS
+    return {k: scores[k] for k in keys}
 
 
 def _by_stem(folder):
@@ -308,6 +336,7 @@ def _score_file(stem, systems, clean, use_dnsmos):
         if stem not in clean:
             raise AudioFileError(systems["enhanced"][stem], f"no clean reference {stem}.*")
         reference = read_audio_checked(clean[stem], 16000)
+    signals = {}
     for name, files in systems.items():
         if stem not in files:
             raise AudioFileError(systems["enhanced"][stem], f"no {name} file {stem}.*")
@@ -318,11 +347,17 @@ def _score_file(stem, systems, clean, use_dnsmos):
                 f"{signal.numel()} samples (at 16 kHz) but its clean reference "
                 f"{clean[stem]} has {reference.numel()}: not scored",
             )
+        signals[name] = signal
+    for name, signal in signals.items():
         if reference is not None:
-            row.update({f"{name}_{k}": v for k, v in score_pair(reference, signal).items()})
+            scores = score_pair(reference, signal, noisy=signals.get("noisy"))
+            row.update({f"{name}_{k}": v for k, v in scores.items()})
         if use_dnsmos:
             row.update({f"{name}_dnsmos_{k}": v for k, v in dnsmos_scores(signal, 16000).items()})
     return row
+
+
+SHORT_TITLES = {"pause_attenuation_db": "PAUSE_dB", "speech_level_db": "SPEECH_dB"}
 
 
 def evaluate_main(argv=None):
@@ -338,7 +373,9 @@ def _evaluate(argv):
     parser = argparse.ArgumentParser(prog="cmse-evaluate", description="Score enhanced speech.")
     parser.add_argument("--enhanced", required=True, help="folder of enhanced files")
     parser.add_argument("--clean", default=None, help="folder of clean references (same names)")
-    parser.add_argument("--noisy", default=None, help="folder of noisy inputs, scored as the baseline")
+    parser.add_argument("--noisy", default=None,
+                        help="folder of noisy inputs, scored as the baseline; also gives the "
+                             "residual noise (pause attenuation and speech level, dB)")
     parser.add_argument("--dnsmos", action="store_true",
                         help="also DNSMOS SIG/BAK/OVRL (no reference needed; the dnsmos extra)")
     parser.add_argument("-o", "--output", required=True, help="per-file CSV")
@@ -350,7 +387,8 @@ def _evaluate(argv):
     systems = {"enhanced": _by_stem(args.enhanced)}
     if args.noisy:
         systems["noisy"] = _by_stem(args.noisy)
-    metrics = (METRICS if clean is not None else []) + (
+    intrusive = METRICS + (PAUSE_METRICS if args.noisy else [])
+    metrics = (intrusive if clean is not None else []) + (
         ["dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"] if args.dnsmos else []
     )
     rows, failures = [], []
@@ -367,7 +405,7 @@ def _evaluate(argv):
             for row in rows:
                 writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
     print(f"{len(rows)} files scored -> {args.output}")
-    print(f"{'':10s}" + "".join(f"{m.upper():>12s}" for m in metrics))
+    print(f"{'':10s}" + "".join(f"{SHORT_TITLES.get(m, m.upper()):>12s}" for m in metrics))
     for name in systems:
         means = [nanmean([r[f"{name}_{m}"] for r in rows]) for m in metrics]
         print(f"{name:10s}" + "".join(f"{v:12.3f}" for v in means))

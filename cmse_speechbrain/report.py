@@ -13,8 +13,11 @@ of hundreds of files opens at once. A file missing or unreadable in one
 system shows as "missing" with the reason, never as a crash.
 
 Metrics: PESQ-WB, STOI, CSIG/CBAK/COVL, SI-SDR against the clean reference
-(at 16 kHz) and DNSMOS SIG/BAK/OVRL where ``speechmos`` is installed; the
-summary gives their mean over files with a 95 % Student-t interval.
+(at 16 kHz), the residual noise (noise attenuation in the speech pauses and
+speech-level change in dB, from the clean reference and the noisy input:
+:func:`cmse_speechbrain.metrics.pause_attenuation`) and DNSMOS SIG/BAK/OVRL
+where ``speechmos`` is installed; the summary gives their mean over files
+with a 95 % Student-t interval.
 
 Opening ``index.html?selftest`` makes the page load every player's metadata
 and every image, and write what it found (durations, failures, script
@@ -40,12 +43,13 @@ from tqdm import tqdm
 
 from cmse_speechbrain.cli import LENGTH_TOLERANCE, collect_inputs
 from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked, write_audio_atomic
-from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, si_sdr, stoi_score
+from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, pause_attenuation, si_sdr, stoi_score
 
 logger = logging.getLogger(__name__)
 
 INTRUSIVE = {"pesq": "PESQ", "stoi": "STOI", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL",
-             "si_sdr": "SI-SDR"}
+             "si_sdr": "SI-SDR", "pause_attenuation_db": "pause attenuation dB",
+             "speech_level_db": "speech level dB"}
 DNSMOS = {"dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
 METRIC_RATE = 16000
 DYNAMIC_RANGE_DB = 80.0
@@ -128,8 +132,10 @@ def _at_metric_rate(audio, rate):
     return audio if rate == METRIC_RATE else AF.resample(audio, rate, METRIC_RATE)
 
 
-def _scores(signal, reference, use_dnsmos):
-    """The metrics of one version of a file (16 kHz tensors), and why some are absent ("")."""
+def _scores(signal, reference, noisy, use_dnsmos):
+    """The metrics of one version of a file (16 kHz tensors), and why some are absent ("").
+
+    The residual-noise metrics need the noisy input (None: not scored)."""
     scores, problems = {}, []
     if reference is not None:
         if abs(signal.numel() - reference.numel()) > LENGTH_TOLERANCE:
@@ -142,6 +148,8 @@ def _scores(signal, reference, use_dnsmos):
             scores.update({k: composite[k] for k in ("pesq", "csig", "cbak", "covl")})
             scores["stoi"] = stoi_score(sig, ref, METRIC_RATE)
             scores["si_sdr"] = si_sdr(ref.numpy(), sig.numpy())
+            if noisy is not None and abs(noisy.numel() - reference.numel()) <= LENGTH_TOLERANCE:
+                scores.update(pause_attenuation(sig, noisy, ref, METRIC_RATE))
     if use_dnsmos:
         try:
             scores.update({f"dnsmos_{k}": v for k, v in dnsmos_scores(signal, METRIC_RATE).items()})
@@ -427,12 +435,13 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
             except AudioFileError as error:
                 problems[name][key] = error.problem
         missing += len(columns) - len(loaded)
-        reference = _at_metric_rate(*loaded["clean"]) if "clean" in loaded else None
+        at_rate = {name: _at_metric_rate(*audio) for name, audio in loaded.items()}
+        reference = at_rate.get("clean")
         for name in rows:
             if name not in loaded:
                 continue
-            scores[name][key], problem = _scores(_at_metric_rate(*loaded[name]),
-                                                 None if name == "clean" else reference, dnsmos)
+            scores[name][key], problem = _scores(at_rate[name], None if name == "clean" else reference,
+                                                 at_rate.get("noisy"), dnsmos)
             if clean_dir is not None and reference is None and name != "clean":
                 problem = "; ".join(filter(None, ["not scored: no clean reference", problem]))
             if problem:
@@ -490,9 +499,14 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
 
     notes = [f"{len(keys)} files; {len(systems)} system(s): {html.escape(', '.join(systems)) or 'none'}."]
     if clean_dir is None:
-        notes.append("No clean references: only DNSMOS (no PESQ, STOI, CSIG, CBAK, COVL, SI-SDR).")
+        notes.append("No clean references: only DNSMOS (no PESQ, STOI, CSIG, CBAK, COVL, SI-SDR, "
+                     "pause attenuation, speech level).")
     else:
-        notes.append("PESQ-WB, STOI, CSIG/CBAK/COVL and SI-SDR against the clean file, at 16 kHz.")
+        notes.append("PESQ-WB, STOI, CSIG/CBAK/COVL and SI-SDR against the clean file, at 16 kHz. "
+                     "Residual noise: pause attenuation = how much less power than the noisy input "
+                     "in the pauses of the clean file (larger: less residual noise), speech level = "
+                     "power against the clean file in its speech (0: kept; negative: speech "
+                     "attenuated too), both in dB; – where a file has no pause.")
     notes.append("DNSMOS P.835 from speechmos (no reference)." if dnsmos else
                  "DNSMOS not computed (pip install 'cmse-speechbrain[dnsmos]').")
     notes.append("Summary: mean over the files scored, with its 95 % Student-t interval in brackets; "

@@ -26,7 +26,8 @@ from cmse_speechbrain.metrics import dnsmos_scores, nanmean
 
 logger = logging.getLogger(__name__)
 
-TEST_COLUMNS = ["noisy_pesq", "enhanced_pesq", "noisy_stoi", "enhanced_stoi"]
+TEST_COLUMNS = ["noisy_pesq", "enhanced_pesq", "noisy_stoi", "enhanced_stoi",
+                "enhanced_pause_attenuation_db", "enhanced_speech_level_db"]
 DNSMOS_KEYS = ["sig", "bak", "ovrl"]
 
 
@@ -67,10 +68,14 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
     ids : list of str
         The utterances, in the order of ``scores``.
     scores : dict
-        ``noisy_pesq``, ``enhanced_pesq``, ``noisy_stoi``, ``enhanced_stoi``:
-        one list of per-utterance scores each.
+        ``noisy_pesq``, ``enhanced_pesq``, ``noisy_stoi``, ``enhanced_stoi``,
+        ``enhanced_pause_attenuation_db``, ``enhanced_speech_level_db``
+        (:func:`cmse_speechbrain.metrics.pause_attenuation`; NaN where an
+        utterance has no pause or no speech): one list of per-utterance
+        scores each.
     stats : dict
-        The set's means: ``pesq``, ``stoi``, ``noisy_pesq``, ``noisy_stoi``.
+        The set's means: ``pesq``, ``stoi``, ``noisy_pesq``, ``noisy_stoi``,
+        ``pause_att``, ``speech_level``.
     checkpoint_epoch : int
         The epoch of the checkpoint that was tested.
     set_name : str, optional
@@ -84,15 +89,19 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
     Example
     -------
     >>> tmp = getfixture("tmp_path")
-    >>> scores = {"noisy_pesq": [1.5], "enhanced_pesq": [2.0],
-    ...           "noisy_stoi": [0.8], "enhanced_stoi": [0.9]}
-    >>> stats = {"pesq": 2.0, "stoi": 0.9, "noisy_pesq": 1.5, "noisy_stoi": 0.8}
-    >>> summary = write_test_report(tmp, ["u1"], scores, stats, 3, "a")
+    >>> scores = {"noisy_pesq": [1.5, 1.2], "enhanced_pesq": [2.0, 1.8],
+    ...           "noisy_stoi": [0.8, 0.7], "enhanced_stoi": [0.9, 0.8],
+    ...           "enhanced_pause_attenuation_db": [12.0, float("nan")],
+    ...           "enhanced_speech_level_db": [-1.0, -0.5]}
+    >>> stats = {"pesq": 1.9, "stoi": 0.85, "noisy_pesq": 1.35, "noisy_stoi": 0.75,
+    ...          "pause_att": 12.0, "speech_level": -0.75}
+    >>> summary = write_test_report(tmp, ["u1", "u2"], scores, stats, 3, "a")
     >>> print((tmp / "test_results_a.csv").read_text(), end="")
-    id,noisy_pesq,enhanced_pesq,noisy_stoi,enhanced_stoi
-    u1,1.5000,2.0000,0.8000,0.9000
+    id,noisy_pesq,enhanced_pesq,noisy_stoi,enhanced_stoi,enhanced_pause_attenuation_db,enhanced_speech_level_db
+    u1,1.5000,2.0000,0.8000,0.9000,12.0000,-1.0000
+    u2,1.2000,1.8000,0.7000,0.8000,nan,-0.5000
     >>> summary["enhanced"], summary["checkpoint_epoch"]
-    ({'pesq': 2.0, 'stoi': 0.9}, 3)
+    ({'pesq': 1.9, 'stoi': 0.85, 'pause_attenuation_db': 12.0, 'speech_level_db': -0.75}, 3)
     """
     rows = zip(ids, *(scores[column] for column in TEST_COLUMNS))
     _write_text(
@@ -102,7 +111,9 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
     summary = {
         "utterances": len(ids),
         "noisy": {"pesq": stats["noisy_pesq"], "stoi": stats["noisy_stoi"]},
-        "enhanced": {"pesq": stats["pesq"], "stoi": stats["stoi"]},
+        "enhanced": {"pesq": stats["pesq"], "stoi": stats["stoi"],
+                     "pause_attenuation_db": stats["pause_att"],
+                     "speech_level_db": stats["speech_level"]},
         "checkpoint_epoch": checkpoint_epoch,
     }
     _write_text(
@@ -113,7 +124,9 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
         f"Test set {set_name or ''} ({summary['utterances']} utterances)\n"
         f"{'':10s}{'PESQ-WB':>9s}{'STOI':>8s}\n"
         f"{'noisy':10s}{stats['noisy_pesq']:9.3f}{stats['noisy_stoi']:8.3f}\n"
-        f"{'enhanced':10s}{stats['pesq']:9.3f}{stats['stoi']:8.3f}"
+        f"{'enhanced':10s}{stats['pesq']:9.3f}{stats['stoi']:8.3f}\n"
+        f"enhanced: noise attenuation in the pauses {stats['pause_att']:.1f} dB, "
+        f"speech level {stats['speech_level']:+.1f} dB"
     )
     logger.info("\n" + table)
     return summary

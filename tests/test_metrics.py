@@ -1,11 +1,22 @@
 """Metrics against known values, on real speech."""
 
+import csv
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from cmse_speechbrain.dataio import read_audio_checked
-from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, pesq_wb, si_sdr, stoi_score
+from cmse_speechbrain.metrics import (
+    composite_scores,
+    dnsmos_scores,
+    nanmean,
+    pause_attenuation,
+    pesq_wb,
+    si_sdr,
+    stoi_score,
+)
 from conftest import MINI_VOICEBANK
 
 
@@ -59,3 +70,75 @@ def test_dnsmos_ranks_real_noisy_speech_below_clean():
     assert set(clean_scores) == {"sig", "bak", "ovrl"}
     assert clean_scores["bak"] > noisy_scores["bak"]
     assert clean_scores["ovrl"] > noisy_scores["ovrl"]
+
+
+# --- residual noise: pause attenuation and speech level (issue 28) ---------
+
+def _pair(name):
+    clean = read_audio_checked(MINI_VOICEBANK / f"clean_testset_wav/{name}.flac").double().numpy()
+    noisy = read_audio_checked(MINI_VOICEBANK / f"noisy_testset_wav/{name}.flac").double().numpy()
+    return noisy, clean
+
+
+@pytest.mark.parametrize("name", ["p232_010", "p257_058"])  # real pairs with speech pauses
+def test_pause_attenuation_rewards_removing_the_noise_not_the_speech(name):
+    noisy, clean = _pair(name)
+
+    def scores(enhanced):
+        result = pause_attenuation(enhanced, noisy, clean)
+        return result["pause_attenuation_db"], result["speech_level_db"]
+
+    perfect, perfect_level = scores(clean)
+    assert perfect > 20 and perfect_level == pytest.approx(0.0, abs=1e-9)
+    assert scores(noisy)[0] == pytest.approx(0.0, abs=1e-9)  # nothing removed
+    halfway = scores(0.5 * (clean + noisy))[0]  # half of the noise left (-6 dB)
+    assert 5.0 < halfway < 7.0 and halfway < perfect
+    # a copy turned down by 6 dB "attenuates" the pauses, and the speech with them
+    quieter, quieter_level = scores(0.5 * noisy)
+    noisy_level = scores(noisy)[1]
+    assert quieter == pytest.approx(20 * np.log10(2), abs=1e-6)
+    assert quieter_level == pytest.approx(noisy_level - 20 * np.log10(2), abs=1e-6)
+    assert quieter_level == pytest.approx(-6.0, abs=2.0)
+    silence, silence_level = scores(np.zeros_like(noisy))  # all noise gone, all speech too
+    assert silence > 100 and silence_level < -100
+    # torch tensors as the Brain passes them give the same numbers
+    assert pause_attenuation(torch.from_numpy(0.5 * noisy), torch.from_numpy(noisy),
+                             torch.from_numpy(clean))["pause_attenuation_db"] == pytest.approx(quieter)
+
+
+def test_no_pause_gives_nan_left_out_of_the_mean():
+    noisy, clean = _pair("p232_032")  # speech to the edges: no frame 40 dB below the loudest
+    without = pause_attenuation(0.5 * noisy, noisy, clean)
+    assert np.isnan(without["pause_attenuation_db"])
+    assert np.isfinite(without["speech_level_db"])  # the speech is still measured
+    with_pauses = pause_attenuation(0.5 * _pair("p232_010")[0], *_pair("p232_010"))
+    values = [without["pause_attenuation_db"], with_pauses["pause_attenuation_db"]]
+    assert nanmean(values) == pytest.approx(20 * np.log10(2))
+    assert np.isnan(nanmean(values[:1]))
+
+
+def test_cmse_evaluate_with_noisy_adds_the_residual_noise_columns(tmp_path, capsys):
+    from cmse_speechbrain import cli
+
+    for folder in ("enhanced", "noisy", "clean"):
+        (tmp_path / folder).mkdir()
+    for name in ["p232_010", "p232_032"]:
+        noisy, clean = _pair(name)
+        for folder, audio in [("enhanced", 0.5 * noisy), ("noisy", noisy), ("clean", clean)]:
+            sf.write(tmp_path / folder / f"{name}.wav", audio, 16000, subtype="FLOAT")
+    code = cli.evaluate_main(["--enhanced", str(tmp_path / "enhanced"), "--clean", str(tmp_path / "clean"),
+                              "--noisy", str(tmp_path / "noisy"), "-o", str(tmp_path / "s.csv")])
+    out = capsys.readouterr().out
+    assert code == 0 and "PAUSE_dB" in out and "SPEECH_dB" in out
+    with open(tmp_path / "s.csv", encoding="utf-8") as f:
+        rows = {row["id"]: row for row in csv.DictReader(f)}
+    row = rows["p232_010"]
+    assert float(row["enhanced_pause_attenuation_db"]) == pytest.approx(6.02, abs=1e-3)
+    assert float(row["noisy_pause_attenuation_db"]) == 0.0
+    assert float(row["enhanced_speech_level_db"]) == pytest.approx(
+        float(row["noisy_speech_level_db"]) - 6.02, abs=2e-3)
+    assert rows["p232_032"]["enhanced_pause_attenuation_db"] == "nan"  # no pause in this file
+    # without --noisy: no residual-noise columns (they need the noisy input)
+    cli.evaluate_main(["--enhanced", str(tmp_path / "enhanced"), "--clean", str(tmp_path / "clean"),
+                       "-o", str(tmp_path / "t.csv")])
+    assert "pause" not in (tmp_path / "t.csv").read_text().splitlines()[0]

@@ -119,12 +119,31 @@ def test_benchmark_quick(voicebank, tiny_model_folder, tmp_path):
     cells = {(r["system"], r["set"], r["metric"]) for r in rows}
     for system in ("noisy", "tiny", "rnnoise"):
         for set_name in ("voicebank-demand", "dns-synthetic", "extra"):
-            assert (system, set_name, "pesq") in cells
+            for metric in ("pesq", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "speech_level_db"):
+                assert (system, set_name, metric) in cells
         assert (system, "real-recordings", "dnsmos_ovrl") in cells
+        # the first two VoiceBank-DEMAND and DNS pairs have pauses, the extra set's two none:
+        # no row of NaN (the files' NaNs are left out)
+        for set_name in ("voicebank-demand", "dns-synthetic"):
+            assert (system, set_name, "pause_attenuation_db") in cells
+        assert (system, "extra", "pause_attenuation_db") not in cells
     assert ("rnnoise", "voicebank-demand", "rtf") in cells
+    means = {(r["system"], r["set"], r["metric"]): (float(r["mean"]), int(r["n"])) for r in rows}
+    for set_name in ("voicebank-demand", "dns-synthetic"):
+        assert means[("noisy", set_name, "pause_attenuation_db")] == (0.0, 2)
+        # RNNoise, its 20 ms delay removed, takes noise out of the clean speech's pauses
+        assert means[("rnnoise", set_name, "pause_attenuation_db")][0] > 10.0
+    with open(out / "peers_utterances.csv", encoding="utf-8") as fin:
+        utterances = list(csv.DictReader(fin))
+    extra_pauses = [r["pause_attenuation_db"] for r in utterances if r["set"] == "extra"]
+    assert extra_pauses == ["nan"] * 6
     assert all(float(r["ci_low"]) <= float(r["mean"]) + 1e-9 <= float(r["ci_high"]) + 2e-9
                for r in rows)
-    assert "| VoiceBank-DEMAND test (2) | PESQ-WB ↑ |" in (out / "peers.md").read_text()
+    table = (out / "peers.md").read_text()
+    for title in ("PESQ-WB ↑", "DNSMOS SIG ↑", "DNSMOS OVRL ↑", "pause attenuation dB ↑",
+                  "speech level dB"):
+        assert f"| VoiceBank-DEMAND test (2) | {title} |" in table
+    assert "| extra (2) | speech level dB |" in table and "| extra (2) | pause attenuation" not in table
     # one system on one set again: the other rows are kept from the first run
     before = (out / "peers_utterances.csv").read_text(encoding="utf-8").splitlines()
     again = subprocess.run(

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import logging
+import math
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ import soundfile as sf
 import torch
 
 from cmse_speechbrain.checkpoints import AtomicCheckpointer
+from cmse_speechbrain.metrics import nanmean
 from conftest import ROOT, recipe_command, run_recipe
 
 
@@ -29,13 +31,24 @@ def test_recipe_debug_end_to_end(tmp_path):
         for key in ["noisy_pesq", "enhanced_pesq"]:
             assert 1.0 <= float(row[key]) <= 4.7
         assert 0.0 < float(row["enhanced_stoi"]) <= 1.0
+        # residual noise: NaN only where the utterance has no pause
+        attenuation = float(row["enhanced_pause_attenuation_db"])
+        assert math.isnan(attenuation) or -20.0 < attenuation < 200.0
+        assert -200.0 < float(row["enhanced_speech_level_db"]) < 20.0
         wav = out / "enhanced_wavs" / f"{row['id']}.wav"
         clean = ROOT / "recipes/VoiceBank/mini_voicebank/clean_testset_wav" / f"{row['id']}.flac"
         assert sf.info(wav).frames == sf.info(clean).frames
     summary = json.loads((out / "test_summary.json").read_text())
     assert summary["utterances"] == 2
-    assert set(summary["enhanced"]) == {"pesq", "stoi"}
+    assert set(summary["enhanced"]) == {"pesq", "stoi", "pause_attenuation_db", "speech_level_db"}
+    for key in ["pause_attenuation_db", "speech_level_db"]:  # the NaN-aware means of the column
+        column = [float(row[f"enhanced_{key}"]) for row in rows]
+        assert summary["enhanced"][key] == pytest.approx(nanmean(column), abs=1e-3, nan_ok=True)
     assert list((out / "save").glob("CKPT+*"))
+    # validation logs the mean pause attenuation; the selection score stays quality
+    epochs = [line for line in (out / "train_log.txt").read_text().splitlines()
+              if line.startswith("epoch:")]
+    assert epochs and all("valid pause_att:" in line and "valid quality:" in line for line in epochs)
 
 
 def _load_recipe(name):
@@ -75,7 +88,9 @@ def test_runner_returns_the_scores_it_reports(tmp_path, restore_logging, recipe,
     for name, suffix in sets.items():
         stats = results["test"][name]
         summary = json.loads((out / f"test_summary{suffix}.json").read_text())
-        assert summary["enhanced"] == {"pesq": stats["pesq"], "stoi": stats["stoi"]}
+        assert summary["enhanced"] == pytest.approx(
+            {"pesq": stats["pesq"], "stoi": stats["stoi"], "pause_attenuation_db": stats["pause_att"],
+             "speech_level_db": stats["speech_level"]}, nan_ok=True)
         assert summary["noisy"] == {"pesq": stats["noisy_pesq"], "stoi": stats["noisy_stoi"]}
     if recipe == "DNS":
         summary = json.loads((out / "dnsmos_real_summary.json").read_text())

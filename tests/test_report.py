@@ -122,6 +122,27 @@ def test_copies_keep_each_file_and_the_scores_are_the_files_scores(report, folde
     assert rows[(NAMES["p232_010"], QUIET)]["problem"].startswith("not a readable audio file")
 
 
+def test_residual_noise_columns_for_every_system(report, folders):
+    done, page = report
+    summary = page.split('id="summary"')[1].split("</table>")[0]
+    assert "<th>pause attenuation dB</th>" in summary and "<th>speech level dB</th>" in summary
+    with open(folders / "report" / "metrics.csv", encoding="utf-8") as f:
+        rows = {(r["file"], r["system"]): r for r in csv.DictReader(f)}
+    name = NAMES["p232_001"]  # a file with speech pauses
+    assert float(rows[(name, "noisy")]["pause_attenuation_db"]) == 0.0
+    # the quieter copy: 6 dB less noise in the pauses and 6 dB less speech
+    assert float(rows[(name, QUIET)]["pause_attenuation_db"]) == pytest.approx(6.02, abs=0.01)
+    assert float(rows[(name, QUIET)]["speech_level_db"]) == pytest.approx(
+        float(rows[(name, "noisy")]["speech_level_db"]) - 6.02, abs=0.01)
+    low = rows[(NAMES["p232_010"], LOW)]  # low-passing leaves the low-frequency DEMAND noise
+    assert 0.0 < float(low["pause_attenuation_db"]) < 1.0
+    # p257_001 has no pause: NaN, left out of the means (and shown as "–")
+    assert rows[(NAMES["p257_001"], LOW)]["pause_attenuation_db"] == "nan"
+    assert done["summary"][LOW]["pause_attenuation_db"][3] == 1
+    assert done["summary"][LOW]["speech_level_db"][3] == 2
+    assert done["summary"]["noisy"]["pause_attenuation_db"][:2] == (0.0, 0.0)
+
+
 def test_a_file_of_another_length_is_played_but_not_scored(folders, tmp_path):
     name = NAMES["p232_001"]
     audio, rate = sf.read(folders / "noisy" / f"{name}.flac")
