@@ -221,8 +221,6 @@ def _enhance(parser, args):
     if args.manifest and output_manifest is None:
         output_manifest = out_dir / pathlib.Path(args.manifest).name
     corpus_mode = output_manifest is not None
-    if args.manifest and os.path.realpath(output_manifest) == os.path.realpath(args.manifest):
-        return stop(f"--output-manifest {output_manifest} would overwrite the input manifest")
 
     def spectrogram(job):
         rate = enhancer.sample_rate

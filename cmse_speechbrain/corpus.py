@@ -711,7 +711,7 @@ def write_manifests(plan, failed, output_manifest):
                 writer = csv.DictWriter(fout, fieldnames=list(dict.fromkeys(fields)))
                 writer.writeheader()
                 writer.writerows({"ID": key, **row} for key, row in rows.items())
-    failure_manifest = output_manifest.with_name(f"{output_manifest.stem}_failures.csv")
+    failure_manifest = failure_manifest_path(output_manifest)
     with atomic_output(failure_manifest) as partial:
         with open(partial, "w", newline="", encoding="utf-8") as fout:
             writer = csv.DictWriter(fout, fieldnames=["ID", "wav", "reason"])
@@ -720,9 +720,90 @@ def write_manifests(plan, failed, output_manifest):
     return output_manifest, failure_manifest
 
 
-def _plan_or_error(*args, **kwargs):
+def _is_our_manifest(path):
+    """Whether an existing file reads as a manifest that :func:`write_manifests` wrote."""
     try:
-        return plan_corpus(*args, **kwargs)
+        with open(path, encoding="utf-8") as fin:
+            text = fin.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if pathlib.Path(path).suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(rows, dict) and all(
+            isinstance(row, dict) and "duration" in row for row in rows.values())
+    header = text.split("\n", 1)[0].strip()
+    return header.startswith("ID,duration,") or header == "ID,wav,reason"
+
+
+def check_output_manifest(output_manifest, plan, input_manifest=None):
+    """Refuses an output manifest that would replace an input or a file this
+    tool did not write (the failure manifest beside it included).
+
+    Arguments
+    ---------
+    output_manifest : str or pathlib.Path
+        ``.csv`` or ``.json``.
+    plan : Plan
+        The run's plan (its inputs).
+    input_manifest : str or pathlib.Path, optional
+        The manifest read (``--manifest``).
+
+    Raises
+    ------
+    CorpusError
+        Naming the path and why.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "a.wav", [0.0] * 800, 16000)
+    >>> check_output_manifest(tmp / "a.wav", Plan([], []))
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../a.wav: must end in .csv or .json
+    >>> check_output_manifest(tmp / "m.csv", Plan([Job(tmp / "m.csv")], []))
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../m.csv would overwrite the input .../m.csv
+    """
+    output_manifest = pathlib.Path(output_manifest)
+    if output_manifest.suffix.lower() not in (".csv", ".json"):
+        raise CorpusError(f"--output-manifest {output_manifest}: must end in .csv or .json")
+    inputs = [job.input for job in plan.jobs] + ([input_manifest] if input_manifest else [])
+    inputs = {os.path.realpath(path): path for path in inputs}
+    for path in (output_manifest, failure_manifest_path(output_manifest)):
+        if os.path.realpath(path) in inputs:
+            raise CorpusError(f"--output-manifest {output_manifest} would overwrite the input "
+                              f"{inputs[os.path.realpath(path)]}")
+        if os.path.isdir(path):
+            raise CorpusError(f"--output-manifest {output_manifest}: {path} is a folder")
+        if os.path.lexists(path) and not _is_our_manifest(path):
+            raise CorpusError(f"--output-manifest {output_manifest}: {path} exists and is not a "
+                              "manifest cmse-enhance wrote; it is never replaced (remove it or "
+                              "choose another name)")
+
+
+def failure_manifest_path(output_manifest):
+    """``<output manifest>_failures.csv``.
+
+    Example
+    -------
+    >>> failure_manifest_path("out/m.json").as_posix()
+    'out/m_failures.csv'
+    """
+    output_manifest = pathlib.Path(output_manifest)
+    return output_manifest.with_name(f"{output_manifest.stem}_failures.csv")
+
+
+def _plan_or_error(*args, output_manifest=None, **kwargs):
+    try:
+        plan = plan_corpus(*args, **kwargs)
+        if output_manifest is not None:
+            check_output_manifest(output_manifest, plan, kwargs.get("manifest"))
+        return plan
     except CorpusError as error:  # goes to every rank, which all stop
         return error
 
@@ -760,7 +841,8 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
         if is_distributed_initialized() else (0, 1)
     start = time.perf_counter()
     plan = main_process_only(_plan_or_error)(
-        out_dir, inputs, manifest, data_root, wav_key, resume, refuse_inputs_inside)
+        out_dir, inputs, manifest=manifest, data_root=data_root, wav_key=wav_key, resume=resume,
+        refuse_inputs_inside=refuse_inputs_inside, output_manifest=output_manifest)
     if isinstance(plan, CorpusError):
         raise plan
     todo = [i for i, job in enumerate(plan.jobs) if job.todo]
