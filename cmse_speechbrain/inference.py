@@ -386,7 +386,15 @@ class EnhanceCMCR(Pretrained):
         -------
         torch.Tensor
             [samples] at the input's rate, exactly as long as the input.
+
+        Raises
+        ------
+        AudioFileError
+            A non-finite enhanced signal (nothing is written).
         """
+        if not torch.isfinite(enhanced).all():  # e.g. an input near float's range
+            raise AudioFileError(filename, "the enhanced signal has NaN or infinite samples "
+                                           "(input far beyond full scale?); nothing written")
         enhanced = resample(enhanced.cpu(), self.sample_rate, info.samplerate)
         # resampling there and back rounds the length up: keep the input's
         enhanced = fit_length(enhanced, info.frames)

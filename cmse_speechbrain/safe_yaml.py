@@ -533,6 +533,10 @@ def load_parameters(loadables, folder):
                 ) from None
             if not isinstance(state, dict):
                 raise ValueError(f"{path}: cannot be loaded safely (not a state dict)")
+            broken = next((key for key, value in state.items() if isinstance(value, torch.Tensor)
+                           and value.is_floating_point() and not torch.isfinite(value).all()), None)
+            if broken is not None:
+                raise ValueError(f"{path}: the weights {broken!r} hold NaN or infinite values")
             try:
                 obj.load_state_dict(hook_on_loading_state_dict_checkpoint(state), strict=True)
             except RuntimeError as error:

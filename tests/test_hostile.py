@@ -66,3 +66,30 @@ def test_1_output_manifest_never_replaces_an_input_or_a_foreign_file(tiny_model_
     assert _enhance("--manifest", manifest, "-o", out, "--source", tiny_model_folder,
                     "--output-manifest", tmp_path / "ok.json", "--overwrite") == 0
     assert list(json.loads((tmp_path / "ok.json").read_text())) == ["u0"]
+
+
+def test_2_a_non_finite_output_is_a_named_failure_and_no_file(tiny_model_folder, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    speech, rate = sf.read(NOISY[0], dtype="float32")
+    inputs.mkdir()
+    sf.write(inputs / "loud.wav", speech * 1e37, rate, subtype="FLOAT")  # finite samples
+    sf.write(inputs / "max.wav", np.sign(speech + 1e-9) * 3.4e38, rate, subtype="FLOAT")
+    _real_wavs(inputs, count=1)
+    out = tmp_path / "out"
+    assert _enhance(inputs, "-o", out, "--source", tiny_model_folder) == 1
+    err = capsys.readouterr().err
+    for name in ("loud.wav", "max.wav"):
+        assert f"{inputs / name}: the enhanced signal has NaN or infinite samples" in err
+        assert not (out / name).exists()
+    assert sf.info(out / "in0.wav").frames == len(speech)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+    # a model folder whose weights are NaN is refused when it loads, naming the file
+    broken = tmp_path / "nan_model"
+    shutil.copytree(tiny_model_folder, broken)
+    state = torch.load(broken / "enhance_model.ckpt")
+    state[next(k for k, v in state.items() if v.is_floating_point())].fill_(float("nan"))
+    torch.save(state, broken / "enhance_model.ckpt")
+    assert _enhance(inputs / "in0.wav", "-o", tmp_path / "o2", "--source", broken) == 2
+    assert f"{broken / 'enhance_model.ckpt'}: the weights" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
