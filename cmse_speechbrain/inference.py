@@ -34,7 +34,7 @@ from speechbrain.inference.interfaces import Pretrained
 
 from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
 from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked
-from cmse_speechbrain.safe_yaml import load_pretrained
+from cmse_speechbrain.safe_yaml import check_weights_loaded, load_pretrained, random_weights_error
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +237,10 @@ class EnhanceCMCR(Pretrained):
             )
         except FileNotFoundError:
             raise
+        except KeyError as error:  # SpeechBrain's own loader, without a pretrainer
+            if error.args != ("pretrainer",):
+                raise
+            raise random_weights_error(folder / hparams_file, ["enhance_model"]) from None
         except UNSAFE_LOAD_ERRORS as error:
             if not trust_code:
                 raise  # safe loading names the file itself
@@ -244,6 +248,9 @@ class EnhanceCMCR(Pretrained):
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
                 f"({describe_load_error(error)})"
             ) from None
+        if trust_code:  # safe loading checks it itself
+            check_weights_loaded(enhancer.mods, getattr(enhancer.hparams, "pretrainer", None),
+                                 folder / hparams_file)
         enhancer.chunking()  # a bad chunk setting in the folder fails now
         return enhancer
 

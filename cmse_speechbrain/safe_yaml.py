@@ -555,6 +555,47 @@ def load_parameters(loadables, folder):
         hook(obj, path, False)
 
 
+def check_weights_loaded(modules, pretrainer, where):
+    """Refuses modules with parameters that the pretrainer does not load
+    (they would keep their random initial weights).
+
+    Arguments
+    ---------
+    modules : dict
+        The folder's ``modules``.
+    pretrainer : Pretrainer or None
+        Its ``pretrainer`` (its ``loadables``).
+    where : str or pathlib.Path
+        The YAML file, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the modules whose weights would stay random.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> check_weights_loaded({"net": net, "norm": torch.nn.Identity()}, None, "h.yaml")
+    Traceback (most recent call last):
+     ...
+    ValueError: h.yaml: no 'pretrainer' loads the weights of 'net': refusing random weights
+    """
+    loadables = getattr(pretrainer, "loadables", None) or {}
+    loaded = {id(m) for obj in loadables.values() if isinstance(obj, torch.nn.Module)
+              for m in obj.modules()}
+    missing = [name for name, module in modules.items() if isinstance(module, torch.nn.Module)
+               and id(module) not in loaded and any(True for _ in module.parameters())]
+    if missing:
+        raise random_weights_error(where, missing)
+
+
+def random_weights_error(where, names):
+    """The error for modules whose weights no pretrainer loads."""
+    names = ", ".join(repr(name) for name in names)
+    return ValueError(f"{where}: no 'pretrainer' loads the weights of {names}: refusing random weights")
+
+
 def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None,
                     overrides_must_match=True, trust_code=False, **kwargs):
     """A SpeechBrain ``Pretrained`` interface from a local model folder,
@@ -626,4 +667,5 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
         if not isinstance(getattr(pretrainer, "loadables", None), dict):
             raise ValueError(f"{folder / hparams_file}: 'pretrainer' is not a Pretrainer")
         load_parameters(pretrainer.loadables, folder)
+    check_weights_loaded(hparams["modules"], pretrainer, folder / hparams_file)
     return cls(modules=hparams["modules"], hparams=hparams, **kwargs)

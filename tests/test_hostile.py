@@ -2,6 +2,7 @@
 tried as a hostile user would; on real VoiceBank-DEMAND recordings. Each test
 is named after the issue's item."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -93,3 +94,27 @@ def test_2_a_non_finite_output_is_a_named_failure_and_no_file(tiny_model_folder,
     assert _enhance(inputs / "in0.wav", "-o", tmp_path / "o2", "--source", broken) == 2
     assert f"{broken / 'enhance_model.ckpt'}: the weights" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def _without_pretrainer(source, folder):
+    shutil.copytree(source, folder)
+    text = (folder / "hyperparams.yaml").read_text()
+    (folder / "hyperparams.yaml").write_text(text[: text.index("pretrainer:")])
+    return folder
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_3_a_folder_whose_weights_are_not_loaded_is_refused(tiny_model_folder, tmp_path, capsys, trust):
+    from cmse_speechbrain.inference import EnhanceCMCR
+
+    folder = _without_pretrainer(tiny_model_folder, tmp_path / "model")
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    trust_flag = ["--trust-code"] if trust else []
+    with pytest.warns(UserWarning) if trust else contextlib.nullcontext():
+        code = _enhance(wav, "-o", tmp_path / "out", "--source", folder, *trust_flag)
+    assert code == 2 and not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert f"{folder / 'hyperparams.yaml'}: no 'pretrainer' loads the weights of 'enhance_model'" in err
+    with pytest.raises(ValueError, match="refusing random weights"), \
+            pytest.warns(UserWarning) if trust else contextlib.nullcontext():
+        EnhanceCMCR.from_hparams(source=folder, trust_code=trust)
