@@ -408,16 +408,8 @@ def shard_by_duration(seconds, world_size):
 
 
 def batch_key(enhancer, samples):
-    """Files with the same key can be enhanced in one padded batch.
-
-    A file longer than the model's chunk gets None (enhanced alone, in
-    chunks). For CMCR-Net the key is the number of STFT frames
-    (``samples // hop_length``): the STFT pads with zeros past the end,
-    so zero-padding a file to the longest of its batch leaves every one of
-    its frames, hence its output, unchanged (only float rounding differs).
-    Padding into one more frame would change it: the level normalisation
-    and the attention see every frame (measured: 20-50 dB SNR). Other
-    models: the exact length.
+    """Files with the same key can be enhanced in one padded batch
+    (:meth:`EnhanceCMCR.batch_key <cmse_speechbrain.inference.EnhanceCMCR.batch_key>`).
 
     Example
     -------
@@ -425,16 +417,10 @@ def batch_key(enhancer, samples):
     >>> from cmse_speechbrain.inference import EnhanceCMCR
     >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
     ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
-    >>> [batch_key(enhancer, n) for n in (255, 256, 511, 16000, 16001)]
-    [0, 1, 1, 62, None]
+    >>> [batch_key(enhancer, n) for n in (255, 16001)]
+    [0, None]
     """
-    from cmse_speechbrain.cmcr_net import CMCRNet
-
-    chunk, _ = enhancer.chunking()
-    if chunk and samples > chunk:
-        return None
-    model = enhancer.mods.enhance_model
-    return samples // model.hop_length if isinstance(model, CMCRNet) else samples
+    return enhancer.batch_key(samples)
 
 
 def make_batches(keys, lengths, batch_size=1, max_samples=math.inf):
@@ -518,7 +504,8 @@ def enhance_group(enhancer, signals, autocast):
     """Enhances signals [samples] of one :func:`batch_key` together.
 
     One signal goes through ``enhance_batch`` as ``enhance_file`` sends it;
-    several are zero-padded to the longest and cropped back.
+    several are zero-padded to the longest, given with their lengths, and
+    cropped back.
 
     Arguments
     ---------
@@ -539,7 +526,8 @@ def enhance_group(enhancer, signals, autocast):
             return [enhancer.enhance_batch(signals[0])]
         length = max(s.numel() for s in signals)
         batch = torch.stack([torch.nn.functional.pad(s, (0, length - s.numel())) for s in signals])
-        enhanced = enhancer.enhance_batch(batch)
+        enhanced = enhancer.enhance_batch(
+            batch, torch.tensor([s.numel() / length for s in signals], dtype=torch.float64))
     return [e[: s.numel()] for e, s in zip(enhanced, signals)]
 
 

@@ -300,33 +300,161 @@ class EnhanceCMCR(Pretrained):
         enhanced, _ = self.mods.enhance_model(wavs, lengths)
         return enhanced
 
+    def batch_key(self, samples):
+        """Signals with the same key can be enhanced in one zero-padded batch.
+
+        A signal longer than the model's chunk gets None (enhanced alone,
+        in chunks). For CMCR-Net the key is the number of STFT frames
+        (``samples // hop_length``): the STFT pads with zeros past the end,
+        so zero-padding a signal to the longest of its batch leaves every
+        one of its frames, hence its output, unchanged (only float rounding
+        differs). Padding into one more frame would change it: the level
+        normalisation and the attention see every frame (measured: 20-50 dB
+        SNR). Other models: the exact length.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
+        >>> [enhancer.batch_key(n) for n in (255, 256, 511, 16000, 16001)]
+        [0, 1, 1, 62, None]
+        """
+        from cmse_speechbrain.cmcr_net import CMCRNet
+
+        chunk, _ = self.chunking()
+        if chunk and samples > chunk:
+            return None
+        model = self.mods.enhance_model
+        return samples // model.hop_length if isinstance(model, CMCRNet) else samples
+
+    def check_batch(self, noisy, lengths=None):
+        """Checks what :meth:`enhance_batch` is given, in one line each.
+
+        Arguments
+        ---------
+        noisy : torch.Tensor
+            Float samples [B, samples] or [samples].
+        lengths : torch.Tensor, optional
+            Relative lengths [B] in (0, 1], as SpeechBrain's batches carry.
+
+        Returns
+        -------
+        noisy : torch.Tensor
+            [B, samples], float32.
+        sizes : list of int or None
+            Each signal's samples; None when none is padded.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a float tensor of one or two dimensions, empty, too short,
+            NaN/inf samples, bad lengths.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000, "min_audio_samples": 512})
+        >>> enhancer.check_batch(torch.zeros(2, 1000), torch.tensor([1.0, 0.6]))[1]
+        [1000, 600]
+        >>> enhancer.check_batch(torch.zeros(1000, 1))
+        Traceback (most recent call last):
+         ...
+        ValueError: enhance_batch: too short: 1 samples per signal, need at least 512 (a [N, 1] tensor is N signals of one sample; give [1, N])
+        """
+        if not isinstance(noisy, torch.Tensor):
+            raise TypeError(f"enhance_batch: expected a torch.Tensor [batch, samples], got "
+                            f"{type(noisy).__name__} (torch.from_numpy converts an array)")
+        if not noisy.is_floating_point():
+            raise TypeError(f"enhance_batch: {noisy.dtype} samples; give float samples in "
+                            "[-1, 1] (int16: divide by 32768)")
+        if noisy.dim() not in (1, 2):
+            raise ValueError(f"enhance_batch: expected [batch, samples] or [samples], got shape "
+                             f"{list(noisy.shape)}")
+        if noisy.numel() == 0:
+            raise ValueError(f"enhance_batch: empty input, shape {list(noisy.shape)}")
+        noisy = noisy.unsqueeze(0) if noisy.dim() == 1 else noisy
+        shortest = int(getattr(self.hparams, "min_audio_samples", 1))
+        if noisy.shape[1] < shortest:
+            raise ValueError(f"enhance_batch: too short: {noisy.shape[1]} samples per signal, need "
+                             f"at least {shortest} (a [N, 1] tensor is N signals of one sample; "
+                             "give [1, N])")
+        if not torch.isfinite(noisy).all():
+            raise ValueError("enhance_batch: the input has NaN or infinite samples")
+        if lengths is None:
+            return noisy.float(), None
+        lengths = torch.as_tensor(lengths, dtype=torch.float64).flatten().cpu()
+        if lengths.numel() != noisy.shape[0] or not ((lengths > 0) & (lengths <= 1)).all():
+            raise ValueError(f"enhance_batch: lengths must be {noisy.shape[0]} relative lengths "
+                             f"in (0, 1], got {lengths.tolist()}")
+        sizes = [max(1, round(float(length) * noisy.shape[1])) for length in lengths]
+        short = [k for k, size in enumerate(sizes) if size < shortest]
+        if short:
+            raise ValueError(f"enhance_batch: signal {short[0]} is too short: {sizes[short[0]]} "
+                             f"samples, need at least {shortest}")
+        return noisy.float(), None if min(sizes) == noisy.shape[1] else sizes
+
     @torch.no_grad()
     def enhance_batch(self, noisy, lengths=None):
         """Enhances a batch [B, samples] at the model's rate.
 
         Signals longer than ``chunk_seconds`` are processed in chunks that
-        overlap by ``chunk_overlap_seconds``, cross-faded.
+        overlap by ``chunk_overlap_seconds``, cross-faded. With ``lengths``
+        each signal is enhanced as if alone (padded only within its last
+        STFT frame, see :meth:`batch_key`) and its padding comes back as
+        zeros.
 
         Arguments
         ---------
         noisy : torch.Tensor
-            [B, samples] (or [samples]).
+            Float samples [B, samples] (or [samples]); see :meth:`check_batch`.
         lengths : torch.Tensor, optional
-            Relative lengths [B].
+            Relative lengths [B] in (0, 1].
 
         Returns
         -------
         torch.Tensor
             Enhanced signals, same shape.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000})
+        >>> a, b = torch.rand(3000) - 0.5, torch.rand(1800) - 0.5
+        >>> batch = torch.stack([a, torch.nn.functional.pad(b, (0, 1200))])
+        >>> out = enhancer.enhance_batch(batch, torch.tensor([1.0, 0.6]))
+        >>> torch.allclose(out[1, :1800], enhancer.enhance_batch(b), atol=1e-5), out[1, 1800:].abs().max().item()
+        (True, 0.0)
         """
-        squeeze = noisy.dim() == 1
-        noisy = noisy.unsqueeze(0) if squeeze else noisy
-        noisy = noisy.to(self.device).float()
+        squeeze = isinstance(noisy, torch.Tensor) and noisy.dim() == 1
+        noisy, sizes = self.check_batch(noisy, lengths)
+        noisy = noisy.to(self.device)
+        if sizes is None:
+            enhanced = self._enhance_padded(noisy)
+        else:  # groups of one frame count, each cropped to its longest
+            groups = {}
+            for index, size in enumerate(sizes):
+                key = self.batch_key(size)
+                groups.setdefault(("alone", index) if key is None else key, []).append(index)
+            enhanced = torch.zeros_like(noisy)
+            for members in groups.values():
+                batch = torch.zeros(len(members), max(sizes[i] for i in members), device=noisy.device)
+                for row, index in enumerate(members):
+                    batch[row, : sizes[index]] = noisy[index, : sizes[index]]
+                out = self._enhance_padded(batch)
+                for row, index in enumerate(members):
+                    enhanced[index, : sizes[index]] = out[row, : sizes[index]]
+        return enhanced.squeeze(0) if squeeze else enhanced
+
+    def _enhance_padded(self, noisy):
+        """[B, samples] of one length, whole or in cross-faded chunks."""
         chunk, overlap = self.chunking()
         length = noisy.shape[-1]
         with self.inference_ctx:
             if chunk == 0 or length <= chunk:
-                enhanced = self._enhance(noisy, lengths)
+                enhanced = self._enhance(noisy, None)
             else:
                 starts = list(range(0, length - overlap, chunk - overlap))
                 weights = chunk_weights(length, starts, chunk, overlap, noisy.device)
@@ -336,8 +464,7 @@ class EnhanceCMCR(Pretrained):
                     enhanced[:, start : start + piece.shape[1]] += (
                         self._enhance(piece, None).float() * weight
                     )
-        enhanced = enhanced.float()
-        return enhanced.squeeze(0) if squeeze else enhanced
+        return enhanced.float()
 
     def read_input(self, filename, mix_down=True):
         """Reads a file as the model takes it (what :meth:`enhance_file` does

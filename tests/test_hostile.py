@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import numpy as np
@@ -118,3 +119,63 @@ def test_3_a_folder_whose_weights_are_not_loaded_is_refused(tiny_model_folder, t
     with pytest.raises(ValueError, match="refusing random weights"), \
             pytest.warns(UserWarning) if trust else contextlib.nullcontext():
         EnhanceCMCR.from_hparams(source=folder, trust_code=trust)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
+
+    return EnhanceCMCR.from_hparams(source=str(shipped_model_folder()))
+
+
+def test_4_padded_items_equal_the_same_items_alone(shipped):
+    """Three real files of different lengths in one padded batch, with the
+    shipped model: each equals itself enhanced alone, and its padding is zeros;
+    the recogniser of EnhancedASR hears the same."""
+    from cmse_speechbrain.asr import EnhancedASR
+
+    signals = [torch.from_numpy(sf.read(path, dtype="float32")[0][:n])
+               for path, n in zip(NOISY, (24000, 17000, 9000))]
+    length = max(s.numel() for s in signals)
+    batch = torch.stack([torch.nn.functional.pad(s, (0, length - s.numel())) for s in signals])
+    lengths = torch.tensor([s.numel() / length for s in signals])
+    together = shipped.enhance_batch(batch, lengths)
+    alone = [shipped.enhance_batch(s) for s in signals]
+    for k, (s, a) in enumerate(zip(signals, alone)):
+        assert float((together[k, : s.numel()] - a).abs().max()) < 1e-4, k
+        assert not together[k, s.numel():].any(), k
+
+    class Heard:  # a recogniser that keeps what it hears
+        sample_rate = 16000
+
+        def transcribe_batch(self, wavs, wav_lens):
+            self.wavs = wavs
+            return ["X"] * len(wavs), None
+
+    recogniser = Heard()
+    EnhancedASR(shipped, recogniser).transcribe_batch(batch, lengths)
+    heard_alone = Heard()
+    EnhancedASR(shipped, heard_alone).transcribe_batch(signals[2].unsqueeze(0), torch.tensor([1.0]))
+    n = signals[2].numel()
+    assert float((recogniser.wavs[2, :n] - heard_alone.wavs[0]).abs().max()) < 1e-4
+
+
+def test_17_enhance_batch_checks_its_input(shipped):
+    speech = torch.from_numpy(sf.read(NOISY[0], dtype="float32")[0][:16000])
+    bad = {
+        "too short: 1 samples per signal": speech.reshape(-1, 1),
+        "the input has NaN or infinite samples": torch.cat([speech[:-1], torch.tensor([float("nan")])]),
+        "torch.int16 samples": (speech * 32767).to(torch.int16),
+        "empty input": torch.zeros(0),
+        "got shape [1, 1, 16000]": speech.reshape(1, 1, -1),
+        "got ndarray": speech.numpy(),
+        "lengths must be 1 relative lengths": (speech, torch.tensor([1.5])),
+    }
+    for message, value in bad.items():
+        noisy, lengths = value if isinstance(value, tuple) else (value, None)
+        with pytest.raises((TypeError, ValueError), match=re.escape(message)) as error:
+            shipped.enhance_batch(noisy, lengths)
+        assert "\n" not in str(error.value) and str(error.value).startswith("enhance_batch: ")
+    # what SpeechBrain's enhance_batch takes: float [B, samples] or [samples], any float type
+    assert shipped.enhance_batch(speech.double()).shape == speech.shape
+    assert shipped.enhance_batch(speech.unsqueeze(0), torch.tensor([1.0])).shape == (1, 16000)
