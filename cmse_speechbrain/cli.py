@@ -241,6 +241,15 @@ def _enhance(parser, args):
     if summary is None:  # not rank 0: rank 0 reports for all
         return 0
     jobs = summary.plan.jobs
+    failures = [describe_error(path, reason) if not summary.plan.manifest_input
+                else f"{key}: {describe_error(path, reason)}" for key, path, reason in summary.failures]
+    if args.spectrogram:  # a kept output gets its missing PNG too
+        for job in jobs:
+            if job.done and not job.output.with_suffix(".png").is_file():
+                try:
+                    spectrogram(job)
+                except (AudioFileError, OSError, RuntimeError, ValueError) as error:
+                    failures.append(describe_error(job.input, error))
     done = summary.enhanced + summary.kept
     kept = f" ({summary.kept} already done, kept)" if summary.kept else ""
     print(f"enhanced {done} of {len(jobs)} files into {out_dir}{kept}")
@@ -250,8 +259,6 @@ def _enhance(parser, args):
               f"peak RSS per process {max(summary.peak_rss_mb):.0f} MB")
     for path in summary.manifests:
         print(f"manifest: {path}")
-    failures = [describe_error(path, reason) if not summary.plan.manifest_input
-                else f"{key}: {describe_error(path, reason)}" for key, path, reason in summary.failures]
     if args.report:
         from cmse_speechbrain.report import write_report
 

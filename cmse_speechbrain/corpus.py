@@ -17,7 +17,9 @@ and a manifest of them out; resumable, sharded over processes with
   their reasons, in ``<output manifest>_failures.csv`` (``ID,wav,reason``).
   Both are written atomically, by rank 0, after every rank is done.
 * Resuming: an output that exists, reads as audio and has the input's rate
-  and number of samples is done and kept. Outputs are renamed into place
+  and number of samples is done and kept, if the folder's recorded settings
+  (:func:`run_settings`: the model's weights, chunking, precision) are this
+  run's; other settings are refused (:func:`check_settings`). Outputs are renamed into place
   whole (:func:`cmse_speechbrain.dataio.atomic_output`), so a killed run
   leaves complete files or none: no done-list is kept, and the check holds
   however the run ended. ``resume=False`` enhances everything again.
@@ -786,11 +788,72 @@ def failure_manifest_path(output_manifest):
     return output_manifest.with_name(f"{output_manifest.stem}_failures.csv")
 
 
-def _plan_or_error(*args, output_manifest=None, **kwargs):
+#: The settings of the run that wrote an output folder (:func:`check_settings`).
+SETTINGS_FILE = "cmse_enhance_settings.json"
+
+
+def run_settings(enhancer, precision="fp32", mix_down=True):
+    """What decides the enhanced audio: the model (a hash of its weights and
+    its configuration), the chunking, the precision and the mix-down.
+
+    Example
+    -------
+    >>> from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
+    >>> enhancer = EnhanceCMCR.from_hparams(source=shipped_model_folder())
+    >>> settings = run_settings(enhancer)
+    >>> settings["chunk_samples"], settings["overlap_samples"], len(settings["weights_sha256"])
+    (160000, 16000, 64)
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in enhancer.mods.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    model = enhancer.mods.enhance_model
+    chunk, overlap = enhancer.chunking()
+    return {"weights_sha256": digest.hexdigest(), "model": type(model).__name__,
+            "config": json.loads(json.dumps(getattr(model, "config", {}), default=str)),
+            "sample_rate": enhancer.sample_rate, "chunk_samples": chunk, "overlap_samples": overlap,
+            "precision": precision, "mix_down": mix_down}
+
+
+def check_settings(out_dir, settings, resume=True):
+    """Keeps the outputs of an earlier run only if it had the same settings.
+
+    The settings of each run are recorded in ``out_dir/``:data:`SETTINGS_FILE`;
+    a resumed run with other ones is refused (``resume=False`` redoes the
+    files and records the new ones).
+
+    Raises
+    ------
+    CorpusError
+        Naming the settings that differ.
+    """
+    path = pathlib.Path(out_dir) / SETTINGS_FILE
+    if resume and path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = {}
+        changed = [key for key in settings if earlier.get(key) != settings[key]]
+        if changed:
+            names = ", ".join("the model's weights" if key == "weights_sha256" else key
+                              for key in changed)
+            raise CorpusError(f"{out_dir} holds outputs made with other settings ({names} "
+                              f"differ, see {path}): --overwrite enhances them again, or choose "
+                              "another folder")
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+
+
+def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
     try:
         plan = plan_corpus(*args, **kwargs)
         if output_manifest is not None:
             check_output_manifest(output_manifest, plan, kwargs.get("manifest"))
+        if settings is not None:
+            check_settings(args[0], settings, kwargs.get("resume", True))
         return plan
     except CorpusError as error:  # goes to every rank, which all stop
         return error
@@ -828,9 +891,11 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
         if is_distributed_initialized() else (0, 1)
     start = time.perf_counter()
+    settings = run_settings(enhancer, precision, mix_down) if resume or output_manifest else None
     plan = main_process_only(_plan_or_error)(
         out_dir, inputs, manifest=manifest, data_root=data_root, wav_key=wav_key, resume=resume,
-        refuse_inputs_inside=refuse_inputs_inside, output_manifest=output_manifest)
+        refuse_inputs_inside=refuse_inputs_inside, output_manifest=output_manifest,
+        settings=settings)
     if isinstance(plan, CorpusError):
         raise plan
     todo = [i for i, job in enumerate(plan.jobs) if job.todo]

@@ -237,13 +237,11 @@ class EnhanceCMCR(Pretrained):
             )
         except FileNotFoundError:
             raise
-        except KeyError as error:  # SpeechBrain's own loader, without a pretrainer
-            if error.args != ("pretrainer",):
-                raise
-            raise random_weights_error(folder / hparams_file, ["enhance_model"]) from None
         except UNSAFE_LOAD_ERRORS as error:
             if not trust_code:
                 raise  # safe loading names the file itself
+            if isinstance(error, KeyError) and error.args == ("pretrainer",):
+                raise random_weights_error(folder / hparams_file, ["enhance_model"]) from None
             raise ValueError(
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
                 f"({describe_load_error(error)})"

@@ -524,6 +524,7 @@ def load_parameters(loadables, folder):
             raise ValueError(f"{folder}: loadable name {name!r} is not a plain file name")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing")
+        check_inside(folder, path)
         if isinstance(obj, torch.nn.Module):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -553,6 +554,25 @@ def load_parameters(loadables, folder):
         if hook is None:
             raise ValueError(f"{path}: no loader for a {type(obj).__name__}")
         hook(obj, path, False)
+
+
+def check_inside(folder, path):
+    """Refuses a model file that is (or links to) a file outside its folder.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> (tmp / "model").mkdir()
+    >>> _ = (tmp / "secret.yaml").write_text("a: 1")
+    >>> (tmp / "model" / "hyperparams.yaml").symlink_to(tmp / "secret.yaml")
+    >>> check_inside(tmp / "model", tmp / "model" / "hyperparams.yaml")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../model/hyperparams.yaml: links to .../secret.yaml, outside the model folder
+    """
+    real = pathlib.Path(os.path.realpath(path))
+    if pathlib.Path(os.path.realpath(folder)) not in real.parents:
+        raise UnsafeModelError(path, None, f"links to {real}, outside the model folder")
 
 
 def check_weights_loaded(modules, pretrainer, where):
@@ -641,7 +661,11 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
         raise FileNotFoundError(f"{source}: no such model folder")
     if not os.path.lexists(folder / hparams_file):
         raise FileNotFoundError(f"{folder / hparams_file}: missing")
-    if trust_code:
+    check_inside(folder, folder / hparams_file)
+    if trust_code:  # SpeechBrain reads the folder's files: none may lead outside
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink():
+                check_inside(folder, path)
         from speechbrain.inference.interfaces import pretrained_from_hparams
         from speechbrain.utils.fetching import FetchConfig, LocalStrategy
 

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -179,3 +180,67 @@ def test_17_enhance_batch_checks_its_input(shipped):
     # what SpeechBrain's enhance_batch takes: float [B, samples] or [samples], any float type
     assert shipped.enhance_batch(speech.double()).shape == speech.shape
     assert shipped.enhance_batch(speech.unsqueeze(0), torch.tensor([1.0])).shape == (1, 16000)
+
+
+def test_5_a_rerun_with_another_model_or_setting_is_refused_and_the_same_one_keeps(
+        tiny_model_folder, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=2)
+    out = tmp_path / "out"
+    base = [inputs, "-o", out, "--output-manifest", out / "m.csv"]
+    assert _enhance(*base, "--source", tiny_model_folder) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    other = tmp_path / "other_model"
+    shutil.copytree(tiny_model_folder, other)
+    state = torch.load(other / "enhance_model.ckpt")
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] += 0.01
+    torch.save(state, other / "enhance_model.ckpt")
+    capsys.readouterr()
+    for extra in (["--source", other], ["--source", tiny_model_folder, "--chunk-seconds", "0.5"]):
+        assert _enhance(*base, *extra) == 2
+        err = capsys.readouterr().err
+        assert f"{out} holds outputs made with other settings" in err and "--overwrite" in err
+    assert _enhance(*base, "--source", other) == 2
+    assert "(the model's weights differ" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamps
+    # the same settings keep; --spectrogram draws the kept files' PNGs
+    assert _enhance(*base, "--source", tiny_model_folder, "--spectrogram") == 0
+    assert "(2 already done, kept)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.png")) == ["in0.png", "in1.png"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.wav")} == stamps
+    # --overwrite redoes them with the new model, which a rerun then keeps
+    assert _enhance(*base, "--source", other, "--overwrite") == 0
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in stamps)
+    assert _enhance(*base, "--source", other) == 0
+    assert "(2 already done, kept)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_6_links_out_of_a_model_folder_and_text_checkpoints_are_refused(
+        tiny_model_folder, tmp_path, capsys, trust):
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    flags = ["--trust-code"] if trust else []
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(tiny_model_folder, outside)
+    for name in ("enhance_model.ckpt", "hyperparams.yaml"):
+        folder = tmp_path / f"model_{name}"
+        shutil.copytree(tiny_model_folder, folder)
+        (folder / name).unlink()
+        (folder / name).symlink_to(outside / name)
+        with warnings.catch_warnings():  # trust_code warns once it loads
+            warnings.simplefilter("ignore")
+            code = _enhance(wav, "-o", tmp_path / "out", "--source", folder, *flags)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"{folder / name}: links to {outside / name}, outside the model folder" in err
+    folder = tmp_path / "text_ckpt"
+    shutil.copytree(tiny_model_folder, folder)
+    (folder / "enhance_model.ckpt").write_text("rubbish, not weights\n")
+    with warnings.catch_warnings():  # trust_code warns once it loads
+        warnings.simplefilter("ignore")
+        code = _enhance(wav, "-o", tmp_path / "out", "--source", folder, *flags)
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be loaded safely" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
