@@ -26,6 +26,8 @@ import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 TEMPORARY_PREFIX = ".cmse-"  # atomic_output's partial files
+#: Sampling rates a file may have (a 1 Hz header would resample to 16,000x its length).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
 logger = logging.getLogger(__name__)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -49,6 +51,12 @@ def audio_info(path):
     Traceback (most recent call last):
      ...
     cmse_speechbrain.dataio.AudioFileError: no/such/file.wav: file not found
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "1hz.wav", [0.0] * 3000, 1)
+    >>> audio_info(tmp / "1hz.wav")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.dataio.AudioFileError: .../1hz.wav: sampling rate 1 Hz is outside 4000-768000 Hz (a broken header?)
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -59,6 +67,9 @@ def audio_info(path):
         raise AudioFileError(path, f"not a readable audio file ({error})") from None
     if info.frames == 0:
         raise AudioFileError(path, "empty audio (0 samples)")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:  # resampling would explode
+        raise AudioFileError(path, f"sampling rate {info.samplerate} Hz is outside "
+                                   f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (a broken header?)")
     return info
 
 

@@ -244,3 +244,21 @@ def test_6_links_out_of_a_model_folder_and_text_checkpoints_are_refused(
     assert code == 2 and "cannot be loaded safely" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_7_an_absurd_rate_header_is_refused_in_one_line_at_once(tiny_model_folder, tmp_path, capsys):
+    import time
+
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=1)
+    speech, _ = sf.read(NOISY[1], dtype="int16")
+    sf.write(inputs / "one_hz.wav", speech[:3000], 1, subtype="PCM_16")  # a 6 KB file
+    assert (inputs / "one_hz.wav").stat().st_size < 6100
+    sf.write(inputs / "too_fast.wav", speech[:3000], 1_000_000, subtype="PCM_16")
+    start = time.perf_counter()
+    assert _enhance(inputs, "-o", tmp_path / "out", "--source", tiny_model_folder) == 1
+    assert time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert f"{inputs / 'one_hz.wav'}: sampling rate 1 Hz is outside 4000-768000 Hz" in err
+    assert f"{inputs / 'too_fast.wav'}: sampling rate 1000000 Hz is outside" in err
+    assert (tmp_path / "out" / "in0.wav").is_file()
