@@ -268,7 +268,7 @@ def _enhance(parser, args):
             page = write_report(None, {keys[job.output]: job.input for job in jobs if job.output is not None},
                                 {"enhanced": {key: o for o, key in keys.items()}}, out_dir / "report")
             print(f"listening page: {page['page']}")
-        except (OSError, ValueError, ImportError) as error:
+        except (OSError, ValueError, ImportError, RuntimeError) as error:
             failures.append(f"listening page not written: {' '.join(str(error).split())}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)

@@ -119,9 +119,15 @@ def mean_interval(values, confidence=0.95):
 
 
 def _load(path):
-    """(mono float32 tensor at the file's own rate, rate); AudioFileError if unusable."""
+    """(mono float32 tensor at the file's own rate, rate); AudioFileError if unusable
+    (too short for one spectrogram frame included)."""
     rate = audio_info(path).samplerate
-    return read_audio_checked(path, rate), rate
+    return read_audio_checked(path, rate, min_samples=_n_fft(rate)), rate
+
+
+def _n_fft(rate):
+    """The spectrogram's frame: about 32 ms, a power of two."""
+    return 1 << max(8, round(math.log2(rate * 0.032)))
 
 
 def _at_metric_rate(audio, rate):
@@ -151,7 +157,7 @@ def _scores(signal, reference, use_dnsmos):
 
 
 def _spectrogram_db(audio, rate):
-    n_fft = 1 << max(8, round(math.log2(rate * 0.032)))
+    n_fft = _n_fft(rate)
     spec = torch.stft(audio, n_fft, n_fft // 2, window=torch.hann_window(n_fft), return_complex=True)
     return (20 * torch.log10(spec.abs() + 1e-6)).numpy()
 

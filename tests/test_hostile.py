@@ -262,3 +262,39 @@ def test_7_an_absurd_rate_header_is_refused_in_one_line_at_once(tiny_model_folde
     assert f"{inputs / 'one_hz.wav'}: sampling rate 1 Hz is outside 4000-768000 Hz" in err
     assert f"{inputs / 'too_fast.wav'}: sampling rate 1000000 Hz is outside" in err
     assert (tmp_path / "out" / "in0.wav").is_file()
+
+
+def _report(root, out, *systems):
+    return cli.report_main([str(a) for a in ["--noisy", root / "noisy", "-o", out, "--no-dnsmos"]]
+                           + [arg for system in systems for arg in ("--system", system)])
+
+
+def _report_folders(root, count=2):
+    """noisy/ and a system s1/ of real recordings."""
+    for name in ("noisy", "s1"):
+        _real_wavs(root / name, count=count, prefix="f")
+    return root
+
+
+def test_9_a_short_file_shows_as_too_short_and_report_errors_keep_the_failures(
+        tiny_model_folder, tmp_path, capsys, monkeypatch):
+    root = _report_folders(tmp_path)
+    speech, rate = sf.read(NOISY[0], dtype="float32")
+    sf.write(root / "s1" / "f0.wav", speech[:200], rate)
+    assert _report(root, tmp_path / "r", f"s1={root / 's1'}") == 0
+    assert "1 missing or unreadable" in capsys.readouterr().out
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "missing: too short: 200 samples at 16000 Hz, need at least 512" in page
+    # a listening page that fails for any reason keeps the run's failure list
+    from cmse_speechbrain import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no page today")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    sf.write(root / "noisy" / "bad.wav", speech[:100], rate)
+    assert cli.enhance_main([str(root / "noisy"), "-o", str(tmp_path / "out"), "--source",
+                             str(tiny_model_folder), "--report"]) == 1
+    err = capsys.readouterr().err
+    assert f"{root / 'noisy' / 'bad.wav'}: too short" in err
+    assert "listening page not written: no page today" in err
