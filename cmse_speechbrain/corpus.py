@@ -847,11 +847,45 @@ def check_settings(out_dir, settings, resume=True):
         partial.write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
 
+def check_writable(folder):
+    """Makes ``folder`` (and its parents) and checks that a file can be
+    written there, before any work is done.
+
+    Raises
+    ------
+    CorpusError
+        Naming the path that cannot be made or written.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> _ = (tmp / "a file").write_text("")
+    >>> check_writable(tmp / "a file" / "out")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: .../a file/out: cannot write there (Not a directory: .../a file/out)
+    """
+    import tempfile
+
+    try:
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=folder)
+        os.close(fd)
+        os.remove(name)
+    except OSError as error:
+        where = f": {error.filename}" if error.filename else ""
+        raise CorpusError(f"{folder}: cannot write there ({error.strerror}{where})") from None
+
+
 def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
     try:
         plan = plan_corpus(*args, **kwargs)
         if output_manifest is not None:
             check_output_manifest(output_manifest, plan, kwargs.get("manifest"))
+        if any(job.todo for job in plan.jobs) or settings is not None:
+            check_writable(args[0])
+        if output_manifest is not None:
+            check_writable(pathlib.Path(output_manifest).parent)
         if settings is not None:
             check_settings(args[0], settings, kwargs.get("resume", True))
         return plan

@@ -298,3 +298,23 @@ def test_9_a_short_file_shows_as_too_short_and_report_errors_keep_the_failures(
     err = capsys.readouterr().err
     assert f"{root / 'noisy' / 'bad.wav'}: too short" in err
     assert "listening page not written: no page today" in err
+
+
+def test_10_an_unwritable_output_is_refused_before_any_work(tiny_model_folder, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=2)
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    # the output folder cannot be made
+    assert _enhance(inputs, "-o", blocker / "out", "--source", tiny_model_folder,
+                    "--output-manifest", tmp_path / "m.csv") == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'out'}: cannot write there (Not a directory" in err
+    assert len(err.strip().splitlines()) == 1
+    # only the manifest's folder is unwritable: nothing is enhanced, its real path is named
+    out = tmp_path / "out"
+    assert _enhance(inputs, "-o", out, "--source", tiny_model_folder,
+                    "--output-manifest", blocker / "lists" / "m.csv") == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'lists'}: cannot write there" in err and ".cmse-" not in err
+    assert not list(out.glob("*.wav"))
