@@ -125,6 +125,31 @@ def resample(signal, orig_rate, new_rate):
     return torch.from_numpy(out).to(signal.dtype)
 
 
+def check_output_name(path):
+    """Refuses an output name that cannot hold 16-bit PCM audio (no
+    extension, ``.mp3``, a folder), naming it.
+
+    Example
+    -------
+    >>> check_output_name("out/x.flac").name
+    'x.flac'
+    >>> check_output_name("out/x.mp3")
+    Traceback (most recent call last):
+     ...
+    ValueError: out/x.mp3: cannot write 16-bit PCM audio as .mp3; use .wav or .flac
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name such as {path / 'enhanced.wav'}")
+    extension = path.suffix.lower()
+    if not extension:
+        raise ValueError(f"{path}: no extension, so no audio format; use .wav or .flac")
+    audio_format = {".aif": "AIFF", ".aifc": "AIFF"}.get(extension, extension[1:].upper())
+    if audio_format not in sf.available_formats() or not sf.check_format(audio_format, "PCM_16"):
+        raise ValueError(f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac")
+    return path
+
+
 def chunk_weights(length, starts, chunk, overlap, device=None):
     """Cross-fade weights of overlapping chunks (they sum to one).
 
@@ -195,9 +220,14 @@ class EnhanceCMCR(Pretrained):
     MODULES_NEEDED = ["enhance_model"]
     HPARAMS_NEEDED = ["sample_rate"]
 
+    #: ``from_hparams`` arguments of SpeechBrain's that a local folder does not
+    #: need: accepted and ignored (nothing is fetched, no hub, no code file).
+    FETCH_ARGUMENTS = ("huggingface_cache_dir", "revision", "use_auth_token", "pymodule_file",
+                       "local_strategy", "fetch_config")
+
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None,
-                     trust_code=False, **kwargs):
+                     trust_code=False, download_only=False, **kwargs):
         """Loads a local model folder (never a hub lookup), without running
         code from it.
 
@@ -215,8 +245,15 @@ class EnhanceCMCR(Pretrained):
             Load any SpeechBrain YAML, which may run any code (a warning
             says so). Without it the YAML is checked against an allowlist
             first (:mod:`cmse_speechbrain.safe_yaml`).
+        download_only : bool
+            As in SpeechBrain: only make the files available (a local
+            folder already is): returns None after checking it exists.
         **kwargs
-            ``overrides``, ``run_opts``, ``freeze_params``.
+            ``overrides``, ``run_opts``, ``freeze_params``; SpeechBrain's
+            fetching arguments (:data:`FETCH_ARGUMENTS`: ``revision``,
+            ``huggingface_cache_dir``, ``use_auth_token``, ``pymodule_file``
+            ...) are accepted and ignored: the folder is local, nothing is
+            fetched, and no Python file of it is ever imported.
 
         Returns
         -------
@@ -225,6 +262,10 @@ class EnhanceCMCR(Pretrained):
         folder = pathlib.Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f"{source}: no such model folder")
+        for name in cls.FETCH_ARGUMENTS:
+            kwargs.pop(name, None)
+        if download_only:
+            return None
         run_opts = dict(kwargs.get("run_opts") or {})
         check_device(run_opts.get("device") or "cpu")
         if run_opts.get("device") == "cuda":  # SpeechBrain wants an index
@@ -531,7 +572,7 @@ class EnhanceCMCR(Pretrained):
         # resampling there and back rounds the length up: keep the input's
         enhanced = fit_length(enhanced, info.frames)
         if output_filename is not None:
-            output = pathlib.Path(output_filename)
+            output = check_output_name(output_filename)
             if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
                 raise ValueError(f"{output}: refusing to overwrite the input file")
             peak = float(enhanced.abs().max())
@@ -542,7 +583,7 @@ class EnhanceCMCR(Pretrained):
                 logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
         return enhanced
 
-    def enhance_file(self, filename, output_filename=None, mix_down=True):
+    def enhance_file(self, filename, output_filename=None, mix_down=True, **kwargs):
         """Enhances one audio file.
 
         Arguments
@@ -554,6 +595,9 @@ class EnhanceCMCR(Pretrained):
             input's rate. It may not be the input file.
         mix_down : bool
             If False, a multi-channel input is refused instead of averaged.
+        **kwargs
+            SpeechBrain's fetching arguments of ``load_audio`` (``savedir``,
+            ``source``): ignored, the file is read where it is.
 
         Returns
         -------
@@ -561,6 +605,11 @@ class EnhanceCMCR(Pretrained):
             The enhanced signal [samples] at the input's rate, exactly as
             long as the input.
         """
+        unknown = set(kwargs) - {"savedir", "source"}
+        if unknown:
+            raise TypeError(f"enhance_file() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        if output_filename is not None:
+            check_output_name(output_filename)  # before the work
         noisy, info = self.read_input(filename, mix_down)
         return self.write_output(self.enhance_batch(noisy), info, filename, output_filename)
 

@@ -162,6 +162,17 @@ def _spectrogram_db(audio, rate):
     return (20 * torch.log10(spec.abs() + 1e-6)).numpy()
 
 
+def _plain(text):
+    """Text that matplotlib shows as it is (a ``$`` would start math text).
+
+    Example
+    -------
+    >>> _plain("price $5") == "price " + chr(92) + "$5"
+    True
+    """
+    return str(text).replace("$", r"\$")
+
+
 def _pyplot():
     import matplotlib
 
@@ -194,7 +205,7 @@ def save_spectrograms(panels, path):
                              sharey=True, squeeze=False)
     image = None
     for ax, (title, _), spec in zip(axes[0], panels, specs):
-        ax.set_title(title, fontsize=9)
+        ax.set_title(_plain(title), fontsize=9)
         if spec is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
@@ -226,7 +237,7 @@ def plot_per_file(keys, scores, rows, metrics, path):
     for ax, metric in zip(axes[:, 0], metrics):
         for k, name in enumerate(rows):
             y = [scores[name].get(key, {}).get(metric, math.nan) for key in keys]
-            ax.plot(x, y, "os^vD<>"[k % 7], ms=4, ls="none", color=f"C{k}", alpha=0.8, label=name)
+            ax.plot(x, y, "os^vD<>"[k % 7], ms=4, ls="none", color=f"C{k}", alpha=0.8, label=_plain(name))
         ax.set_ylabel({**INTRUSIVE, **DNSMOS}[metric])
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

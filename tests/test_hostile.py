@@ -318,3 +318,39 @@ def test_10_an_unwritable_output_is_refused_before_any_work(tiny_model_folder, t
     err = capsys.readouterr().err
     assert f"{blocker / 'lists'}: cannot write there" in err and ".cmse-" not in err
     assert not list(out.glob("*.wav"))
+
+
+def test_14_enhance_file_names_a_bad_output_name_before_the_work(tiny_model_folder, tmp_path):
+    from cmse_speechbrain.inference import EnhanceCMCR
+
+    enhancer = EnhanceCMCR.from_hparams(source=tiny_model_folder)
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    (tmp_path / "a folder").mkdir()
+    for name, message in [("no_extension", "no extension, so no audio format"),
+                          ("a folder", "is a folder"), ("x.mp3", "cannot write 16-bit PCM audio as .mp3")]:
+        with pytest.raises(ValueError) as error:
+            enhancer.enhance_file(wav, tmp_path / name)
+        assert str(error.value).startswith(f"{tmp_path / name}: {message}")
+        assert ".cmse-" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "in"]
+    assert enhancer.enhance_file(wav, tmp_path / "ok.flac").numel() == sf.info(wav).frames
+
+
+def test_15_dollar_signs_in_system_names(tmp_path, capsys):
+    root = _report_folders(tmp_path)
+    assert _report(root, tmp_path / "r", f"price $x_$={root / 's1'}") == 0
+    assert "price $x_$" in (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+
+
+def test_16_speechbrain_calling_conventions_are_accepted(tiny_model_folder, tmp_path):
+    from cmse_speechbrain.inference import EnhanceCMCR
+
+    enhancer = EnhanceCMCR.from_hparams(
+        source=str(tiny_model_folder), huggingface_cache_dir=str(tmp_path / "cache"), revision="main",
+        use_auth_token=False, pymodule_file="custom.py", savedir=str(tmp_path / "save"))
+    assert EnhanceCMCR.from_hparams(source=str(tiny_model_folder), download_only=True) is None
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    assert enhancer.enhance_file(str(wav), savedir=str(tmp_path / "save")).numel() == sf.info(wav).frames
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        enhancer.enhance_file(str(wav), colour="blue")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "save").exists()
