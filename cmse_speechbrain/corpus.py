@@ -38,16 +38,19 @@ Authors
  * cmse-speechbrain contributors 2026
 """
 
+import codecs
 import concurrent.futures
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import pathlib
 import resource
 import signal
+import tempfile
 import time
 
 import soundfile as sf
@@ -232,7 +235,20 @@ def read_manifest(path, data_root=None, wav_key=None):
     replacements = {} if data_root is None else {"data_root": str(data_root)}
     is_json = path.suffix.lower() == ".json"
     try:
-        entries = load_data_json(path, replacements) if is_json else load_data_csv(path, replacements)
+        with open(path, "rb") as fin:
+            text = fin.read().decode("utf-8-sig")  # a byte-order mark is no part of the ID column
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: not UTF-8 text, so not a CSV or JSON manifest") from None
+    except OSError as error:
+        raise CorpusError(f"{path}: cannot read the manifest ({error.strerror})") from None
+    if not is_json:
+        _check_csv_rows(path, text)
+    try:
+        with _without_bom(path, text) as readable:
+            entries = (load_data_json(readable, replacements) if is_json
+                       else load_data_csv(readable, replacements))
+    except (TypeError, AttributeError):  # e.g. a JSON list
+        raise CorpusError(f"{path}: expected a JSON object {{id: {{field: value}}}}") from None
     except KeyError as error:
         text = str(error.args[0]) if error.args else ""
         if is_json:
@@ -253,7 +269,38 @@ def read_manifest(path, data_root=None, wav_key=None):
     missing = [key for key, entry in entries.items() if not entry.get(wav_key)]
     if missing:
         raise CorpusError(f"{path}: no {wav_key!r} in entries {', '.join(missing[:5])}")
+    for key, entry in entries.items():
+        if not isinstance(entry[wav_key], str):
+            raise CorpusError(f"{path}: entry {key!r}: field {wav_key!r} is {entry[wav_key]!r}, "
+                              "not a file path")
     return entries, wav_key
+
+
+def _check_csv_rows(path, text):
+    """Refuses a CSV row with more or fewer fields than the header, naming it."""
+    rows = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                raise CorpusError(f"{path}, line {rows.line_num}: {len(row)} fields where the header "
+                                  f"has {len(header)} ({', '.join(header)})")
+    except csv.Error as error:
+        raise CorpusError(f"{path}, line {rows.line_num}: not CSV ({error})") from None
+
+
+@contextlib.contextmanager
+def _without_bom(path, text):
+    """``path``, or a copy of it without its UTF-8 byte-order mark."""
+    with open(path, "rb") as fin:
+        has_bom = fin.read(3) == codecs.BOM_UTF8
+    if not has_bom:
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        copy = pathlib.Path(folder) / path.name
+        copy.write_text(text, encoding="utf-8")
+        yield copy
 
 
 def manifest_layout(paths, data_root=None):
@@ -865,8 +912,6 @@ def check_writable(folder):
      ...
     cmse_speechbrain.corpus.CorpusError: .../a file/out: cannot write there (Not a directory: .../a file/out)
     """
-    import tempfile
-
     try:
         pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=folder)

@@ -354,3 +354,30 @@ def test_16_speechbrain_calling_conventions_are_accepted(tiny_model_folder, tmp_
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         enhancer.enhance_file(str(wav), colour="blue")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "save").exists()
+
+
+def test_12_and_19_manifests_that_do_not_hold_paths_are_refused_naming_the_row(
+        tiny_model_folder, tmp_path, capsys):
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    cases = {
+        "short.csv": (f"ID,duration,wav\nu0,1.0,{wav}\nu1,1.0\n", "line 3: 2 fields where the header has 3"),
+        "long.csv": (f"ID,wav\nu0,{wav},extra\n", "line 2: 3 fields where the header has 2"),
+        "number.json": ('{"a": {"wav": 123}}', "entry 'a': field 'wav' is 123, not a file path"),
+        "list.json": (f'[{{"wav": "{wav}"}}]', "expected a JSON object"),
+        "garbage.csv": (bytes(range(256)) * 4, "not UTF-8 text, so not a CSV or JSON manifest"),
+    }
+    for name, (content, message) in cases.items():
+        manifest = tmp_path / name
+        manifest.write_bytes(content if isinstance(content, bytes) else content.encode())
+        assert _enhance("--manifest", manifest, "-o", tmp_path / "out", "--source", tiny_model_folder) == 2
+        err = capsys.readouterr().err
+        assert f"{manifest}" in err and message in err and len(err.strip().splitlines()) == 1, err
+    manifest = tmp_path / "d.csv"
+    manifest.write_text(f"ID,duration,wav\nu0,1.0,{wav}\n")
+    assert _enhance("--manifest", manifest, "--wav-key", "duration", "-o", tmp_path / "out",
+                    "--source", tiny_model_folder) == 2
+    assert "entry 'u0': field 'duration' is 1.0, not a file path" in capsys.readouterr().err
+    # a CSV with a UTF-8 byte-order mark (as spreadsheets write it) is read
+    manifest.write_bytes(b"\xef\xbb\xbf" + f"ID,duration,wav\nu0,1.0,{wav}\n".encode())
+    assert _enhance("--manifest", manifest, "-o", tmp_path / "out", "--source", tiny_model_folder) == 0
+    assert (tmp_path / "out" / "in0.wav").is_file()
