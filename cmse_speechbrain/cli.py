@@ -213,8 +213,9 @@ def _enhance(parser, args):
         enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": device},
                                             overrides=overrides, trust_code=args.trust_code)
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
-        if args.chunk_seconds is not None and str(error).startswith("chunk_seconds"):
-            parser.error(f"--{error}".replace("_", "-", 1))
+        problem = str(error).split(": ", 1)[-1]  # after the model file's name
+        if args.chunk_seconds is not None and problem.startswith("chunk_seconds"):
+            parser.error(f"--{problem}".replace("_", "-", 1))
         return stop(" ".join(str(error).split()))
     out_dir = pathlib.Path(args.output_dir)
     output_manifest = args.output_manifest

@@ -33,7 +33,14 @@ import torchaudio.functional as AF
 from speechbrain.inference.interfaces import Pretrained
 
 from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
-from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked
+from cmse_speechbrain.dataio import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    read_audio_checked,
+)
 from cmse_speechbrain.safe_yaml import check_weights_loaded, load_pretrained, random_weights_error
 
 logger = logging.getLogger(__name__)
@@ -290,8 +297,32 @@ class EnhanceCMCR(Pretrained):
         if trust_code:  # safe loading checks it itself
             check_weights_loaded(enhancer.mods, getattr(enhancer.hparams, "pretrainer", None),
                                  folder / hparams_file)
-        enhancer.chunking()  # a bad chunk setting in the folder fails now
+        try:
+            enhancer.check_settings()
+        except ValueError as error:
+            raise ValueError(f"{folder / hparams_file}: {error}") from None
         return enhancer
+
+    def check_settings(self):
+        """Refuses settings that would fail every file or mislead: the rate
+        and the shortest input must be whole numbers in range, the model's
+        rate the folder's, the chunking valid (:meth:`chunking`).
+
+        Raises
+        ------
+        ValueError
+            Naming the key and its value.
+        """
+        from cmse_speechbrain.cmcr_net import CMCRNet, check_whole
+
+        check_whole("sample_rate", self.hparams.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        check_whole("min_audio_samples", getattr(self.hparams, "min_audio_samples", 1), 1,
+                    10 * self.hparams.sample_rate)
+        model = self.mods.enhance_model
+        if isinstance(model, CMCRNet) and model.config["sample_rate"] != self.sample_rate:
+            raise ValueError(f"sample_rate {self.sample_rate} is not the rate of enhance_model "
+                             f"({model.config['sample_rate']})")
+        self.chunking()
 
     @property
     def sample_rate(self):

@@ -469,11 +469,15 @@ def load_hyperparams(path, overrides=None, overrides_must_match=True, trust_code
         with open(path, encoding="utf-8") as fin:
             return load_hyperpyyaml(fin, overrides, overrides_must_match)
     text = check_hyperparams(path, root)
-    resolved = resolve_references(_NamedStream(text, str(path)), overrides, overrides_must_match)
+    try:
+        resolved = resolve_references(_NamedStream(text, str(path)), overrides, overrides_must_match)
+    except (ruamel.yaml.YAMLError, ValueError, KeyError, TypeError) as error:
+        problem = " ".join(str(error).split())
+        raise ValueError(f"{path}: a reference cannot be resolved ({problem})") from None
     loader = _ModelLoader(resolved)
     try:
         hparams = loader.get_single_data()
-    except (yaml.YAMLError, ruamel.yaml.YAMLError, TypeError, ValueError) as error:
+    except (yaml.YAMLError, ruamel.yaml.YAMLError, TypeError, ValueError, ArithmeticError) as error:
         problem = " ".join(str(error).split())
         raise ValueError(f"{path}: cannot build the model ({problem})") from None
     finally:

@@ -381,3 +381,36 @@ def test_12_and_19_manifests_that_do_not_hold_paths_are_refused_naming_the_row(
     manifest.write_bytes(b"\xef\xbb\xbf" + f"ID,duration,wav\nu0,1.0,{wav}\n".encode())
     assert _enhance("--manifest", manifest, "-o", tmp_path / "out", "--source", tiny_model_folder) == 0
     assert (tmp_path / "out" / "in0.wav").is_file()
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sample_rate", "0", "sample_rate must be a whole number from 4000 to 768000, got 0"),
+    ("sample_rate", "16000.5", "got 16000.5"),
+    ("sample_rate", "[16000]", "got [16000]"),
+    ("sample_rate", "-8000", "got -8000"),
+    ("sample_rate", "true", "got True"),
+    ("sample_rate", ".nan", "got nan"),
+    ("min_audio_samples", "1.0e+400", "min_audio_samples must be a whole number from 1 to 160000, got inf"),
+    ("hop_length", "0", "cannot build the model (hop_length must be a whole number from 1 to 256, got 0)"),
+    ("hop_length", "4096", "hop_length must be a whole number from 1 to 256, got 4096"),
+    ("chunk_seconds", "!ref <nowhere>", "a reference cannot be resolved"),
+])
+def test_13_bad_values_in_a_model_folder_are_named_when_it_loads(
+        tiny_model_folder, tmp_path, capsys, key, value, message):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    yaml_file = folder / "hyperparams.yaml"
+    lines = yaml_file.read_text().splitlines()
+    top = key != "hop_length"  # the model's own hop_length is indented
+    for k, line in enumerate(lines):
+        if line.strip().startswith(f"{key}:") and (line == line.lstrip()) == top:
+            lines[k] = line[: line.index(key)] + f"{key}: {value}"
+            break
+    else:
+        lines.insert(0, f"{key}: {value}")
+    yaml_file.write_text("\n".join(lines) + "\n")
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    assert _enhance(wav, "-o", tmp_path / "out", "--source", folder) == 2
+    err = capsys.readouterr().err
+    assert f"{yaml_file}" in err and message in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
