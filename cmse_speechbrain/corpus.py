@@ -66,7 +66,12 @@ from speechbrain.utils.distributed import (
 
 from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, TEMPORARY_PREFIX, AudioFileError, atomic_output, audio_info
 
-INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".ogg", ".aiff", ".aif")
+#: What folders are searched for: every format with a header that soundfile
+#: (libsndfile) reads, OGG Vorbis/Opus and MP3 included.
+INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (
+    ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64", ".rf64", ".au",
+    ".snd", ".nist", ".sph", ".voc", ".ircam", ".sf", ".svx", ".paf", ".avr", ".sd2", ".wve",
+    ".htk", ".xi", ".mpc", ".pvf", ".sds")
 #: Test hook: a process SIGKILLs itself after writing this many files.
 KILL_AFTER_ENV = "CMSE_ENHANCE_KILL_AFTER"
 #: Errors that fail one file and let the run go on.

@@ -414,3 +414,19 @@ def test_13_bad_values_in_a_model_folder_are_named_when_it_loads(
     err = capsys.readouterr().err
     assert f"{yaml_file}" in err and message in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_18_a_folder_of_every_format_soundfile_reads_is_enhanced(tiny_model_folder, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    speech, rate = sf.read(NOISY[0], dtype="float32")
+    speech = speech[:16000]
+    written = {"a.mp3": {}, "b.caf": {}, "c.w64": {}, "d.opus": {"format": "OGG", "subtype": "OPUS"},
+               "e.wav": {}, "f.flac": {}, "g.ogg": {}, "h.aiff": {}}
+    for name, options in written.items():
+        sf.write(inputs / name, speech, rate, **options)
+    (inputs / "notes.txt").write_text("not audio")
+    assert _enhance(inputs, "-o", tmp_path / "out", "--source", tiny_model_folder) == 0
+    assert f"enhanced {len(written)} of {len(written)} files" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        f"{pathlib.Path(name).stem}.wav" for name in written)
