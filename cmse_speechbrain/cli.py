@@ -62,7 +62,7 @@ from cmse_speechbrain.corpus import (  # noqa: F401 (collect_inputs, plan_output
     describe_error,
     plan_outputs,
 )
-from cmse_speechbrain.dataio import TEMPORARY_PREFIX, AudioFileError, atomic_output, read_audio_checked
+from cmse_speechbrain.dataio import TEMPORARY_PREFIX, AudioFileError, atomic_output, printable, read_audio_checked
 from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, nanmean, si_sdr, stoi_score
 
 #: Largest length difference (samples at 16 kHz) between an enhanced file
@@ -242,8 +242,9 @@ def _enhance(parser, args):
     if summary is None:  # not rank 0: rank 0 reports for all
         return 0
     jobs = summary.plan.jobs
-    failures = [describe_error(path, reason) if not summary.plan.manifest_input
-                else f"{key}: {describe_error(path, reason)}" for key, path, reason in summary.failures]
+    failures = [describe_error(printable(path), reason) if not summary.plan.manifest_input
+                else f"{key}: {describe_error(printable(path), reason)}"
+                for key, path, reason in summary.failures]
     if args.spectrogram:  # a kept output gets its missing PNG too
         for job in jobs:
             if job.done and not job.output.with_suffix(".png").is_file():

@@ -64,7 +64,14 @@ from speechbrain.utils.distributed import (
     main_process_only,
 )
 
-from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, TEMPORARY_PREFIX, AudioFileError, atomic_output, audio_info
+from cmse_speechbrain.dataio import (
+    AUDIO_EXTENSIONS,
+    TEMPORARY_PREFIX,
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    printable,
+)
 
 #: What folders are searched for: every format with a header that soundfile
 #: (libsndfile) reads, OGG Vorbis/Opus and MP3 included.
@@ -420,6 +427,8 @@ def plan_corpus(out_dir, inputs=(), manifest=None, data_root=None, wav_key=None,
         items.append((key, entry, index_of[unique_key]))
     jobs = [Job(path, output, problem) for path, output, problem in plan_outputs(unique, out_dir)]
     for job in jobs:
+        if job.problem is None and printable(job.input) != str(job.input):
+            job.problem = "the file name is not valid UTF-8 (no manifest or page can name it): rename it"
         if job.problem is None:
             try:
                 info = audio_info(job.input)
@@ -740,7 +749,7 @@ def write_manifests(plan, failed, output_manifest):
         job = plan.jobs[index]
         reason = job.problem or failed.get(index)
         if reason is not None:
-            failures.append({"ID": key, "wav": str(job.input), "reason": reason})
+            failures.append({"ID": printable(key), "wav": printable(job.input), "reason": reason})
         else:
             rows[key] = {**entry, plan.wav_key: str(job.output.resolve()), "duration": job.seconds}
     with atomic_output(output_manifest) as partial:

@@ -42,6 +42,18 @@ class AudioFileError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+def printable(path):
+    """A path as text that any UTF-8 file or terminal takes: bytes of a file
+    name that are not UTF-8 are shown as ``\\xNN``.
+
+    Example
+    -------
+    >>> printable(os.fsdecode(b"caf\\xe9.wav"))
+    'caf\\\\xe9.wav'
+    """
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def audio_info(path):
     """Returns soundfile's info for ``path`` or raises AudioFileError.
 
@@ -62,7 +74,7 @@ def audio_info(path):
     if not path.is_file():
         raise AudioFileError(path, "file not found")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except Exception as error:  # soundfile raises several types
         raise AudioFileError(path, f"not a readable audio file ({error})") from None
     if info.frames == 0:
@@ -116,7 +128,7 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1, segment_samples=N
             frames = -1
     try:
         audio, rate = sf.read(
-            str(path), start=start, frames=frames, dtype="float32", always_2d=True
+            os.fsencode(path), start=start, frames=frames, dtype="float32", always_2d=True
         )
     except Exception as error:
         raise AudioFileError(path, f"cannot decode audio ({error})") from None

@@ -39,7 +39,14 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from cmse_speechbrain.cli import LENGTH_TOLERANCE, collect_inputs
-from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked, write_audio_atomic
+from cmse_speechbrain.dataio import (
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    printable,
+    read_audio_checked,
+    write_audio_atomic,
+)
 from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, si_sdr, stoi_score
 
 logger = logging.getLogger(__name__)
@@ -77,7 +84,7 @@ def audio_files(source, exclude=None):
     ['b', 'sub/a é']
     """
     if isinstance(source, dict):
-        return {str(key): pathlib.Path(path) for key, path in source.items()}
+        return {page_key(key): pathlib.Path(path) for key, path in source.items()}
     folder = pathlib.Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
@@ -85,12 +92,27 @@ def audio_files(source, exclude=None):
     for path, relative, *problem in collect_inputs([folder], exclude=exclude):
         if relative is None:
             raise OSError(f"{path}: {problem[0] if problem else 'cannot read'}")
-        key = relative.with_suffix("").as_posix()
+        key = page_key(relative.with_suffix("").as_posix())
         if key in files:
             logger.warning("%s: same name as %s; the report uses the first", path, files[key])
             continue
         files[key] = path
     return files
+
+
+def page_key(key):
+    """A file's key as the page names it and its assets: printable text
+    (:func:`~cmse_speechbrain.dataio.printable`) and a relative path that
+    stays inside the report folder (``..`` and a leading ``/`` neutralised).
+
+    Example
+    -------
+    >>> page_key("../../etc/x"), page_key("/abs/y"), page_key("sub/ok")
+    ('__/__/etc/x', 'abs/y', 'sub/ok')
+    """
+    parts = [("__" if part == ".." else part) for part in printable(key).split("/")
+             if part not in ("", ".")]
+    return "/".join(parts) or "_"
 
 
 def mean_interval(values, confidence=0.95):
@@ -250,7 +272,7 @@ def plot_per_file(keys, scores, rows, metrics, path):
 
 
 def _url(path):
-    return html.escape(urllib.parse.quote(pathlib.PurePath(path).as_posix()))
+    return html.escape(urllib.parse.quote(os.fsencode(pathlib.PurePath(path).as_posix())))
 
 
 def _number(value, metric):
@@ -442,7 +464,7 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
             try:
                 loaded[name] = _load(files[key])
             except AudioFileError as error:
-                problems[name][key] = error.problem
+                problems[name][key] = printable(error.problem)
         missing += len(columns) - len(loaded)
         reference = _at_metric_rate(*loaded["clean"]) if "clean" in loaded else None
         for name in rows:

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -264,8 +265,8 @@ def test_7_an_absurd_rate_header_is_refused_in_one_line_at_once(tiny_model_folde
     assert (tmp_path / "out" / "in0.wav").is_file()
 
 
-def _report(root, out, *systems):
-    return cli.report_main([str(a) for a in ["--noisy", root / "noisy", "-o", out, "--no-dnsmos"]]
+def _report(root, out, *systems, flags=()):
+    return cli.report_main([str(a) for a in ["--noisy", root / "noisy", "-o", out, "--no-dnsmos", *flags]]
                            + [arg for system in systems for arg in ("--system", system)])
 
 
@@ -430,3 +431,42 @@ def test_18_a_folder_of_every_format_soundfile_reads_is_enhanced(tiny_model_fold
     assert f"enhanced {len(written)} of {len(written)} files" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         f"{pathlib.Path(name).stem}.wav" for name in written)
+
+
+def test_11_a_file_name_that_is_not_utf8_fails_alone_and_loses_nothing(
+        tiny_model_folder, tmp_path, capsys, monkeypatch):
+    for module in ("speechmos", "speechmos.dnsmos"):  # no DNSMOS: fast
+        monkeypatch.setitem(sys.modules, module, None)
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=2)
+    odd = os.fsdecode(bytes(inputs) + b"/caf\xe9.wav")
+    os.rename(inputs / "in1.wav", odd)
+    out = tmp_path / "out"
+    code = _enhance(inputs, "-o", out, "--source", tiny_model_folder,
+                    "--output-manifest", out / "m.csv", "--report")
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"  {inputs}/caf\\xe9.wav: the file name is not valid UTF-8" in captured.err
+    assert "listening page:" in captured.out and (out / "report" / "index.html").is_file()
+    failures = (out / "m_failures.csv").read_text(encoding="utf-8")
+    assert "caf\\xe9" in failures and "not valid UTF-8" in failures
+    assert (out / "in0.wav").is_file() and "in0" in (out / "m.csv").read_text(encoding="utf-8")
+    # the listening page shows it (read through its bytes)
+    root = tmp_path / "page"
+    for name in ("noisy", "s1"):
+        (root / name).mkdir(parents=True)
+        shutil.copy(odd, os.fsdecode(bytes(root / name) + b"/caf\xe9.wav"))
+    assert _report(root, tmp_path / "r", f"s1={root / 's1'}", flags=["--link-audio"]) == 0
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "caf\\xe9" in page and "missing" not in page.split("<h2>Files</h2>")[1]
+
+
+def test_19_report_keys_cannot_leave_the_report_folder(tmp_path):
+    from cmse_speechbrain.report import write_report
+
+    wav = _real_wavs(tmp_path / "in", count=1)[0]
+    done = write_report(None, {"../../escaped": wav}, {"s": {"../../escaped": wav}}, tmp_path / "a" / "b" / "r",
+                        dnsmos=False, progress=False)
+    report = tmp_path / "a" / "b" / "r"
+    assert done["files"] == 1 and list(report.glob("spectrograms/__/__/escaped.png"))
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and report not in p.parents] == [wav]
