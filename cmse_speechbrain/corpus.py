@@ -71,6 +71,7 @@ from cmse_speechbrain.dataio import (
     atomic_output,
     audio_info,
     printable,
+    remove_stale_partials,
 )
 
 #: What folders are searched for: every format with a header that soundfile
@@ -943,6 +944,7 @@ def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
             check_output_manifest(output_manifest, plan, kwargs.get("manifest"))
         if any(job.todo for job in plan.jobs) or settings is not None:
             check_writable(args[0])
+            remove_stale_partials(args[0])
         if output_manifest is not None:
             check_writable(pathlib.Path(output_manifest).parent)
         if settings is not None:

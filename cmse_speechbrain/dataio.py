@@ -169,7 +169,9 @@ def atomic_output(path):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a short temporary name, so that a 255-character file name still works
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=path.suffix[:16], dir=path.parent)
+    # the writer's process id in the name tells a stale partial (remove_stale_partials)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
+                                    suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
     try:
@@ -178,6 +180,48 @@ def atomic_output(path):
     finally:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
+
+
+def remove_stale_partials(folder, legacy_age_seconds=3600):
+    """Removes the partial files (:func:`atomic_output`) that a killed
+    writer left in ``folder`` (recursively): those whose writer process no
+    longer runs, and unnamed older ones. A live writer's are kept.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> _ = (tmp / f"{TEMPORARY_PREFIX}{os.getpid()}-live.wav").write_text("")
+    >>> _ = (tmp / f"{TEMPORARY_PREFIX}999999999-dead.wav").write_text("")
+    >>> [p.name for p in remove_stale_partials(tmp)]
+    ['.cmse-999999999-dead.wav']
+    """
+    import re
+    import time
+
+    removed = []
+    for path in sorted(pathlib.Path(folder).rglob(f"{TEMPORARY_PREFIX}*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        match = re.match(rf"{re.escape(TEMPORARY_PREFIX)}(\d+)-", path.name)
+        if match:
+            try:
+                os.kill(int(match.group(1)), 0)
+                continue  # its writer still runs
+            except PermissionError:  # another user's process: running
+                continue
+            except (ProcessLookupError, OverflowError):  # no such process
+                pass
+        elif time.time() - path.stat().st_mtime < legacy_age_seconds:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16", scale_to_fit=False):

@@ -470,3 +470,18 @@ def test_19_report_keys_cannot_leave_the_report_folder(tmp_path):
     report = tmp_path / "a" / "b" / "r"
     assert done["files"] == 1 and list(report.glob("spectrograms/__/__/escaped.png"))
     assert [p for p in tmp_path.rglob("*") if p.is_file() and report not in p.parents] == [wav]
+
+
+def test_19_partials_left_by_a_killed_writer_are_removed_a_live_ones_kept(tiny_model_folder, tmp_path):
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=1)
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    dead = out / "sub" / ".cmse-999999999-abcd.wav"
+    legacy = out / ".cmse-k3j2l1.wav"  # written before partials named their writer
+    live = out / f".cmse-{os.getpid()}-efgh.wav"
+    for path in (dead, legacy, live):
+        path.write_bytes(b"half a file")
+    os.utime(legacy, (0, 0))
+    assert _enhance(inputs, "-o", out, "--source", tiny_model_folder, "--output-manifest", out / "m.csv") == 0
+    assert not dead.exists() and not legacy.exists() and live.exists()
