@@ -423,6 +423,10 @@ def report_main(argv=None):
         return 2
     print(f"{done['files']} files -> {done['page']}"
           + (f" ({done['missing']} missing or unreadable versions, shown on the page)" if done["missing"] else ""))
+    if args.link_audio:
+        from cmse_speechbrain.report import LINKED_AUDIO_NOTE
+
+        print(LINKED_AUDIO_NOTE)
     return 0
 
 

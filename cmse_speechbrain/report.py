@@ -55,6 +55,10 @@ INTRUSIVE = {"pesq": "PESQ", "stoi": "STOI", "csig": "CSIG", "cbak": "CBAK", "co
              "si_sdr": "SI-SDR"}
 DNSMOS = {"dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
 METRIC_RATE = 16000
+#: Said on a page whose players link to the original files (``copy_audio=False``).
+LINKED_AUDIO_NOTE = ("The players link to the original audio files by paths relative to this page: "
+                     "move the page only together with them (or write it with copies, without "
+                     "--link-audio).")
 DYNAMIC_RANGE_DB = 80.0
 SPECTROGRAM_DPI = 64
 PANEL_INCHES = (3.6, 2.4)
@@ -532,6 +536,8 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
         notes.append("No clean references: only DNSMOS (no PESQ, STOI, CSIG, CBAK, COVL, SI-SDR).")
     else:
         notes.append("PESQ-WB, STOI, CSIG/CBAK/COVL and SI-SDR against the clean file, at 16 kHz.")
+    if not copy_audio:
+        notes.append(LINKED_AUDIO_NOTE)
     notes.append("DNSMOS P.835 from speechmos (no reference)." if dnsmos else
                  "DNSMOS not computed (pip install 'cmse-speechbrain[dnsmos]').")
     notes.append("Summary: mean over the files scored, with its 95 % Student-t interval in brackets; "

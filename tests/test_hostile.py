@@ -485,3 +485,10 @@ def test_19_partials_left_by_a_killed_writer_are_removed_a_live_ones_kept(tiny_m
     os.utime(legacy, (0, 0))
     assert _enhance(inputs, "-o", out, "--source", tiny_model_folder, "--output-manifest", out / "m.csv") == 0
     assert not dead.exists() and not legacy.exists() and live.exists()
+
+
+def test_19_a_page_linking_the_audio_says_it_moves_only_with_it(tmp_path, capsys):
+    root = _report_folders(tmp_path, count=1)
+    assert _report(root, tmp_path / "r", f"s1={root / 's1'}", flags=["--link-audio"]) == 0
+    assert "move the page only together with them" in capsys.readouterr().out
+    assert "move the page only together with them" in (tmp_path / "r" / "index.html").read_text()
