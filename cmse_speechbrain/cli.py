@@ -113,8 +113,37 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
+    """A spectrogram in dB of at most ``columns`` frames: each column is the
+    maximum over consecutive STFT frames, computed block by block, so that
+    memory is bounded whatever the signal's length.
+
+    Example
+    -------
+    >>> spectrogram_summary(torch.zeros(16000 * 60)).shape
+    torch.Size([257, 1875])
+    >>> spectrogram_summary(torch.zeros(16000)).shape
+    torch.Size([257, 61])
+    """
+    frames = max(1, (audio.numel() - n_fft) // hop + 1)
+    group = math.ceil(frames / columns)
+    window = torch.hann_window(n_fft)
+    block = group * 64  # frames per block
+    pieces = []
+    for first in range(0, frames, block):
+        segment = audio[first * hop : (first + block - 1) * hop + n_fft]
+        segment = torch.nn.functional.pad(segment, (0, max(0, n_fft - segment.numel())))
+        spec = torch.stft(segment, n_fft, hop, window=window, center=False, return_complex=True)
+        db = 20 * torch.log10(spec.abs() + 1e-6)
+        count = math.ceil(db.shape[1] / group) * group
+        db = torch.nn.functional.pad(db, (0, count - db.shape[1]), value=-120.0)
+        pieces.append(db.reshape(db.shape[0], -1, group).amax(dim=2))
+    return torch.cat(pieces, dim=1)
+
+
 def save_spectrogram(noisy, enhanced, sample_rate, path):
-    """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib)."""
+    """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib),
+    from bounded summaries (:func:`spectrogram_summary`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,8 +151,7 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
     for ax, audio, title in zip(axes, [noisy, enhanced], ["noisy", "enhanced"]):
-        spec = torch.stft(audio, 512, 256, window=torch.hann_window(512), return_complex=True)
-        db = 20 * torch.log10(spec.abs() + 1e-6)
+        db = spectrogram_summary(audio)
         ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
                   extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000])
         ax.set_title(title)
