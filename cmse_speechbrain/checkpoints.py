@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import shutil
+import struct
 
 from speechbrain.utils.checkpoints import (
     Checkpoint,
@@ -35,7 +36,9 @@ class CheckpointError(RuntimeError):
 
 # What torch.load(weights_only=True) raises for pickled code (refused), a
 # truncated archive or a file that is no checkpoint at all.
-UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError)
+# Garbage (a text file, a cut pickle) raises any of the others.
+UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
+                      IndexError, KeyError, TypeError, AttributeError, struct.error)
 
 
 def describe_load_error(error):

@@ -64,7 +64,13 @@ from cmse_speechbrain.corpus import (  # noqa: F401 (collect_inputs, plan_output
     describe_error,
     plan_outputs,
 )
-from cmse_speechbrain.dataio import TEMPORARY_PREFIX, AudioFileError, atomic_output, read_audio_checked
+from cmse_speechbrain.dataio import (
+    TEMPORARY_PREFIX,
+    AudioFileError,
+    atomic_output,
+    printable,
+    read_audio_checked,
+)
 from cmse_speechbrain.metrics import (
     composite_scores,
     dnsmos_scores,
@@ -122,8 +128,37 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
+    """A spectrogram in dB of at most ``columns`` frames: each column is the
+    maximum over consecutive STFT frames, computed block by block, so that
+    memory is bounded whatever the signal's length.
+
+    Example
+    -------
+    >>> spectrogram_summary(torch.zeros(16000 * 60)).shape
+    torch.Size([257, 1875])
+    >>> spectrogram_summary(torch.zeros(16000)).shape
+    torch.Size([257, 61])
+    """
+    frames = max(1, (audio.numel() - n_fft) // hop + 1)
+    group = math.ceil(frames / columns)
+    window = torch.hann_window(n_fft)
+    block = group * 64  # frames per block
+    pieces = []
+    for first in range(0, frames, block):
+        segment = audio[first * hop : (first + block - 1) * hop + n_fft]
+        segment = torch.nn.functional.pad(segment, (0, max(0, n_fft - segment.numel())))
+        spec = torch.stft(segment, n_fft, hop, window=window, center=False, return_complex=True)
+        db = 20 * torch.log10(spec.abs() + 1e-6)
+        count = math.ceil(db.shape[1] / group) * group
+        db = torch.nn.functional.pad(db, (0, count - db.shape[1]), value=-120.0)
+        pieces.append(db.reshape(db.shape[0], -1, group).amax(dim=2))
+    return torch.cat(pieces, dim=1)
+
+
 def save_spectrogram(noisy, enhanced, sample_rate, path):
-    """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib)."""
+    """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib),
+    from bounded summaries (:func:`spectrogram_summary`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,8 +166,7 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
     for ax, audio, title in zip(axes, [noisy, enhanced], ["noisy", "enhanced"]):
-        spec = torch.stft(audio, 512, 256, window=torch.hann_window(512), return_complex=True)
-        db = 20 * torch.log10(spec.abs() + 1e-6)
+        db = spectrogram_summary(audio)
         ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
                   extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000])
         ax.set_title(title)
@@ -222,16 +256,15 @@ def _enhance(parser, args):
         enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": device},
                                             overrides=overrides, trust_code=args.trust_code)
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
-        if args.chunk_seconds is not None and str(error).startswith("chunk_seconds"):
-            parser.error(f"--{error}".replace("_", "-", 1))
+        problem = str(error).split(": ", 1)[-1]  # after the model file's name
+        if args.chunk_seconds is not None and problem.startswith("chunk_seconds"):
+            parser.error(f"--{problem}".replace("_", "-", 1))
         return stop(" ".join(str(error).split()))
     out_dir = pathlib.Path(args.output_dir)
     output_manifest = args.output_manifest
     if args.manifest and output_manifest is None:
         output_manifest = out_dir / pathlib.Path(args.manifest).name
     corpus_mode = output_manifest is not None
-    if args.manifest and os.path.realpath(output_manifest) == os.path.realpath(args.manifest):
-        return stop(f"--output-manifest {output_manifest} would overwrite the input manifest")
 
     def spectrogram(job):
         rate = enhancer.sample_rate
@@ -252,6 +285,16 @@ def _enhance(parser, args):
     if summary is None:  # not rank 0: rank 0 reports for all
         return 0
     jobs = summary.plan.jobs
+    failures = [describe_error(printable(path), reason) if not summary.plan.manifest_input
+                else f"{key}: {describe_error(printable(path), reason)}"
+                for key, path, reason in summary.failures]
+    if args.spectrogram:  # a kept output gets its missing PNG too
+        for job in jobs:
+            if job.done and not job.output.with_suffix(".png").is_file():
+                try:
+                    spectrogram(job)
+                except (AudioFileError, OSError, RuntimeError, ValueError) as error:
+                    failures.append(describe_error(job.input, error))
     done = summary.enhanced + summary.kept
     kept = f" ({summary.kept} already done, kept)" if summary.kept else ""
     print(f"enhanced {done} of {len(jobs)} files into {out_dir}{kept}")
@@ -261,8 +304,6 @@ def _enhance(parser, args):
               f"peak RSS per process {max(summary.peak_rss_mb):.0f} MB")
     for path in summary.manifests:
         print(f"manifest: {path}")
-    failures = [describe_error(path, reason) if not summary.plan.manifest_input
-                else f"{key}: {describe_error(path, reason)}" for key, path, reason in summary.failures]
     if args.report:
         from cmse_speechbrain.report import write_report
 
@@ -272,7 +313,7 @@ def _enhance(parser, args):
             page = write_report(None, {keys[job.output]: job.input for job in jobs if job.output is not None},
                                 {"enhanced": {key: o for o, key in keys.items()}}, out_dir / "report")
             print(f"listening page: {page['page']}")
-        except (OSError, ValueError, ImportError) as error:
+        except (OSError, ValueError, ImportError, RuntimeError) as error:
             failures.append(f"listening page not written: {' '.join(str(error).split())}")
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
@@ -454,6 +495,10 @@ def report_main(argv=None):
         return 2
     print(f"{done['files']} files -> {done['page']}"
           + (f" ({done['missing']} missing or unreadable versions, shown on the page)" if done["missing"] else ""))
+    if args.link_audio:
+        from cmse_speechbrain.report import LINKED_AUDIO_NOTE
+
+        print(LINKED_AUDIO_NOTE)
     return 0
 
 

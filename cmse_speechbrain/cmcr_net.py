@@ -271,6 +271,21 @@ class AttentionGate(nn.Module):
 LEVEL_FLOOR = 1e-6  # input level of digital silence, in spectrum units
 
 
+def check_whole(name, value, low, high):
+    """Refuses a setting that is not a whole number in [low, high], naming it.
+
+    Example
+    -------
+    >>> check_whole("hop_length", 256, 1, 256)
+    >>> check_whole("sample_rate", 16000.5, 1000, 768000)
+    Traceback (most recent call last):
+     ...
+    ValueError: sample_rate must be a whole number from 1000 to 768000, got 16000.5
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+
+
 def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR, past_power=None, past_frames=0):
     """Level of a spectrum: root mean power per bin, over the utterance or,
     when causal, over the frames up to each frame.
@@ -485,6 +500,9 @@ class CMCRNet(nn.Module):
         self.lookahead_frames = lookahead_frames
         self.time_kernel = time_kernel
         self.input_compression = input_compression
+        check_whole("sample_rate", sample_rate, 1000, 768000)
+        check_whole("n_fft", n_fft, 16, 65536)
+        check_whole("hop_length", hop_length, 1, n_fft // 2)  # overlap-add needs overlap
         self.hop_length = hop_length
         self.n_fft = n_fft
         self.stft, self.istft = stft_pair(sample_rate, n_fft, hop_length)

@@ -17,7 +17,9 @@ and a manifest of them out; resumable, sharded over processes with
   their reasons, in ``<output manifest>_failures.csv`` (``ID,wav,reason``).
   Both are written atomically, by rank 0, after every rank is done.
 * Resuming: an output that exists, reads as audio and has the input's rate
-  and number of samples is done and kept. Outputs are renamed into place
+  and number of samples is done and kept, if the folder's recorded settings
+  (:func:`run_settings`: the model's weights, chunking, precision) are this
+  run's; other settings are refused (:func:`check_settings`). Outputs are renamed into place
   whole (:func:`cmse_speechbrain.dataio.atomic_output`), so a killed run
   leaves complete files or none: no done-list is kept, and the check holds
   however the run ended. ``resume=False`` enhances everything again.
@@ -36,16 +38,19 @@ Authors
  * cmse-speechbrain contributors 2026
 """
 
+import codecs
 import concurrent.futures
 import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
 import pathlib
 import resource
 import signal
+import tempfile
 import time
 
 import soundfile as sf
@@ -59,9 +64,22 @@ from speechbrain.utils.distributed import (
     main_process_only,
 )
 
-from cmse_speechbrain.dataio import AUDIO_EXTENSIONS, TEMPORARY_PREFIX, AudioFileError, atomic_output, audio_info
+from cmse_speechbrain.dataio import (
+    AUDIO_EXTENSIONS,
+    TEMPORARY_PREFIX,
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    printable,
+    remove_stale_partials,
+)
 
-INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (".ogg", ".aiff", ".aif")
+#: What folders are searched for: every format with a header that soundfile
+#: (libsndfile) reads, OGG Vorbis/Opus and MP3 included.
+INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (
+    ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64", ".rf64", ".au",
+    ".snd", ".nist", ".sph", ".voc", ".ircam", ".sf", ".svx", ".paf", ".avr", ".sd2", ".wve",
+    ".htk", ".xi", ".mpc", ".pvf", ".sds")
 #: Test hook: a process SIGKILLs itself after writing this many files.
 KILL_AFTER_ENV = "CMSE_ENHANCE_KILL_AFTER"
 #: Errors that fail one file and let the run go on.
@@ -230,7 +248,20 @@ def read_manifest(path, data_root=None, wav_key=None):
     replacements = {} if data_root is None else {"data_root": str(data_root)}
     is_json = path.suffix.lower() == ".json"
     try:
-        entries = load_data_json(path, replacements) if is_json else load_data_csv(path, replacements)
+        with open(path, "rb") as fin:
+            text = fin.read().decode("utf-8-sig")  # a byte-order mark is no part of the ID column
+    except UnicodeDecodeError:
+        raise CorpusError(f"{path}: not UTF-8 text, so not a CSV or JSON manifest") from None
+    except OSError as error:
+        raise CorpusError(f"{path}: cannot read the manifest ({error.strerror})") from None
+    if not is_json:
+        _check_csv_rows(path, text)
+    try:
+        with _without_bom(path, text) as readable:
+            entries = (load_data_json(readable, replacements) if is_json
+                       else load_data_csv(readable, replacements))
+    except (TypeError, AttributeError):  # e.g. a JSON list
+        raise CorpusError(f"{path}: expected a JSON object {{id: {{field: value}}}}") from None
     except KeyError as error:
         text = str(error.args[0]) if error.args else ""
         if is_json:
@@ -251,7 +282,38 @@ def read_manifest(path, data_root=None, wav_key=None):
     missing = [key for key, entry in entries.items() if not entry.get(wav_key)]
     if missing:
         raise CorpusError(f"{path}: no {wav_key!r} in entries {', '.join(missing[:5])}")
+    for key, entry in entries.items():
+        if not isinstance(entry[wav_key], str):
+            raise CorpusError(f"{path}: entry {key!r}: field {wav_key!r} is {entry[wav_key]!r}, "
+                              "not a file path")
     return entries, wav_key
+
+
+def _check_csv_rows(path, text):
+    """Refuses a CSV row with more or fewer fields than the header, naming it."""
+    rows = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        header = next(rows, [])
+        for row in rows:
+            if row and len(row) != len(header):
+                raise CorpusError(f"{path}, line {rows.line_num}: {len(row)} fields where the header "
+                                  f"has {len(header)} ({', '.join(header)})")
+    except csv.Error as error:
+        raise CorpusError(f"{path}, line {rows.line_num}: not CSV ({error})") from None
+
+
+@contextlib.contextmanager
+def _without_bom(path, text):
+    """``path``, or a copy of it without its UTF-8 byte-order mark."""
+    with open(path, "rb") as fin:
+        has_bom = fin.read(3) == codecs.BOM_UTF8
+    if not has_bom:
+        yield path
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        copy = pathlib.Path(folder) / path.name
+        copy.write_text(text, encoding="utf-8")
+        yield copy
 
 
 def manifest_layout(paths, data_root=None):
@@ -366,6 +428,8 @@ def plan_corpus(out_dir, inputs=(), manifest=None, data_root=None, wav_key=None,
         items.append((key, entry, index_of[unique_key]))
     jobs = [Job(path, output, problem) for path, output, problem in plan_outputs(unique, out_dir)]
     for job in jobs:
+        if job.problem is None and printable(job.input) != str(job.input):
+            job.problem = "the file name is not valid UTF-8 (no manifest or page can name it): rename it"
         if job.problem is None:
             try:
                 info = audio_info(job.input)
@@ -408,16 +472,8 @@ def shard_by_duration(seconds, world_size):
 
 
 def batch_key(enhancer, samples):
-    """Files with the same key can be enhanced in one padded batch.
-
-    A file longer than the model's chunk gets None (enhanced alone, in
-    chunks). For CMCR-Net the key is the number of STFT frames
-    (``samples // hop_length``): the STFT pads with zeros past the end,
-    so zero-padding a file to the longest of its batch leaves every one of
-    its frames, hence its output, unchanged (only float rounding differs).
-    Padding into one more frame would change it: the level normalisation
-    and the attention see every frame (measured: 20-50 dB SNR). Other
-    models: the exact length.
+    """Files with the same key can be enhanced in one padded batch
+    (:meth:`EnhanceCMCR.batch_key <cmse_speechbrain.inference.EnhanceCMCR.batch_key>`).
 
     Example
     -------
@@ -425,16 +481,10 @@ def batch_key(enhancer, samples):
     >>> from cmse_speechbrain.inference import EnhanceCMCR
     >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
     ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
-    >>> [batch_key(enhancer, n) for n in (255, 256, 511, 16000, 16001)]
-    [0, 1, 1, 62, None]
+    >>> [batch_key(enhancer, n) for n in (255, 16001)]
+    [0, None]
     """
-    from cmse_speechbrain.cmcr_net import CMCRNet
-
-    chunk, _ = enhancer.chunking()
-    if chunk and samples > chunk:
-        return None
-    model = enhancer.mods.enhance_model
-    return samples // model.hop_length if isinstance(model, CMCRNet) else samples
+    return enhancer.batch_key(samples)
 
 
 def make_batches(keys, lengths, batch_size=1, max_samples=math.inf):
@@ -518,7 +568,8 @@ def enhance_group(enhancer, signals, autocast):
     """Enhances signals [samples] of one :func:`batch_key` together.
 
     One signal goes through ``enhance_batch`` as ``enhance_file`` sends it;
-    several are zero-padded to the longest and cropped back.
+    several are zero-padded to the longest, given with their lengths, and
+    cropped back.
 
     Arguments
     ---------
@@ -539,7 +590,8 @@ def enhance_group(enhancer, signals, autocast):
             return [enhancer.enhance_batch(signals[0])]
         length = max(s.numel() for s in signals)
         batch = torch.stack([torch.nn.functional.pad(s, (0, length - s.numel())) for s in signals])
-        enhanced = enhancer.enhance_batch(batch)
+        enhanced = enhancer.enhance_batch(
+            batch, torch.tensor([s.numel() / length for s in signals], dtype=torch.float64))
     return [e[: s.numel()] for e, s in zip(enhanced, signals)]
 
 
@@ -698,7 +750,7 @@ def write_manifests(plan, failed, output_manifest):
         job = plan.jobs[index]
         reason = job.problem or failed.get(index)
         if reason is not None:
-            failures.append({"ID": key, "wav": str(job.input), "reason": reason})
+            failures.append({"ID": printable(key), "wav": printable(job.input), "reason": reason})
         else:
             rows[key] = {**entry, plan.wav_key: str(job.output.resolve()), "duration": job.seconds}
     with atomic_output(output_manifest) as partial:
@@ -711,7 +763,7 @@ def write_manifests(plan, failed, output_manifest):
                 writer = csv.DictWriter(fout, fieldnames=list(dict.fromkeys(fields)))
                 writer.writeheader()
                 writer.writerows({"ID": key, **row} for key, row in rows.items())
-    failure_manifest = output_manifest.with_name(f"{output_manifest.stem}_failures.csv")
+    failure_manifest = failure_manifest_path(output_manifest)
     with atomic_output(failure_manifest) as partial:
         with open(partial, "w", newline="", encoding="utf-8") as fout:
             writer = csv.DictWriter(fout, fieldnames=["ID", "wav", "reason"])
@@ -720,9 +772,184 @@ def write_manifests(plan, failed, output_manifest):
     return output_manifest, failure_manifest
 
 
-def _plan_or_error(*args, **kwargs):
+def _is_our_manifest(path):
+    """Whether an existing file reads as a manifest that :func:`write_manifests` wrote."""
     try:
-        return plan_corpus(*args, **kwargs)
+        with open(path, encoding="utf-8") as fin:
+            text = fin.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if pathlib.Path(path).suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            return False
+        return isinstance(rows, dict) and all(
+            isinstance(row, dict) and "duration" in row for row in rows.values())
+    header = text.split("\n", 1)[0].strip()
+    return header.startswith("ID,duration,") or header == "ID,wav,reason"
+
+
+def check_output_manifest(output_manifest, plan, input_manifest=None):
+    """Refuses an output manifest that would replace an input or a file this
+    tool did not write (the failure manifest beside it included).
+
+    Arguments
+    ---------
+    output_manifest : str or pathlib.Path
+        ``.csv`` or ``.json``.
+    plan : Plan
+        The run's plan (its inputs).
+    input_manifest : str or pathlib.Path, optional
+        The manifest read (``--manifest``).
+
+    Raises
+    ------
+    CorpusError
+        Naming the path and why.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "a.wav", [0.0] * 800, 16000)
+    >>> check_output_manifest(tmp / "a.wav", Plan([], []))
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../a.wav: must end in .csv or .json
+    >>> check_output_manifest(tmp / "m.csv", Plan([Job(tmp / "m.csv")], []))
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../m.csv would overwrite the input .../m.csv
+    """
+    output_manifest = pathlib.Path(output_manifest)
+    if output_manifest.suffix.lower() not in (".csv", ".json"):
+        raise CorpusError(f"--output-manifest {output_manifest}: must end in .csv or .json")
+    inputs = [job.input for job in plan.jobs] + ([input_manifest] if input_manifest else [])
+    inputs = {os.path.realpath(path): path for path in inputs}
+    for path in (output_manifest, failure_manifest_path(output_manifest)):
+        if os.path.realpath(path) in inputs:
+            raise CorpusError(f"--output-manifest {output_manifest} would overwrite the input "
+                              f"{inputs[os.path.realpath(path)]}")
+        if os.path.isdir(path):
+            raise CorpusError(f"--output-manifest {output_manifest}: {path} is a folder")
+        if os.path.lexists(path) and not _is_our_manifest(path):
+            raise CorpusError(f"--output-manifest {output_manifest}: {path} exists and is not a "
+                              "manifest cmse-enhance wrote; it is never replaced (remove it or "
+                              "choose another name)")
+
+
+def failure_manifest_path(output_manifest):
+    """``<output manifest>_failures.csv``.
+
+    Example
+    -------
+    >>> failure_manifest_path("out/m.json").as_posix()
+    'out/m_failures.csv'
+    """
+    output_manifest = pathlib.Path(output_manifest)
+    return output_manifest.with_name(f"{output_manifest.stem}_failures.csv")
+
+
+#: The settings of the run that wrote an output folder (:func:`check_settings`).
+SETTINGS_FILE = "cmse_enhance_settings.json"
+
+
+def run_settings(enhancer, precision="fp32", mix_down=True):
+    """What decides the enhanced audio: the model (a hash of its weights and
+    its configuration), the chunking, the precision and the mix-down.
+
+    Example
+    -------
+    >>> from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
+    >>> enhancer = EnhanceCMCR.from_hparams(source=shipped_model_folder())
+    >>> settings = run_settings(enhancer)
+    >>> settings["chunk_samples"], settings["overlap_samples"], len(settings["weights_sha256"])
+    (160000, 16000, 64)
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in enhancer.mods.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    model = enhancer.mods.enhance_model
+    chunk, overlap = enhancer.chunking()
+    return {"weights_sha256": digest.hexdigest(), "model": type(model).__name__,
+            "config": json.loads(json.dumps(getattr(model, "config", {}), default=str)),
+            "sample_rate": enhancer.sample_rate, "chunk_samples": chunk, "overlap_samples": overlap,
+            "precision": precision, "mix_down": mix_down}
+
+
+def check_settings(out_dir, settings, resume=True):
+    """Keeps the outputs of an earlier run only if it had the same settings.
+
+    The settings of each run are recorded in ``out_dir/``:data:`SETTINGS_FILE`;
+    a resumed run with other ones is refused (``resume=False`` redoes the
+    files and records the new ones).
+
+    Raises
+    ------
+    CorpusError
+        Naming the settings that differ.
+    """
+    path = pathlib.Path(out_dir) / SETTINGS_FILE
+    if resume and path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = {}
+        changed = [key for key in settings if earlier.get(key) != settings[key]]
+        if changed:
+            names = ", ".join("the model's weights" if key == "weights_sha256" else key
+                              for key in changed)
+            raise CorpusError(f"{out_dir} holds outputs made with other settings ({names} "
+                              f"differ, see {path}): --overwrite enhances them again, or choose "
+                              "another folder")
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+
+
+def check_writable(folder):
+    """Makes ``folder`` (and its parents) and checks that a file can be
+    written there, before any work is done.
+
+    Raises
+    ------
+    CorpusError
+        Naming the path that cannot be made or written.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> _ = (tmp / "a file").write_text("")
+    >>> check_writable(tmp / "a file" / "out")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.corpus.CorpusError: .../a file/out: cannot write there (Not a directory: .../a file/out)
+    """
+    try:
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, dir=folder)
+        os.close(fd)
+        os.remove(name)
+    except OSError as error:
+        where = f": {error.filename}" if error.filename else ""
+        raise CorpusError(f"{folder}: cannot write there ({error.strerror}{where})") from None
+
+
+def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
+    try:
+        plan = plan_corpus(*args, **kwargs)
+        if output_manifest is not None:
+            check_output_manifest(output_manifest, plan, kwargs.get("manifest"))
+        if any(job.todo for job in plan.jobs) or settings is not None:
+            check_writable(args[0])
+            remove_stale_partials(args[0])
+        if output_manifest is not None:
+            check_writable(pathlib.Path(output_manifest).parent)
+        if settings is not None:
+            check_settings(args[0], settings, kwargs.get("resume", True))
+        return plan
     except CorpusError as error:  # goes to every rank, which all stop
         return error
 
@@ -759,8 +986,11 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
         if is_distributed_initialized() else (0, 1)
     start = time.perf_counter()
+    settings = run_settings(enhancer, precision, mix_down) if resume or output_manifest else None
     plan = main_process_only(_plan_or_error)(
-        out_dir, inputs, manifest, data_root, wav_key, resume, refuse_inputs_inside)
+        out_dir, inputs, manifest=manifest, data_root=data_root, wav_key=wav_key, resume=resume,
+        refuse_inputs_inside=refuse_inputs_inside, output_manifest=output_manifest,
+        settings=settings)
     if isinstance(plan, CorpusError):
         raise plan
     todo = [i for i, job in enumerate(plan.jobs) if job.todo]

@@ -26,6 +26,8 @@ import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 TEMPORARY_PREFIX = ".cmse-"  # atomic_output's partial files
+#: Sampling rates a file may have (a 1 Hz header would resample to 16,000x its length).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768000
 logger = logging.getLogger(__name__)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -40,6 +42,18 @@ class AudioFileError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+def printable(path):
+    """A path as text that any UTF-8 file or terminal takes: bytes of a file
+    name that are not UTF-8 are shown as ``\\xNN``.
+
+    Example
+    -------
+    >>> printable(os.fsdecode(b"caf\\xe9.wav"))
+    'caf\\\\xe9.wav'
+    """
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def audio_info(path):
     """Returns soundfile's info for ``path`` or raises AudioFileError.
 
@@ -49,16 +63,25 @@ def audio_info(path):
     Traceback (most recent call last):
      ...
     cmse_speechbrain.dataio.AudioFileError: no/such/file.wav: file not found
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "1hz.wav", [0.0] * 3000, 1)
+    >>> audio_info(tmp / "1hz.wav")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.dataio.AudioFileError: .../1hz.wav: sampling rate 1 Hz is outside 4000-768000 Hz (a broken header?)
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise AudioFileError(path, "file not found")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
     except Exception as error:  # soundfile raises several types
         raise AudioFileError(path, f"not a readable audio file ({error})") from None
     if info.frames == 0:
         raise AudioFileError(path, "empty audio (0 samples)")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:  # resampling would explode
+        raise AudioFileError(path, f"sampling rate {info.samplerate} Hz is outside "
+                                   f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (a broken header?)")
     return info
 
 
@@ -105,7 +128,7 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1, segment_samples=N
             frames = -1
     try:
         audio, rate = sf.read(
-            str(path), start=start, frames=frames, dtype="float32", always_2d=True
+            os.fsencode(path), start=start, frames=frames, dtype="float32", always_2d=True
         )
     except Exception as error:
         raise AudioFileError(path, f"cannot decode audio ({error})") from None
@@ -146,7 +169,9 @@ def atomic_output(path):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # a short temporary name, so that a 255-character file name still works
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=path.suffix[:16], dir=path.parent)
+    # the writer's process id in the name tells a stale partial (remove_stale_partials)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
+                                    suffix=path.suffix[:16], dir=path.parent)
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
     try:
@@ -155,6 +180,48 @@ def atomic_output(path):
     finally:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
+
+
+def remove_stale_partials(folder, legacy_age_seconds=3600):
+    """Removes the partial files (:func:`atomic_output`) that a killed
+    writer left in ``folder`` (recursively): those whose writer process no
+    longer runs, and unnamed older ones. A live writer's are kept.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> _ = (tmp / f"{TEMPORARY_PREFIX}{os.getpid()}-live.wav").write_text("")
+    >>> _ = (tmp / f"{TEMPORARY_PREFIX}999999999-dead.wav").write_text("")
+    >>> [p.name for p in remove_stale_partials(tmp)]
+    ['.cmse-999999999-dead.wav']
+    """
+    import re
+    import time
+
+    removed = []
+    for path in sorted(pathlib.Path(folder).rglob(f"{TEMPORARY_PREFIX}*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        match = re.match(rf"{re.escape(TEMPORARY_PREFIX)}(\d+)-", path.name)
+        if match:
+            try:
+                os.kill(int(match.group(1)), 0)
+                continue  # its writer still runs
+            except PermissionError:  # another user's process: running
+                continue
+            except (ProcessLookupError, OverflowError):  # no such process
+                pass
+        elif time.time() - path.stat().st_mtime < legacy_age_seconds:
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16", scale_to_fit=False):

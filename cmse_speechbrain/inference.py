@@ -33,8 +33,15 @@ import torchaudio.functional as AF
 from speechbrain.inference.interfaces import Pretrained
 
 from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
-from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked
-from cmse_speechbrain.safe_yaml import load_pretrained
+from cmse_speechbrain.dataio import (
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    read_audio_checked,
+)
+from cmse_speechbrain.safe_yaml import check_weights_loaded, load_pretrained, random_weights_error
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +132,31 @@ def resample(signal, orig_rate, new_rate):
     return torch.from_numpy(out).to(signal.dtype)
 
 
+def check_output_name(path):
+    """Refuses an output name that cannot hold 16-bit PCM audio (no
+    extension, ``.mp3``, a folder), naming it.
+
+    Example
+    -------
+    >>> check_output_name("out/x.flac").name
+    'x.flac'
+    >>> check_output_name("out/x.mp3")
+    Traceback (most recent call last):
+     ...
+    ValueError: out/x.mp3: cannot write 16-bit PCM audio as .mp3; use .wav or .flac
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name such as {path / 'enhanced.wav'}")
+    extension = path.suffix.lower()
+    if not extension:
+        raise ValueError(f"{path}: no extension, so no audio format; use .wav or .flac")
+    audio_format = {".aif": "AIFF", ".aifc": "AIFF"}.get(extension, extension[1:].upper())
+    if audio_format not in sf.available_formats() or not sf.check_format(audio_format, "PCM_16"):
+        raise ValueError(f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac")
+    return path
+
+
 def chunk_weights(length, starts, chunk, overlap, device=None):
     """Cross-fade weights of overlapping chunks (they sum to one).
 
@@ -195,9 +227,14 @@ class EnhanceCMCR(Pretrained):
     MODULES_NEEDED = ["enhance_model"]
     HPARAMS_NEEDED = ["sample_rate"]
 
+    #: ``from_hparams`` arguments of SpeechBrain's that a local folder does not
+    #: need: accepted and ignored (nothing is fetched, no hub, no code file).
+    FETCH_ARGUMENTS = ("huggingface_cache_dir", "revision", "use_auth_token", "pymodule_file",
+                       "local_strategy", "fetch_config")
+
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None,
-                     trust_code=False, **kwargs):
+                     trust_code=False, download_only=False, **kwargs):
         """Loads a local model folder (never a hub lookup), without running
         code from it.
 
@@ -215,8 +252,15 @@ class EnhanceCMCR(Pretrained):
             Load any SpeechBrain YAML, which may run any code (a warning
             says so). Without it the YAML is checked against an allowlist
             first (:mod:`cmse_speechbrain.safe_yaml`).
+        download_only : bool
+            As in SpeechBrain: only make the files available (a local
+            folder already is): returns None after checking it exists.
         **kwargs
-            ``overrides``, ``run_opts``, ``freeze_params``.
+            ``overrides``, ``run_opts``, ``freeze_params``; SpeechBrain's
+            fetching arguments (:data:`FETCH_ARGUMENTS`: ``revision``,
+            ``huggingface_cache_dir``, ``use_auth_token``, ``pymodule_file``
+            ...) are accepted and ignored: the folder is local, nothing is
+            fetched, and no Python file of it is ever imported.
 
         Returns
         -------
@@ -225,6 +269,10 @@ class EnhanceCMCR(Pretrained):
         folder = pathlib.Path(source)
         if not folder.is_dir():
             raise FileNotFoundError(f"{source}: no such model folder")
+        for name in cls.FETCH_ARGUMENTS:
+            kwargs.pop(name, None)
+        if download_only:
+            return None
         run_opts = dict(kwargs.get("run_opts") or {})
         check_device(run_opts.get("device") or "cpu")
         if run_opts.get("device") == "cuda":  # SpeechBrain wants an index
@@ -240,12 +288,41 @@ class EnhanceCMCR(Pretrained):
         except UNSAFE_LOAD_ERRORS as error:
             if not trust_code:
                 raise  # safe loading names the file itself
+            if isinstance(error, KeyError) and error.args == ("pretrainer",):
+                raise random_weights_error(folder / hparams_file, ["enhance_model"]) from None
             raise ValueError(
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
                 f"({describe_load_error(error)})"
             ) from None
-        enhancer.chunking()  # a bad chunk setting in the folder fails now
+        if trust_code:  # safe loading checks it itself
+            check_weights_loaded(enhancer.mods, getattr(enhancer.hparams, "pretrainer", None),
+                                 folder / hparams_file)
+        try:
+            enhancer.check_settings()
+        except ValueError as error:
+            raise ValueError(f"{folder / hparams_file}: {error}") from None
         return enhancer
+
+    def check_settings(self):
+        """Refuses settings that would fail every file or mislead: the rate
+        and the shortest input must be whole numbers in range, the model's
+        rate the folder's, the chunking valid (:meth:`chunking`).
+
+        Raises
+        ------
+        ValueError
+            Naming the key and its value.
+        """
+        from cmse_speechbrain.cmcr_net import CMCRNet, check_whole
+
+        check_whole("sample_rate", self.hparams.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
+        check_whole("min_audio_samples", getattr(self.hparams, "min_audio_samples", 1), 1,
+                    10 * self.hparams.sample_rate)
+        model = self.mods.enhance_model
+        if isinstance(model, CMCRNet) and model.config["sample_rate"] != self.sample_rate:
+            raise ValueError(f"sample_rate {self.sample_rate} is not the rate of enhance_model "
+                             f"({model.config['sample_rate']})")
+        self.chunking()
 
     @property
     def sample_rate(self):
@@ -293,33 +370,161 @@ class EnhanceCMCR(Pretrained):
         enhanced, _ = self.mods.enhance_model(wavs, lengths)
         return enhanced
 
+    def batch_key(self, samples):
+        """Signals with the same key can be enhanced in one zero-padded batch.
+
+        A signal longer than the model's chunk gets None (enhanced alone,
+        in chunks). For CMCR-Net the key is the number of STFT frames
+        (``samples // hop_length``): the STFT pads with zeros past the end,
+        so zero-padding a signal to the longest of its batch leaves every
+        one of its frames, hence its output, unchanged (only float rounding
+        differs). Padding into one more frame would change it: the level
+        normalisation and the attention see every frame (measured: 20-50 dB
+        SNR). Other models: the exact length.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
+        >>> [enhancer.batch_key(n) for n in (255, 256, 511, 16000, 16001)]
+        [0, 1, 1, 62, None]
+        """
+        from cmse_speechbrain.cmcr_net import CMCRNet
+
+        chunk, _ = self.chunking()
+        if chunk and samples > chunk:
+            return None
+        model = self.mods.enhance_model
+        return samples // model.hop_length if isinstance(model, CMCRNet) else samples
+
+    def check_batch(self, noisy, lengths=None):
+        """Checks what :meth:`enhance_batch` is given, in one line each.
+
+        Arguments
+        ---------
+        noisy : torch.Tensor
+            Float samples [B, samples] or [samples].
+        lengths : torch.Tensor, optional
+            Relative lengths [B] in (0, 1], as SpeechBrain's batches carry.
+
+        Returns
+        -------
+        noisy : torch.Tensor
+            [B, samples], float32.
+        sizes : list of int or None
+            Each signal's samples; None when none is padded.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a float tensor of one or two dimensions, empty, too short,
+            NaN/inf samples, bad lengths.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000, "min_audio_samples": 512})
+        >>> enhancer.check_batch(torch.zeros(2, 1000), torch.tensor([1.0, 0.6]))[1]
+        [1000, 600]
+        >>> enhancer.check_batch(torch.zeros(1000, 1))
+        Traceback (most recent call last):
+         ...
+        ValueError: enhance_batch: too short: 1 samples per signal, need at least 512 (a [N, 1] tensor is N signals of one sample; give [1, N])
+        """
+        if not isinstance(noisy, torch.Tensor):
+            raise TypeError(f"enhance_batch: expected a torch.Tensor [batch, samples], got "
+                            f"{type(noisy).__name__} (torch.from_numpy converts an array)")
+        if not noisy.is_floating_point():
+            raise TypeError(f"enhance_batch: {noisy.dtype} samples; give float samples in "
+                            "[-1, 1] (int16: divide by 32768)")
+        if noisy.dim() not in (1, 2):
+            raise ValueError(f"enhance_batch: expected [batch, samples] or [samples], got shape "
+                             f"{list(noisy.shape)}")
+        if noisy.numel() == 0:
+            raise ValueError(f"enhance_batch: empty input, shape {list(noisy.shape)}")
+        noisy = noisy.unsqueeze(0) if noisy.dim() == 1 else noisy
+        shortest = int(getattr(self.hparams, "min_audio_samples", 1))
+        if noisy.shape[1] < shortest:
+            raise ValueError(f"enhance_batch: too short: {noisy.shape[1]} samples per signal, need "
+                             f"at least {shortest} (a [N, 1] tensor is N signals of one sample; "
+                             "give [1, N])")
+        if not torch.isfinite(noisy).all():
+            raise ValueError("enhance_batch: the input has NaN or infinite samples")
+        if lengths is None:
+            return noisy.float(), None
+        lengths = torch.as_tensor(lengths, dtype=torch.float64).flatten().cpu()
+        if lengths.numel() != noisy.shape[0] or not ((lengths > 0) & (lengths <= 1)).all():
+            raise ValueError(f"enhance_batch: lengths must be {noisy.shape[0]} relative lengths "
+                             f"in (0, 1], got {lengths.tolist()}")
+        sizes = [max(1, round(float(length) * noisy.shape[1])) for length in lengths]
+        short = [k for k, size in enumerate(sizes) if size < shortest]
+        if short:
+            raise ValueError(f"enhance_batch: signal {short[0]} is too short: {sizes[short[0]]} "
+                             f"samples, need at least {shortest}")
+        return noisy.float(), None if min(sizes) == noisy.shape[1] else sizes
+
     @torch.no_grad()
     def enhance_batch(self, noisy, lengths=None):
         """Enhances a batch [B, samples] at the model's rate.
 
         Signals longer than ``chunk_seconds`` are processed in chunks that
-        overlap by ``chunk_overlap_seconds``, cross-faded.
+        overlap by ``chunk_overlap_seconds``, cross-faded. With ``lengths``
+        each signal is enhanced as if alone (padded only within its last
+        STFT frame, see :meth:`batch_key`) and its padding comes back as
+        zeros.
 
         Arguments
         ---------
         noisy : torch.Tensor
-            [B, samples] (or [samples]).
+            Float samples [B, samples] (or [samples]); see :meth:`check_batch`.
         lengths : torch.Tensor, optional
-            Relative lengths [B].
+            Relative lengths [B] in (0, 1].
 
         Returns
         -------
         torch.Tensor
             Enhanced signals, same shape.
+
+        Example
+        -------
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000})
+        >>> a, b = torch.rand(3000) - 0.5, torch.rand(1800) - 0.5
+        >>> batch = torch.stack([a, torch.nn.functional.pad(b, (0, 1200))])
+        >>> out = enhancer.enhance_batch(batch, torch.tensor([1.0, 0.6]))
+        >>> torch.allclose(out[1, :1800], enhancer.enhance_batch(b), atol=1e-5), out[1, 1800:].abs().max().item()
+        (True, 0.0)
         """
-        squeeze = noisy.dim() == 1
-        noisy = noisy.unsqueeze(0) if squeeze else noisy
-        noisy = noisy.to(self.device).float()
+        squeeze = isinstance(noisy, torch.Tensor) and noisy.dim() == 1
+        noisy, sizes = self.check_batch(noisy, lengths)
+        noisy = noisy.to(self.device)
+        if sizes is None:
+            enhanced = self._enhance_padded(noisy)
+        else:  # groups of one frame count, each cropped to its longest
+            groups = {}
+            for index, size in enumerate(sizes):
+                key = self.batch_key(size)
+                groups.setdefault(("alone", index) if key is None else key, []).append(index)
+            enhanced = torch.zeros_like(noisy)
+            for members in groups.values():
+                batch = torch.zeros(len(members), max(sizes[i] for i in members), device=noisy.device)
+                for row, index in enumerate(members):
+                    batch[row, : sizes[index]] = noisy[index, : sizes[index]]
+                out = self._enhance_padded(batch)
+                for row, index in enumerate(members):
+                    enhanced[index, : sizes[index]] = out[row, : sizes[index]]
+        return enhanced.squeeze(0) if squeeze else enhanced
+
+    def _enhance_padded(self, noisy):
+        """[B, samples] of one length, whole or in cross-faded chunks."""
         chunk, overlap = self.chunking()
         length = noisy.shape[-1]
         with self.inference_ctx:
             if chunk == 0 or length <= chunk:
-                enhanced = self._enhance(noisy, lengths)
+                enhanced = self._enhance(noisy, None)
             else:
                 starts = list(range(0, length - overlap, chunk - overlap))
                 weights = chunk_weights(length, starts, chunk, overlap, noisy.device)
@@ -329,8 +534,7 @@ class EnhanceCMCR(Pretrained):
                     enhanced[:, start : start + piece.shape[1]] += (
                         self._enhance(piece, None).float() * weight
                     )
-        enhanced = enhanced.float()
-        return enhanced.squeeze(0) if squeeze else enhanced
+        return enhanced.float()
 
     def read_input(self, filename, mix_down=True):
         """Reads a file as the model takes it (what :meth:`enhance_file` does
@@ -386,12 +590,20 @@ class EnhanceCMCR(Pretrained):
         -------
         torch.Tensor
             [samples] at the input's rate, exactly as long as the input.
+
+        Raises
+        ------
+        AudioFileError
+            A non-finite enhanced signal (nothing is written).
         """
+        if not torch.isfinite(enhanced).all():  # e.g. an input near float's range
+            raise AudioFileError(filename, "the enhanced signal has NaN or infinite samples "
+                                           "(input far beyond full scale?); nothing written")
         enhanced = resample(enhanced.cpu(), self.sample_rate, info.samplerate)
         # resampling there and back rounds the length up: keep the input's
         enhanced = fit_length(enhanced, info.frames)
         if output_filename is not None:
-            output = pathlib.Path(output_filename)
+            output = check_output_name(output_filename)
             if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
                 raise ValueError(f"{output}: refusing to overwrite the input file")
             peak = float(enhanced.abs().max())
@@ -402,7 +614,7 @@ class EnhanceCMCR(Pretrained):
                 logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
         return enhanced
 
-    def enhance_file(self, filename, output_filename=None, mix_down=True):
+    def enhance_file(self, filename, output_filename=None, mix_down=True, **kwargs):
         """Enhances one audio file.
 
         Arguments
@@ -414,6 +626,9 @@ class EnhanceCMCR(Pretrained):
             input's rate. It may not be the input file.
         mix_down : bool
             If False, a multi-channel input is refused instead of averaged.
+        **kwargs
+            SpeechBrain's fetching arguments of ``load_audio`` (``savedir``,
+            ``source``): ignored, the file is read where it is.
 
         Returns
         -------
@@ -421,6 +636,11 @@ class EnhanceCMCR(Pretrained):
             The enhanced signal [samples] at the input's rate, exactly as
             long as the input.
         """
+        unknown = set(kwargs) - {"savedir", "source"}
+        if unknown:
+            raise TypeError(f"enhance_file() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        if output_filename is not None:
+            check_output_name(output_filename)  # before the work
         noisy, info = self.read_input(filename, mix_down)
         return self.write_output(self.enhance_batch(noisy), info, filename, output_filename)
 

@@ -42,8 +42,21 @@ import torchaudio.functional as AF
 from tqdm import tqdm
 
 from cmse_speechbrain.cli import LENGTH_TOLERANCE, collect_inputs
-from cmse_speechbrain.dataio import AudioFileError, atomic_output, audio_info, read_audio_checked, write_audio_atomic
-from cmse_speechbrain.metrics import composite_scores, dnsmos_scores, pause_attenuation, si_sdr, stoi_score
+from cmse_speechbrain.dataio import (
+    AudioFileError,
+    atomic_output,
+    audio_info,
+    printable,
+    read_audio_checked,
+    write_audio_atomic,
+)
+from cmse_speechbrain.metrics import (
+    composite_scores,
+    dnsmos_scores,
+    pause_attenuation,
+    si_sdr,
+    stoi_score,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +65,10 @@ INTRUSIVE = {"pesq": "PESQ", "stoi": "STOI", "csig": "CSIG", "cbak": "CBAK", "co
              "speech_level_db": "speech level dB"}
 DNSMOS = {"dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
 METRIC_RATE = 16000
+#: Said on a page whose players link to the original files (``copy_audio=False``).
+LINKED_AUDIO_NOTE = ("The players link to the original audio files by paths relative to this page: "
+                     "move the page only together with them (or write it with copies, without "
+                     "--link-audio).")
 DYNAMIC_RANGE_DB = 80.0
 SPECTROGRAM_DPI = 64
 PANEL_INCHES = (3.6, 2.4)
@@ -81,7 +98,7 @@ def audio_files(source, exclude=None):
     ['b', 'sub/a é']
     """
     if isinstance(source, dict):
-        return {str(key): pathlib.Path(path) for key, path in source.items()}
+        return {page_key(key): pathlib.Path(path) for key, path in source.items()}
     folder = pathlib.Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
@@ -89,12 +106,27 @@ def audio_files(source, exclude=None):
     for path, relative, *problem in collect_inputs([folder], exclude=exclude):
         if relative is None:
             raise OSError(f"{path}: {problem[0] if problem else 'cannot read'}")
-        key = relative.with_suffix("").as_posix()
+        key = page_key(relative.with_suffix("").as_posix())
         if key in files:
             logger.warning("%s: same name as %s; the report uses the first", path, files[key])
             continue
         files[key] = path
     return files
+
+
+def page_key(key):
+    """A file's key as the page names it and its assets: printable text
+    (:func:`~cmse_speechbrain.dataio.printable`) and a relative path that
+    stays inside the report folder (``..`` and a leading ``/`` neutralised).
+
+    Example
+    -------
+    >>> page_key("../../etc/x"), page_key("/abs/y"), page_key("sub/ok")
+    ('__/__/etc/x', 'abs/y', 'sub/ok')
+    """
+    parts = [("__" if part == ".." else part) for part in printable(key).split("/")
+             if part not in ("", ".")]
+    return "/".join(parts) or "_"
 
 
 def mean_interval(values, confidence=0.95):
@@ -123,9 +155,15 @@ def mean_interval(values, confidence=0.95):
 
 
 def _load(path):
-    """(mono float32 tensor at the file's own rate, rate); AudioFileError if unusable."""
+    """(mono float32 tensor at the file's own rate, rate); AudioFileError if unusable
+    (too short for one spectrogram frame included)."""
     rate = audio_info(path).samplerate
-    return read_audio_checked(path, rate), rate
+    return read_audio_checked(path, rate, min_samples=_n_fft(rate)), rate
+
+
+def _n_fft(rate):
+    """The spectrogram's frame: about 32 ms, a power of two."""
+    return 1 << max(8, round(math.log2(rate * 0.032)))
 
 
 def _at_metric_rate(audio, rate):
@@ -159,9 +197,20 @@ def _scores(signal, reference, noisy, use_dnsmos):
 
 
 def _spectrogram_db(audio, rate):
-    n_fft = 1 << max(8, round(math.log2(rate * 0.032)))
+    n_fft = _n_fft(rate)
     spec = torch.stft(audio, n_fft, n_fft // 2, window=torch.hann_window(n_fft), return_complex=True)
     return (20 * torch.log10(spec.abs() + 1e-6)).numpy()
+
+
+def _plain(text):
+    """Text that matplotlib shows as it is (a ``$`` would start math text).
+
+    Example
+    -------
+    >>> _plain("price $5") == "price " + chr(92) + "$5"
+    True
+    """
+    return str(text).replace("$", r"\$")
 
 
 def _pyplot():
@@ -196,7 +245,7 @@ def save_spectrograms(panels, path):
                              sharey=True, squeeze=False)
     image = None
     for ax, (title, _), spec in zip(axes[0], panels, specs):
-        ax.set_title(title, fontsize=9)
+        ax.set_title(_plain(title), fontsize=9)
         if spec is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
@@ -228,7 +277,7 @@ def plot_per_file(keys, scores, rows, metrics, path):
     for ax, metric in zip(axes[:, 0], metrics):
         for k, name in enumerate(rows):
             y = [scores[name].get(key, {}).get(metric, math.nan) for key in keys]
-            ax.plot(x, y, "os^vD<>"[k % 7], ms=4, ls="none", color=f"C{k}", alpha=0.8, label=name)
+            ax.plot(x, y, "os^vD<>"[k % 7], ms=4, ls="none", color=f"C{k}", alpha=0.8, label=_plain(name))
         ax.set_ylabel({**INTRUSIVE, **DNSMOS}[metric])
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -241,7 +290,7 @@ def plot_per_file(keys, scores, rows, metrics, path):
 
 
 def _url(path):
-    return html.escape(urllib.parse.quote(pathlib.PurePath(path).as_posix()))
+    return html.escape(urllib.parse.quote(os.fsencode(pathlib.PurePath(path).as_posix())))
 
 
 def _number(value, metric):
@@ -433,7 +482,7 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
             try:
                 loaded[name] = _load(files[key])
             except AudioFileError as error:
-                problems[name][key] = error.problem
+                problems[name][key] = printable(error.problem)
         missing += len(columns) - len(loaded)
         at_rate = {name: _at_metric_rate(*audio) for name, audio in loaded.items()}
         reference = at_rate.get("clean")
@@ -507,6 +556,8 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
                      "in the pauses of the clean file (larger: less residual noise), speech level = "
                      "power against the clean file in its speech (0: kept; negative: speech "
                      "attenuated too), both in dB; – where a file has no pause.")
+    if not copy_audio:
+        notes.append(LINKED_AUDIO_NOTE)
     notes.append("DNSMOS P.835 from speechmos (no reference)." if dnsmos else
                  "DNSMOS not computed (pip install 'cmse-speechbrain[dnsmos]').")
     notes.append("Summary: mean over the files scored, with its 95 % Student-t interval in brackets; "

@@ -469,11 +469,15 @@ def load_hyperparams(path, overrides=None, overrides_must_match=True, trust_code
         with open(path, encoding="utf-8") as fin:
             return load_hyperpyyaml(fin, overrides, overrides_must_match)
     text = check_hyperparams(path, root)
-    resolved = resolve_references(_NamedStream(text, str(path)), overrides, overrides_must_match)
+    try:
+        resolved = resolve_references(_NamedStream(text, str(path)), overrides, overrides_must_match)
+    except (ruamel.yaml.YAMLError, ValueError, KeyError, TypeError) as error:
+        problem = " ".join(str(error).split())
+        raise ValueError(f"{path}: a reference cannot be resolved ({problem})") from None
     loader = _ModelLoader(resolved)
     try:
         hparams = loader.get_single_data()
-    except (yaml.YAMLError, ruamel.yaml.YAMLError, TypeError, ValueError) as error:
+    except (yaml.YAMLError, ruamel.yaml.YAMLError, TypeError, ValueError, ArithmeticError) as error:
         problem = " ".join(str(error).split())
         raise ValueError(f"{path}: cannot build the model ({problem})") from None
     finally:
@@ -524,6 +528,7 @@ def load_parameters(loadables, folder):
             raise ValueError(f"{folder}: loadable name {name!r} is not a plain file name")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing")
+        check_inside(folder, path)
         if isinstance(obj, torch.nn.Module):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -533,6 +538,10 @@ def load_parameters(loadables, folder):
                 ) from None
             if not isinstance(state, dict):
                 raise ValueError(f"{path}: cannot be loaded safely (not a state dict)")
+            broken = next((key for key, value in state.items() if isinstance(value, torch.Tensor)
+                           and value.is_floating_point() and not torch.isfinite(value).all()), None)
+            if broken is not None:
+                raise ValueError(f"{path}: the weights {broken!r} hold NaN or infinite values")
             try:
                 obj.load_state_dict(hook_on_loading_state_dict_checkpoint(state), strict=True)
             except RuntimeError as error:
@@ -549,6 +558,66 @@ def load_parameters(loadables, folder):
         if hook is None:
             raise ValueError(f"{path}: no loader for a {type(obj).__name__}")
         hook(obj, path, False)
+
+
+def check_inside(folder, path):
+    """Refuses a model file that is (or links to) a file outside its folder.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> (tmp / "model").mkdir()
+    >>> _ = (tmp / "secret.yaml").write_text("a: 1")
+    >>> (tmp / "model" / "hyperparams.yaml").symlink_to(tmp / "secret.yaml")
+    >>> check_inside(tmp / "model", tmp / "model" / "hyperparams.yaml")
+    Traceback (most recent call last):
+     ...
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../model/hyperparams.yaml: links to .../secret.yaml, outside the model folder
+    """
+    real = pathlib.Path(os.path.realpath(path))
+    if pathlib.Path(os.path.realpath(folder)) not in real.parents:
+        raise UnsafeModelError(path, None, f"links to {real}, outside the model folder")
+
+
+def check_weights_loaded(modules, pretrainer, where):
+    """Refuses modules with parameters that the pretrainer does not load
+    (they would keep their random initial weights).
+
+    Arguments
+    ---------
+    modules : dict
+        The folder's ``modules``.
+    pretrainer : Pretrainer or None
+        Its ``pretrainer`` (its ``loadables``).
+    where : str or pathlib.Path
+        The YAML file, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the modules whose weights would stay random.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> check_weights_loaded({"net": net, "norm": torch.nn.Identity()}, None, "h.yaml")
+    Traceback (most recent call last):
+     ...
+    ValueError: h.yaml: no 'pretrainer' loads the weights of 'net': refusing random weights
+    """
+    loadables = getattr(pretrainer, "loadables", None) or {}
+    loaded = {id(m) for obj in loadables.values() if isinstance(obj, torch.nn.Module)
+              for m in obj.modules()}
+    missing = [name for name, module in modules.items() if isinstance(module, torch.nn.Module)
+               and id(module) not in loaded and any(True for _ in module.parameters())]
+    if missing:
+        raise random_weights_error(where, missing)
+
+
+def random_weights_error(where, names):
+    """The error for modules whose weights no pretrainer loads."""
+    names = ", ".join(repr(name) for name in names)
+    return ValueError(f"{where}: no 'pretrainer' loads the weights of {names}: refusing random weights")
 
 
 def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None,
@@ -596,7 +665,11 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
         raise FileNotFoundError(f"{source}: no such model folder")
     if not os.path.lexists(folder / hparams_file):
         raise FileNotFoundError(f"{folder / hparams_file}: missing")
-    if trust_code:
+    check_inside(folder, folder / hparams_file)
+    if trust_code:  # SpeechBrain reads the folder's files: none may lead outside
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink():
+                check_inside(folder, path)
         from speechbrain.inference.interfaces import pretrained_from_hparams
         from speechbrain.utils.fetching import FetchConfig, LocalStrategy
 
@@ -622,4 +695,5 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
         if not isinstance(getattr(pretrainer, "loadables", None), dict):
             raise ValueError(f"{folder / hparams_file}: 'pretrainer' is not a Pretrainer")
         load_parameters(pretrainer.loadables, folder)
+    check_weights_loaded(hparams["modules"], pretrainer, folder / hparams_file)
     return cls(modules=hparams["modules"], hparams=hparams, **kwargs)

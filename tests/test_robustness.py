@@ -134,13 +134,13 @@ def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_output_is_a_clear_error_per_file(tiny_model_folder, tmp_path):
+def test_unwritable_output_is_refused_before_any_work(tiny_model_folder, tmp_path):
     blocker = tmp_path / "not a folder"
     blocker.write_text("a file where the output folder should be")
     sf.write(tmp_path / "a.wav", _speech()[:16000], 16000)
     code = cli.enhance_main([str(tmp_path / "a.wav"), "-o", str(blocker / "out"),
                              "--source", str(tiny_model_folder)])
-    assert code == 1
+    assert code == 2  # refused before any work (issue 29, item 10)
     assert blocker.read_text().startswith("a file")
 
 
