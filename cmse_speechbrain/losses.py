@@ -113,6 +113,10 @@ def utterance_rms(wavs, lengths=None, eps=1e-5):
     return torch.sqrt(power + eps**2)
 
 
+def _unit_rms(wavs, lengths=None):
+    return wavs / utterance_rms(wavs, lengths)[:, None]
+
+
 def frame_energy(wavs, n_fft, hop_length):
     """Energy of each STFT frame (centred frames, as SpeechBrain's STFT):
     [B, 1 + samples // hop_length].
@@ -124,6 +128,41 @@ def frame_energy(wavs, n_fft, hop_length):
     """
     padded = F.pad(wavs.unsqueeze(1), (n_fft // 2, n_fft // 2))
     return F.avg_pool1d(padded.pow(2), n_fft, hop_length).squeeze(1)
+
+
+def frozen_features(representation, signals, lengths=None):
+    """A frozen representation of several batches of waveforms, in one pass
+    without gradient (the batches concatenated).
+
+    Arguments
+    ---------
+    representation : torch.nn.Module
+        Maps waveforms [B, samples] (and relative lengths) to a list of
+        feature tensors [B, ...]; must treat each utterance on its own.
+    signals : list of torch.Tensor
+        Waveforms [B, samples] each, all of one shape.
+    lengths : torch.Tensor, optional
+        Relative lengths [B], the same for every batch.
+
+    Returns
+    -------
+    list
+        Per signal, its list of feature tensors.
+
+    Example
+    -------
+    >>> rep = RandomConvRepresentation(channels=[4, 8])
+    >>> a, b = torch.randn(2, 4000), torch.randn(2, 4000)
+    >>> feats_a, feats_b = frozen_features(rep, [a, b])
+    >>> torch.allclose(feats_b[1], rep(b)[1], atol=1e-6)
+    True
+    """
+    batch = signals[0].shape[0]
+    if lengths is not None:
+        lengths = lengths.repeat(len(signals))
+    with torch.no_grad():
+        feats = representation(torch.cat(signals), lengths)
+    return [[level[i * batch : (i + 1) * batch] for level in feats] for i in range(len(signals))]
 
 
 class RandomConvRepresentation(nn.Module):
@@ -387,15 +426,21 @@ class ContrastiveRegularization(nn.Module):
         self.push_limit = push_limit
         self.eps = eps
 
-    def per_utterance(self, enhanced, clean, noisy, lengths=None):
-        """CR of each utterance, [B]."""
-        def unit(wavs):
-            return wavs / utterance_rms(wavs, lengths)[:, None]
+    @staticmethod
+    def reference_inputs(clean, noisy, lengths=None):
+        """The signals whose frozen features are the references: clean and
+        noisy at unit RMS."""
+        return [_unit_rms(clean, lengths), _unit_rms(noisy, lengths)]
 
-        enhanced_feats = self.representation(unit(enhanced), lengths)
-        with torch.no_grad():
-            clean_feats = self.representation(unit(clean), lengths)
-            noisy_feats = self.representation(unit(noisy), lengths)
+    def per_utterance(self, enhanced, clean, noisy, lengths=None, references=None):
+        """CR of each utterance, [B]. ``references``: the frozen features
+        of :meth:`reference_inputs` (clean, noisy), if already computed."""
+        enhanced_feats = self.representation(_unit_rms(enhanced, lengths), lengths)
+        if references is None:
+            references = frozen_features(
+                self.representation, self.reference_inputs(clean, noisy, lengths), lengths
+            )
+        clean_feats, noisy_feats = references
         if len(enhanced_feats) != len(self.layer_weights):
             raise ValueError(
                 f"{len(self.layer_weights)} layer weights for "
@@ -412,9 +457,10 @@ class ContrastiveRegularization(nn.Module):
             total = total + weight * d_pos / (d_pos + push + self.eps)
         return total / sum(self.layer_weights)
 
-    def forward(self, enhanced, clean, noisy, lengths=None):
-        """Returns the CR loss (scalar) for a batch of waveforms [B, samples]."""
-        return self.per_utterance(enhanced, clean, noisy, lengths).mean()
+    def forward(self, enhanced, clean, noisy, lengths=None, references=None):
+        """Returns the CR loss (scalar) for a batch of waveforms [B, samples]
+        (``references``: see :meth:`per_utterance`)."""
+        return self.per_utterance(enhanced, clean, noisy, lengths, references).mean()
 
 
 class StreamContrastiveLoss(nn.Module):
@@ -494,40 +540,58 @@ class StreamContrastiveLoss(nn.Module):
         self.target_size = probe[0, 0].numel()
         self.readout = nn.Linear(stream_size, self.target_size, bias=False)
 
-    def targets(self, clean, noise, lengths=None):
-        """Frozen frame features of speech and noise, [B, T, D] each."""
+    @staticmethod
+    def target_inputs(clean, noise, lengths=None):
+        """The signals whose frozen features are the targets: speech and
+        noise divided by the mixture's level."""
         level = utterance_rms(clean + noise, lengths)[:, None]
-        with torch.no_grad():
-            speech = self.representation(clean / level, lengths)[self.layer]
-            noise = self.representation(noise / level, lengths)[self.layer]
-        return speech.flatten(start_dim=2), noise.flatten(start_dim=2)
+        return [clean / level, noise / level]
+
+    def targets(self, clean, noise, lengths=None, feats=None):
+        """Frozen frame features of speech and noise, [B, T, D] each.
+        ``feats``: the representation's features of :meth:`target_inputs`
+        (speech, noise), if already computed."""
+        if feats is None:
+            feats = frozen_features(
+                self.representation, self.target_inputs(clean, noise, lengths), lengths
+            )
+        return tuple(levels[self.layer].flatten(start_dim=2) for levels in feats)
 
     def _activity(self, wavs, frames):
         energy = frame_energy(wavs, self.n_fft, self.hop_length)[:, :frames]
         loudest = energy.max(dim=1, keepdim=True).values
         return (energy > self.active_ratio * loudest).float()
 
-    def _info_nce(self, anchor, positive, negative, weights):
-        anchor = F.normalize(anchor, dim=-1)
-        positive = F.normalize(positive, dim=-1)
-        negative = F.normalize(negative, dim=-1)
-        same = (anchor * positive).sum(-1, keepdim=True)
-        other_kind = (anchor * negative).sum(-1, keepdim=True)
+    def _info_nce(self, anchor, anchor_norm, positive, positive_norm, negative,
+                  negative_norm, weights):
+        # Cosine similarities of the read-out h(x) = W x with targets y, in
+        # the stream space: h(x).y = x.(W^T y) and |h(x)| = sqrt(x^T W^T W x)
+        # (``positive``, ``negative``: W^T y; ``*_norm``: |y| or |h(x)|,
+        # floored at 1e-12 as F.normalize does).
+        scale = 1.0 / (anchor_norm[..., None] * self.temperature)
+        same = (anchor * positive).sum(-1, keepdim=True) / positive_norm[..., None]
+        other_kind = (anchor * negative).sum(-1, keepdim=True) / negative_norm[..., None]
         # the same kind at the same frame of the other utterances
-        others = torch.einsum("btd,ctd->btc", anchor, positive)
+        others = torch.bmm(anchor.transpose(0, 1), positive.permute(1, 2, 0))  # [T, B, C]
+        others = others.transpose(0, 1) / positive_norm.t()[None] * scale
         diagonal = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
         others = others.masked_fill(diagonal[:, None, :], float("-inf"))
-        logits = torch.cat([same, other_kind, others], dim=-1) / self.temperature
+        logits = torch.cat([same * scale, other_kind * scale, others], dim=-1)
         per_frame = -torch.log_softmax(logits, dim=-1)[..., 0]
         return (per_frame * weights).sum() / weights.sum().clamp(min=1.0)
 
-    def forward(self, streams, clean, noise, lengths=None):
+    def forward(self, streams, clean, noise, lengths=None, feats=None):
         """Arguments: list of (relevant, irrelevant[, gate]) [B, T, d] per CM
         pass; clean speech and noise waveforms [B, samples]; relative
-        lengths [B]. Returns a scalar."""
+        lengths [B]; ``feats``: see :meth:`targets`. Returns a scalar.
+
+        The read-out is never applied to the streams: the targets are
+        brought into the stream space instead (``W^T s``, ``W^T n``), where
+        the similarities and the residuals are the same numbers at a
+        fraction of the cost."""
         if not streams:
             raise ValueError("StreamContrastiveLoss needs the CM's streams")
-        speech, noise_feats = self.targets(clean, noise, lengths)
+        speech, noise_feats = self.targets(clean, noise, lengths, feats)
         frames = min(speech.shape[1], streams[0][0].shape[1])
         speech, noise_feats = speech[:, :frames], noise_feats[:, :frames]
         valid = _time_mask(lengths, frames, speech.device)
@@ -535,14 +599,30 @@ class StreamContrastiveLoss(nn.Module):
             valid = torch.ones(speech.shape[:2], device=speech.device)
         speech_active = self._activity(clean, frames) * valid
         noise_active = self._activity(noise, frames) * valid
-        scale = (speech.pow(2).sum(-1) + noise_feats.pow(2).sum(-1)).clamp(min=1e-6)
+        speech_sq, noise_sq = speech.pow(2).sum(-1), noise_feats.pow(2).sum(-1)
+        scale = (speech_sq + noise_sq).clamp(min=1e-6)
+        speech_norm = speech_sq.sqrt().clamp(min=1e-12)
+        noise_norm = noise_sq.sqrt().clamp(min=1e-12)
+        weight = self.readout.weight  # [target_size, stream_size]
+        speech_w, noise_w = speech @ weight, noise_feats @ weight  # W^T y
+        gram = weight.t() @ weight
+
+        def read_out_sq(x):  # |h(x)|^2
+            return ((x @ gram) * x).sum(-1)
+
         total = 0.0
         for relevant, irrelevant, *_ in streams:
-            rel = self.readout(relevant[:, :frames])
-            irr = self.readout(irrelevant[:, :frames])
-            contrast = self._info_nce(rel, speech, noise_feats, speech_active)
-            contrast = contrast + self._info_nce(irr, noise_feats, speech, noise_active)
-            residual = (rel - speech).pow(2).sum(-1) + (irr - noise_feats).pow(2).sum(-1)
+            rel, irr = relevant[:, :frames], irrelevant[:, :frames]
+            rel_sq, irr_sq = read_out_sq(rel), read_out_sq(irr)
+            rel_norm = rel_sq.clamp(min=1e-24).sqrt()
+            irr_norm = irr_sq.clamp(min=1e-24).sqrt()
+            rel_speech, irr_noise = (rel * speech_w).sum(-1), (irr * noise_w).sum(-1)
+            contrast = self._info_nce(rel, rel_norm, speech_w, speech_norm, noise_w,
+                                      noise_norm, speech_active)
+            contrast = contrast + self._info_nce(irr, irr_norm, noise_w, noise_norm,
+                                                 speech_w, speech_norm, noise_active)
+            # |h(r) - s|^2 + |h(i) - n|^2
+            residual = (rel_sq - 2 * rel_speech + speech_sq) + (irr_sq - 2 * irr_noise + noise_sq)
             decomposition = (residual / scale * valid).sum() / valid.sum()
             total = total + contrast + self.decomposition_weight * decomposition
         return total / len(streams)
@@ -764,11 +844,25 @@ class CMCRObjective(nn.Module):
         terms = self.reconstruction.terms(enhanced, clean, lengths, scale)
         terms["recon"] = loss = self.reconstruction.combine(terms)
         ramp = self.ramp()
-        if self.stream_contrast is not None and self.shares["cm"] > 0 and streams:
-            terms["cm"] = self.stream_contrast(streams, clean, noisy - clean, lengths)
+        use_cm = self.stream_contrast is not None and self.shares["cm"] > 0 and bool(streams)
+        use_cr = self.contrastive_regularization is not None and self.shares["cr"] > 0
+        noise = noisy - clean
+        references = targets = None
+        if use_cm and use_cr and (
+            self.stream_contrast.representation
+            is self.contrastive_regularization.representation
+        ):  # one frozen pass for the CR references and the CM targets
+            signals = self.contrastive_regularization.reference_inputs(clean, noisy, lengths)
+            signals += self.stream_contrast.target_inputs(clean, noise, lengths)
+            feats = frozen_features(self.stream_contrast.representation, signals, lengths)
+            references, targets = feats[:2], feats[2:]
+        if use_cm:
+            terms["cm"] = self.stream_contrast(streams, clean, noise, lengths, targets)
             loss = loss + ramp * self.weights[0] * terms["cm"]
-        if self.contrastive_regularization is not None and self.shares["cr"] > 0:
-            terms["cr"] = self.contrastive_regularization(enhanced, clean, noisy, lengths)
+        if use_cr:
+            terms["cr"] = self.contrastive_regularization(
+                enhanced, clean, noisy, lengths, references
+            )
             loss = loss + ramp * self.weights[1] * terms["cr"]
         if self.training:
             self.step += 1
