@@ -7,11 +7,12 @@ DNSMOS of the enhanced audio. Prints one JSON line; saves the per-utterance scor
 """
 import json, pathlib, sys, numpy as np, torch, soundfile as sf
 torch.set_num_threads(int(sys.argv[5]) if len(sys.argv) > 5 else 1)
-from cmse_speechbrain.cmcr_net import CMCRNet
+from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.metrics import pause_attenuation, pesq_wb, stoi_score, dnsmos_scores
 from cmse_speechbrain.brain import quality_score
 ckpt = sys.argv[1]
-model = CMCRNet(time_kernel=3, channels=[16, 32, 64, 128, 256]).eval()
+# the network as the shipped folder configures it, with the checkpoint's weights
+model = EnhanceCMCR.from_hparams(source=str(shipped_model_folder())).mods.enhance_model.eval()
 path = pathlib.Path(ckpt)
 state = torch.load(path / "model.ckpt" if path.is_dir() else path, map_location="cpu", weights_only=True)
 model.load_state_dict(state)
