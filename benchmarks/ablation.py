@@ -19,7 +19,13 @@ splits; see ``recipes/RealMix/realmix_prepare.py``):
   (:class:`cmse_speechbrain.peers.MetricGANPlusGenerator`) with the same
   objective (reconstruction + CR);
 * ``cr_speaker``: ``cr`` with CR in a pretrained space (resemblyzer's
-  speaker encoder, ``cr_space: speaker``) instead of the random encoder.
+  speaker encoder, ``cr_space: speaker``) instead of the random encoder;
+* ``cr_distillmos``: ``cr`` in the encoder of Distill-MOS, distilled from a
+  wav2vec 2.0 XLS-R based quality model (``cr_space: distillmos``; needs
+  ``pip install distillmos``); ``full_distillmos``: CMCR-Net with that CR;
+* ``cr_curricular``: ``cr`` with the authors' curricular negatives: the
+  ``baseline`` run of the same seed, exported, is the harder negative
+  (``cr_negatives: noisy+baseline``); it starts once that run has finished.
 
 Each run is its own recipe process. The fixed validation and test sets are
 prepared once and shared. The best checkpoint of each run (validation
@@ -71,7 +77,8 @@ EXTRA_METRICS = ["csig", "cbak", "covl", "si_sdr"]  # computed here from the sav
 DNSMOS = ["sig", "bak", "ovrl"]
 COMPARISONS = [  # (reference, variant): the paired differences reported
     ("baseline", "cm"), ("baseline", "cr"), ("baseline", "full"), ("cm", "full"), ("control", "cm"),
-    ("metricgan", "full"), ("cr", "cr_speaker"),
+    ("metricgan", "full"), ("cr", "cr_speaker"), ("cr", "cr_distillmos"), ("cr", "cr_curricular"),
+    ("baseline", "cr_distillmos"), ("baseline", "cr_curricular"), ("cm", "full_distillmos"),
 ]
 COMPARED_METRICS = ["pesq", "stoi", "si_sdr"]
 
@@ -97,6 +104,11 @@ def run_arguments(args, variant, seed, folder):
         "--device=cpu", "--init_from=null",
     ]
     overrides = dict(VARIANTS[variant])
+    source = overrides.pop("hard_negative_from", None)
+    if source is not None:  # curricular CR: the exported model of another run
+        objective = dict(overrides.get("objective_hparams", {}))
+        objective["cr_baseline_folder"] = str(hard_negative_folder(args, source, seed))
+        overrides["objective_hparams"] = objective
     if "model" not in overrides:  # a CMCR-Net variant: the network size of the study
         size = SIZES[args.size]
         model = {"channels": size["channels"]}
@@ -104,6 +116,26 @@ def run_arguments(args, variant, seed, folder):
             model["control_width"] = control_width(args.size)
         command += ["--model_hparams=" + json.dumps(model), f"--d_model={size['d_model']}"]
     return command + [f"--{key}={_flag_value(value)}" for key, value in overrides.items()]
+
+
+def hard_negative_folder(args, source, seed):
+    """The model folder of run ``source``/``seed`` (exported on first use
+    from its best validation checkpoint): curricular CR's hard negative."""
+    from cmse_speechbrain.export import export_model
+
+    run = args.out / "runs" / f"{source}_s{seed}"
+    folder = run / "model_folder"
+    if not (folder / "enhance_model.ckpt").is_file():
+        export_model(run, folder, overwrite=True)
+    return folder
+
+
+def waiting_for(args, variant, seed):
+    """The run a variant needs finished first (its hard negative), or None."""
+    source = VARIANTS[variant].get("hard_negative_from")
+    if source is not None and not finished(args, source, seed):
+        return source
+    return None
 
 
 def _flag_value(value):
@@ -692,7 +724,11 @@ def main(argv=None):
         running = {}
         while todo or running:
             while todo and len(running) < args.jobs:
-                variant, seed = todo.pop(0)
+                ready = [run for run in todo if waiting_for(args, *run) is None]
+                if not ready:
+                    break
+                variant, seed = ready[0]
+                todo.remove((variant, seed))
                 if finished(args, variant, seed):  # finished by another launcher meanwhile
                     continue
                 folder, process = launch(args, variant, seed, shared)
@@ -704,6 +740,10 @@ def main(argv=None):
                     status = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
                     print(f"{key[0]} seed {key[1]}: {status} after {(time.time() - start) / 60:.1f} min"
                           f" (log: {folder / 'stdout.log'})", flush=True)
+            if todo and not running and all(waiting_for(args, *run) for run in todo):
+                missing = sorted({f"{waiting_for(args, *run)}_s{run[1]}" for run in todo})
+                sys.exit(f"cannot start {todo}: they need the finished runs {missing}"
+                         " (add their variants to --variants)")
             time.sleep(5)
     results, seconds = {}, {}
     for variant in args.variants:

@@ -202,6 +202,35 @@ def chunk_weights(length, starts, chunk, overlap, device=None):
     return weights
 
 
+def frozen_network(folder):
+    """The network of a model folder, frozen (no gradient, eval mode), for
+    use inside another model's training (curricular CR's baseline).
+
+    Arguments
+    ---------
+    folder : str, pathlib.Path or None
+        A model folder as ``cmse-export`` writes it, loaded safely
+        (:meth:`EnhanceCMCR.from_hparams`); None gives None.
+
+    Returns
+    -------
+    torch.nn.Module or None
+
+    Example
+    -------
+    >>> model = frozen_network(shipped_model_folder())
+    >>> model.training, any(p.requires_grad for p in model.parameters())
+    (False, False)
+    >>> frozen_network(None) is None
+    True
+    """
+    if folder is None:
+        return None
+    model = EnhanceCMCR.from_hparams(source=str(folder)).mods.enhance_model
+    model.requires_grad_(False)
+    return model.eval()
+
+
 class EnhanceCMCR(Pretrained):
     """Enhances speech with a trained CMCR-Net.
 

@@ -10,6 +10,8 @@ from hyperpyyaml import load_hyperpyyaml
 import speechbrain as sb
 
 from cmse_speechbrain.cmcr_net import CMCRNet
+from cmse_speechbrain.distillmos_encoder import default_weights_path as distillmos_weights_path
+from cmse_speechbrain.inference import shipped_model_folder
 from cmse_speechbrain.mixing import OnTheFlyMixer
 from cmse_speechbrain.peers import MetricGANPlusGenerator
 from cmse_speechbrain.speaker_encoder import default_weights_path
@@ -31,13 +33,22 @@ SHARED = ROOT.parent / "shared" / "data"
     ("control", CMCRNet, False, False, False),
     ("metricgan", MetricGANPlusGenerator, False, False, True),
     ("cr_speaker", CMCRNet, False, False, True),
+    ("cr_distillmos", CMCRNet, False, False, True),
+    ("cr_curricular", CMCRNet, False, False, True),
+    ("full_distillmos", CMCRNet, True, True, True),
 ])
-def test_variant_overrides(tmp_path, variant, model_class, use_cm, cm_on, cr_on):
-    if variant == "cr_speaker":
+def test_variant_overrides(tmp_path, monkeypatch, variant, model_class, use_cm, cm_on, cr_on):
+    weights = {"cr_speaker": default_weights_path, "cr_distillmos": distillmos_weights_path,
+               "full_distillmos": distillmos_weights_path}.get(variant)
+    if weights is not None:
         try:
-            default_weights_path()
+            weights()
         except FileNotFoundError as error:
             pytest.skip(str(error))
+    # curricular CR's hard negative: a finished run's exported model (here the shipped one)
+    hard_negative_runs = []
+    monkeypatch.setattr(ablation, "hard_negative_folder", lambda args, source, seed: (
+        hard_negative_runs.append((source, seed)) or shipped_model_folder()))
     args = argparse.Namespace(steps=200, steps_per_epoch=100, batch_size=4, segment=2.0,
                               warmup=10, size="small", data=tmp_path)
     command = ablation.run_arguments(args, variant, 0, tmp_path / "run")
@@ -52,9 +63,16 @@ def test_variant_overrides(tmp_path, variant, model_class, use_cm, cm_on, cr_on)
         assert model.config["channels"] == [8, 16, 32, 64, 128]  # the same small size for all
         assert (model.control is not None) == (variant == "control")
     representation = type(hparams["objective"].contrastive_regularization.representation).__name__
-    expected = "SpeakerEncoderRepresentation" if variant == "cr_speaker" else "RandomConvRepresentation"
+    expected = {"cr_speaker": "SpeakerEncoderRepresentation",
+                "cr_distillmos": "DistillMOSRepresentation",
+                "full_distillmos": "DistillMOSRepresentation"}.get(variant, "RandomConvRepresentation")
     assert representation == expected
     objective = hparams["objective"]
+    curricular = objective.curricular_negative
+    assert curricular.active == (variant == "cr_curricular")
+    assert hard_negative_runs == ([("baseline", 0)] if variant == "cr_curricular" else [])
+    if variant == "cr_curricular":
+        assert curricular.weight(10_000) == 0.25 and curricular.weight(0) == 0.0
     assert (objective.shares["cm"] > 0) == cm_on and (objective.shares["cr"] > 0) == cr_on
     assert hparams["number_of_epochs"] == 2 and hparams["init_from"] is None
     assert hparams["real_annotation"] is not None  # DNSMOS of the real recordings is reported

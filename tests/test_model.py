@@ -261,3 +261,58 @@ def test_objective_controls_the_gradient_shares(real_pair):
     assert torch.isclose(cm / recon, torch.tensor(0.2), rtol=0.05)
     assert torch.isclose(cr / recon, torch.tensor(0.05), rtol=0.05)
     assert sorted(terms) == ["cm", "complex", "cr", "magnitude", "recon", "waveform"]
+
+
+def test_curricular_cr_pushes_from_the_baseline_output_too():
+    """Curricular CR on a real mixture, with a real enhanced output (the
+    shipped model's) standing in for the model trained without CR: at weight
+    0 it is plain CR; with weight, staying at that output costs more; up to
+    the default final weight the order clean < that output < halfway back
+    to the noisy input < noisy holds, and a scaled copy scores as the
+    original."""
+    from cmse_speechbrain.inference import frozen_network, shipped_model_folder
+    from cmse_speechbrain.losses import CurricularNegative
+
+    clean, noisy = _real_mixture(*REAL_MIXTURES[0][:2], 5)
+    baseline = CurricularNegative("noisy+baseline", frozen_network(shipped_model_folder()))
+    hard = baseline(noisy)
+    assert hard.shape == noisy.shape and not hard.requires_grad
+    cr = ContrastiveRegularization(RandomConvRepresentation())
+
+    def score(output, alpha):
+        return float(cr(output, clean, noisy, hard_negative=hard, hard_weight=alpha))
+
+    assert score(hard, 0.0) == pytest.approx(float(cr(hard, clean, noisy)))
+    assert score(hard, 0.25) > score(hard, 0.0)
+    back_toward_noisy = 0.5 * (hard + noisy)
+    for alpha in (0.0, 0.125, 0.25):  # up to the default final weight
+        assert score(clean, alpha) < 1e-3
+        assert score(clean, alpha) < score(hard, alpha) < score(back_toward_noisy, alpha) < score(noisy, alpha)
+        assert score(0.5 * hard, alpha) == pytest.approx(score(hard, alpha), abs=1e-4)
+    # why the weight stays low: with the hard negative alone, the noisy input
+    # scores better than the baseline's output
+    assert score(noisy, 1.0) < score(hard, 1.0)
+
+
+def test_objective_follows_the_curriculum(real_pair):
+    from cmse_speechbrain.losses import CurricularNegative
+
+    noisy, clean = real_pair
+    rep = RandomConvRepresentation(channels=[4, 8])
+    hard = CurricularNegative("noisy+baseline", lambda x: 0.7 * x + 0.3 * clean,
+                              start_steps=2, ramp_steps=2, final_weight=1.0)
+    plain = CMCRObjective(ReconstructionLoss(), ContrastiveRegularization(rep, [0.5, 1.0]),
+                          aux_start_steps=0, aux_ramp_steps=0)
+    curricular = CMCRObjective(ReconstructionLoss(), ContrastiveRegularization(rep, [0.5, 1.0]),
+                               aux_start_steps=0, aux_ramp_steps=0, curricular_negative=hard)
+    enhanced = 0.5 * (noisy + clean)
+    crs = []
+    for _ in range(5):
+        crs.append((float(plain(enhanced, clean, noisy)[1]["cr"]),
+                    float(curricular(enhanced, clean, noisy)[1]["cr"])))
+    assert crs[0][0] == pytest.approx(crs[0][1]) and crs[2][0] == pytest.approx(crs[2][1])
+    assert crs[4][1] != pytest.approx(crs[4][0])  # weight 1 after the ramp
+    with pytest.raises(ValueError, match="cr_baseline_folder"):
+        CurricularNegative("noisy+baseline", None)
+    with pytest.raises(ValueError, match="cr_negatives"):
+        CurricularNegative("baseline")
