@@ -23,6 +23,23 @@ Writes ``benchmarks/results/asr_wer.csv`` (one row per condition and
 variant), ``asr_wer_utterances.csv`` (every hypothesis) and ``asr_wer.png``
 (if matplotlib is installed).
 
+**The large set** (``--speechocean-set FOLDER``): the speechocean762 test
+set of ``recipes/SpeechOcean762/speechocean_prepare.py`` (1,089 utterances
+of 99 test speakers no enhancer here heard, clean and mixed with held-out
+real noise at 0, 5 and 10 dB; its real transcripts). Every system of the
+peers table (``benchmarks/peers.py``'s ``--model``, ``--metricgan`` and
+``--systems``: noisy, this model, RNNoise, DeepFilterNet3, MetricGAN+ when
+its weights are given, noisereduce) and, for each enhancer, the mix
+``w * enhanced + (1 - w) * noisy``, decoded by pocketsphinx: WER and CER
+with 95 % bootstrap intervals over utterances. Each hypothesis is appended
+to ``asr_wer_speechocean_utterances.csv`` as it is made, and a rerun skips
+what is there, so the job (hours on one core) resumes where it stopped::
+
+    python recipes/SpeechOcean762/speechocean_prepare.py ~/data/speechocean762 ~/data/so762_asr_test
+    python benchmarks/asr_wer.py --speechocean-set ~/data/so762_asr_test
+
+It writes ``asr_wer_speechocean.md`` (the table) and ``asr_wer_speechocean.csv``.
+
 Authors
  * cmse-speechbrain contributors 2026
 """
@@ -156,6 +173,137 @@ def plot(rows, path):
     return True
 
 
+SPEECHOCEAN_CONDITIONS = ["clean", "0dB", "5dB", "10dB"]
+UTTERANCE_FIELDS = ["condition", "system", "id", "reference", "hypothesis", "word_errors", "words",
+                    "char_errors", "chars"]
+
+
+def edit_counts(reference, hypothesis):
+    """(word edits, reference words, character edits, reference characters);
+    characters without spaces.
+
+    Example
+    -------
+    >>> edit_counts("two six four", "to six four")
+    (1, 3, 1, 10)
+    """
+    from speechbrain.utils.edit_distance import wer_details_for_batch
+
+    words = wer_details_for_batch(["u"], [reference.split()], [hypothesis.split()])[0]
+    chars = wer_details_for_batch(["u"], [list(reference.replace(" ", ""))],
+                                  [list(hypothesis.replace(" ", ""))])[0]
+    return words["num_edits"], words["num_ref_tokens"], chars["num_edits"], chars["num_ref_tokens"]
+
+
+def speechocean_conditions(folder):
+    """{condition: [(id, waveform path, normalised transcript)]} of a set
+    written by ``speechocean_prepare.py``."""
+    import json
+
+    manifest_path = pathlib.Path(folder) / "asr_test.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"{manifest_path}: missing (run recipes/SpeechOcean762/"
+                         "speechocean_prepare.py first)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    conditions = {c: [] for c in SPEECHOCEAN_CONDITIONS}
+    for key, entry in sorted(manifest.items()):
+        conditions.setdefault(entry["condition"], []).append(
+            (key, pathlib.Path(entry["wav"]), normalize_text(entry["words"])))
+    return {c: items for c, items in conditions.items() if items}
+
+
+def score_speechocean(args):
+    """Every system (and its mix with the noisy input) on the speechocean762
+    set, resumable; returns the summary rows."""
+    from peers import bootstrap, load_systems
+
+    from cmse_speechbrain.dataio import atomic_output
+
+    args.output.mkdir(parents=True, exist_ok=True)
+    log_path = args.output / "asr_wer_speechocean_utterances.csv"
+    done = {}
+    if log_path.is_file():
+        with open(log_path, newline="", encoding="utf-8") as fin:
+            for row in csv.DictReader(fin):
+                done[(row["condition"], row["system"], row["id"])] = row
+    new_file = not log_path.is_file()
+    conditions = speechocean_conditions(args.speechocean_set)
+    systems = load_systems(args)
+    recogniser = PocketSphinxASR()
+    mix = f"mix{args.mix_weight:g}"
+    names = [n for s in systems for n in ([s] if systems[s] is None else [s, f"{s}+{mix}"])]
+    total = sum(len(u) for c, u in conditions.items()) * len(names)
+    with open(log_path, "a", newline="", encoding="utf-8") as fout:
+        writer = csv.DictWriter(fout, fieldnames=UTTERANCE_FIELDS)
+        if new_file:
+            writer.writeheader()
+        start, count = time.time(), len(done)
+        before = count
+        for condition, utterances in conditions.items():
+            for system_name, system in systems.items():
+                todo = [u for u in utterances if any(
+                    (condition, n, u[0]) not in done for n in names
+                    if n == system_name or n.startswith(system_name + "+"))]
+                for utt_id, path, reference in todo:
+                    wav = read_audio_checked(path, SAMPLE_RATE)
+                    outputs = {system_name: wav}
+                    if system is not None:
+                        enhanced = system.enhance_batch(wav[None], torch.tensor([1.0]))[0].cpu()
+                        if not torch.isfinite(enhanced).all():
+                            raise RuntimeError(f"{path}: {system_name} returned non-finite samples")
+                        outputs = {system_name: enhanced, f"{system_name}+{mix}":
+                                   args.mix_weight * enhanced + (1 - args.mix_weight) * wav}
+                    for name, signal in outputs.items():
+                        if (condition, name, utt_id) in done:
+                            continue
+                        hypothesis = normalize_text(
+                            recogniser.transcribe_batch(signal[None], torch.tensor([1.0]))[0][0])
+                        w, nw, c, nc = edit_counts(reference, hypothesis)
+                        row = {"condition": condition, "system": name, "id": utt_id,
+                               "reference": reference, "hypothesis": hypothesis,
+                               "word_errors": w, "words": nw, "char_errors": c, "chars": nc}
+                        writer.writerow(row)
+                        fout.flush()
+                        done[(condition, name, utt_id)] = row
+                        count += 1
+                        if count % 50 == 0:
+                            rate = (time.time() - start) / max(1, count - before)
+                            print(f"{count} of {total} decoded ({condition}, {name}); "
+                                  f"{rate:.2f} s each", flush=True)
+    summary = []
+    for condition in conditions:
+        for name in names:
+            rows = [r for (c, n, _), r in done.items() if c == condition and n == name]
+            if not rows:
+                continue
+            entry = {"condition": condition, "system": name, "utterances": len(rows)}
+            for metric, errors, units in [("wer", "word_errors", "words"),
+                                          ("cer", "char_errors", "chars")]:
+                value, low, high = bootstrap([float(r[errors]) for r in rows],
+                                             [float(r[units]) for r in rows], seed=args.seed)
+                entry.update({metric: 100 * value, f"{metric}_low": 100 * low,
+                              f"{metric}_high": 100 * high})
+            summary.append(entry)
+    with atomic_output(args.output / "asr_wer_speechocean.csv") as partial:
+        with open(partial, "w", newline="", encoding="utf-8") as fcsv:
+            writer = csv.DictWriter(fcsv, fieldnames=list(summary[0]))
+            writer.writeheader()
+            writer.writerows(summary)
+    lines = ["# pocketsphinx on speechocean762 (held-out test speakers x held-out real noise)", "",
+             f"Command: `python benchmarks/asr_wer.py --speechocean-set {args.speechocean_set}`. "
+             "WER and CER in %, pooled over utterances, [95 % bootstrap interval over "
+             "utterances]; n = utterances decoded so far.", "",
+             "| condition | system | n | WER % | CER % |", "|---|---|---:|---:|---:|"]
+    for e in summary:
+        lines.append(f"| {e['condition']} | {e['system']} | {e['utterances']} | "
+                     f"{e['wer']:.1f} [{e['wer_low']:.1f}, {e['wer_high']:.1f}] | "
+                     f"{e['cer']:.1f} [{e['cer_low']:.1f}, {e['cer_high']:.1f}] |")
+    with atomic_output(args.output / "asr_wer_speechocean.md") as partial:
+        partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=pathlib.Path,
@@ -168,8 +316,20 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=pathlib.Path,
                         default=pathlib.Path(__file__).resolve().parent / "results")
+    parser.add_argument("--speechocean-set", type=pathlib.Path, default=None, metavar="FOLDER",
+                        help="score every peers-table system on this speechocean762 set "
+                             "(speechocean_prepare.py's output) instead of the small set")
+    parser.add_argument("--model", action="append", metavar="NAME=FOLDER",
+                        help="with --speechocean-set: an EnhanceCMCR model folder (repeatable; "
+                             "default: the shipped model)")
+    parser.add_argument("--metricgan", metavar="CKPT", default=None,
+                        help="with --speechocean-set: MetricGAN+ generator weights (adds metricgan+)")
+    parser.add_argument("--systems", nargs="+", metavar="NAME",
+                        help="with --speechocean-set: only these systems (as benchmarks/peers.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.speechocean_set is not None:
+        return score_speechocean(args)
 
     recogniser = PocketSphinxASR()
     enhancer = EnhanceCMCR.from_hparams(source=str(args.enhancer))

@@ -97,3 +97,78 @@ def test_speechocean_speakers_stay_apart_from_the_collection(tmp_path):
     validated = {str(p) for p in split["valid_utterances"]}
     assert validated and not trained & validated
     assert all("speechocean762" not in p for p in map(str, split["valid_speech"] + split["test_speech"]))
+
+
+def _with_transcripts(corpus):
+    for split in ["train", "test"]:
+        ids = [line.split()[0] for line in (corpus / split / "wav.scp").read_text().splitlines()]
+        (corpus / split / "text").write_text("".join(f"{u}\tTWO SIX FOUR {u[-1]}\n" for u in ids))
+    return corpus
+
+
+def _held_out_noise_folder(folder):
+    """A data folder whose only noise type has 7 real recordings (file 5 tests)."""
+    (folder / "noise_extra" / "hum").mkdir(parents=True)
+    noisy = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac"))
+    for index, path in enumerate(noisy[:7]):
+        shutil.copy(path, folder / "noise_extra" / "hum" / f"n{index}.flac")
+    return folder
+
+
+def test_asr_test_set_uses_only_untouched_speakers_and_held_out_noise(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes" / "SpeechOcean762"))
+    from speechocean_prepare import MANIFEST, prepare_asr_test_set
+
+    corpus = _with_transcripts(fake_corpus(tmp_path / "speechocean762"))
+    data = _held_out_noise_folder(tmp_path / "data")
+    save = tmp_path / "asr_test"
+    manifest = prepare_asr_test_set(corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2)
+    assert {e["speaker"] for e in manifest.values()} == {"0003", "0004"}  # not validation, not train
+    assert len(manifest) == 2 * 2 * 3  # speakers x utterances x (clean, 0 dB, 10 dB)
+    assert {e["noise"] for e in manifest.values()} == {"n5.flac"}  # the RealMix test noise only
+    first = manifest["000030000_0dB"]
+    assert first["words"] == "TWO SIX FOUR 0" and first["condition"] == "0dB"
+    clean, _ = sf.read(first["clean_wav"])
+    noisy_0, _ = sf.read(first["wav"])
+    noisy_10, _ = sf.read(manifest["000030000_10dB"]["wav"])
+    import numpy as np
+
+    def snr(noisy):  # the mixtures are rescaled: fit the clean part first
+        gain = np.dot(noisy, clean) / np.dot(clean, clean)
+        return 10 * np.log10(np.sum((gain * clean) ** 2) / np.sum((noisy - gain * clean) ** 2))
+
+    assert abs(snr(noisy_0) - 0.0) < 0.5 and abs(snr(noisy_10) - 10.0) < 0.5
+    assert manifest["000030000_clean"]["wav"] == first["clean_wav"]
+    # written once: a second call with the same options rewrites nothing
+    stamp = (save / "noisy_0dB" / "000030000.flac").stat().st_mtime_ns
+    assert prepare_asr_test_set(corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2) == manifest
+    assert (save / "noisy_0dB" / "000030000.flac").stat().st_mtime_ns == stamp
+    assert json.loads((save / MANIFEST).read_text()) == manifest
+    # a missing transcript is named
+    (corpus / "test" / "text").write_text("000030000\tTWO\n")
+    with pytest.raises(ValueError, match="no transcript for 000030001"):
+        prepare_asr_test_set(corpus, data, tmp_path / "again", utterances_per_speaker=2)
+
+
+def test_asr_benchmark_scores_the_set_and_resumes(tmp_path):
+    pytest.importorskip("pocketsphinx")
+    sys.path.insert(0, str(ROOT / "recipes" / "SpeechOcean762"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from speechocean_prepare import prepare_asr_test_set
+
+    import asr_wer
+
+    corpus = _with_transcripts(fake_corpus(tmp_path / "speechocean762", per_speaker=1))
+    data = _held_out_noise_folder(tmp_path / "data")
+    prepare_asr_test_set(corpus, data, tmp_path / "set", snrs=(5.0,), utterances_per_speaker=1)
+    out = tmp_path / "out"
+    argv = ["--speechocean-set", str(tmp_path / "set"), "--output", str(out), "--systems", "noisy"]
+    summary = asr_wer.main(argv)
+    assert [(e["condition"], e["system"], e["utterances"]) for e in summary] == [
+        ("clean", "noisy", 2), ("5dB", "noisy", 2)]
+    assert all(e["wer_low"] <= e["wer"] <= e["wer_high"] for e in summary)
+    log = (out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()
+    assert len(log) == 1 + 4
+    assert asr_wer.main(argv) == summary  # a rerun decodes nothing new
+    assert len((out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()) == 5
+    assert "| 5dB | noisy | 2 |" in (out / "asr_wer_speechocean.md").read_text()
