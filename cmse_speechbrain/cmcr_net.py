@@ -442,8 +442,11 @@ class CMCRNet(nn.Module):
         (adds ``lookahead_frames * hop_length`` samples of latency per
         attention layer; 0 by default, the only value streaming supports).
     time_kernel : int
-        Kernel size of the encoder/decoder convolutions along time (2 in the
-        authors' causal code). Non-causal models centre it.
+        Kernel size of the encoder/decoder convolutions along time: 3 (the
+        shipped model and ``hparams/common/cmcr_net.yaml``; centred, one
+        frame of context each side, when not causal); the authors' causal
+        code uses 2 (``hparams/cmse_causal.yaml``). Causal models look
+        ``time_kernel - 1`` frames back.
     input_compression : float
         Exponent of the input magnitude compression (1: none).
     control_width : int, optional
@@ -482,7 +485,7 @@ class CMCRNet(nn.Module):
         causal=False,
         attention_window=None,
         lookahead_frames=0,
-        time_kernel=2,
+        time_kernel=3,
         input_compression=0.3,
         control_width=None,
     ):
