@@ -16,7 +16,8 @@ Modules (a flat package, one subject each):
   (``StreamingEnhancer``), ``corpus`` (corpus enhancement), ``export``
   (model folders, TorchScript, ONNX), ``safe_yaml`` (loading model folders
   without running their code), ``asr`` (the ASR front end, ``EnhancedASR``),
-  ``recognizers`` (pocketsphinx), ``peers`` (adapters of other denoisers);
+  ``recognizers`` (pocketsphinx), ``asr_recipe`` (the ASR recipes' Brain
+  and run), ``peers`` (adapters of other denoisers);
 * evaluation: ``metrics``, ``report`` (the listening page), ``cli`` (the
   command-line tools).
 
@@ -59,7 +60,7 @@ _PUBLIC = {
 }
 
 MODULES = [
-    "asr", "brain", "checkpoints", "cli", "cmcr_net", "collaboration", "corpus", "dataio",
+    "asr", "asr_recipe", "brain", "checkpoints", "cli", "cmcr_net", "collaboration", "corpus", "dataio",
     "diagnostics", "distillmos_encoder", "export", "inference", "init_record", "losses",
     "metrics", "mixing", "peers", "recipe", "recognizers", "report", "reporting", "safe_yaml",
     "speaker_encoder", "streaming",

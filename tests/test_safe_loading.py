@@ -107,8 +107,7 @@ def test_asr_half_of_a_pipeline_is_checked_too(tiny_model_folder, tmp_path, monk
 
     from cmse_speechbrain.asr import CharCTCModel
 
-    sys.path.insert(0, str(ROOT / "recipes" / "VoiceBank" / "ASR"))
-    from asr_export import export_encoder_asr
+    from cmse_speechbrain.asr_recipe import export_encoder_asr
 
     monkeypatch.chdir(tmp_path)
     tokenizer = CTCTextEncoder()
