@@ -390,10 +390,8 @@ class ContrastiveRegularization(nn.Module):
       earns nothing more, so a far-away output (near-silence, which the
       level normalisation turns into white noise, or the noise alone)
       scores worse than the halfway mixture ``0.5 * (clean + noisy)``
-      (measured on 24 real mixtures at 0, 5 and 10 dB with the random conv
-      encoder, means at 0 / 10 dB: clean 0, quarter 0.69 / 0.66, halfway
-      0.77 / 0.74, noise alone 0.86 / 0.90, white noise 0.89 / 0.93, noisy
-      1; with a limit of 0.5, 4 of the 72 orderings failed);
+      (the scores of such outputs on real mixtures, and why the limit is
+      0.25 and not 0.5: docs/model.md, "What CR scores on real mixtures");
     * the ratio is per utterance, not a ratio of batch means.
 
     Curricular CR (the authors' ICASSP 2024 follow-up) adds a harder
