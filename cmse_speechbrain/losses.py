@@ -541,12 +541,10 @@ class CurricularNegative(nn.Module):
     steps (the objective's step counter). Their paper gives no numbers for
     the schedule; these are this project's choice, set in YAML. The final
     weight is kept low (default 0.25) because the push from the hard
-    negative also rewards moving back toward the noisy input: on 6 real
-    mixtures (0, 5, 10 dB) with the random conv encoder and the shipped
-    model's output as the hard negative, the order clean < that output <
-    halfway back to the noisy input < noisy held at 0.25, failed on 1 of 6
-    at 0.5 and on all 6 at 0.75; with the hard negative alone (1.0) the
-    noisy input scored better than the output.
+    negative also rewards moving back toward the noisy input: the higher
+    the weight, the more an output halfway back to the noisy input scores
+    better than the hard negative itself (measured on real mixtures:
+    docs/model.md, "Curricular CR").
 
     The baseline network is frozen (no gradient, eval mode) and is not part
     of this module's state dict: it is rebuilt from its model folder each
