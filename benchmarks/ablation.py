@@ -597,7 +597,7 @@ def report(args, results, seconds):
               "speech than the noisy one). The paper's self-supervised models need a download "
               "this machine cannot make; silero-vad (a VAD), pitch trackers (pitch only) and "
               "DNSMOS (ONNX, not differentiable in torch) were looked at and not trained with "
-              "(README, \"The CR representation\").", ""]
+              "(docs/model.md, \"The CR representation\").", ""]
     titles = {"voicebank": "VoiceBank-DEMAND test (real pairs)",
               "synthetic": "synthetic: unseen speakers x unseen noise files",
               "dns": "DNS synthetic test pairs", "real": "real recordings (DNSMOS, no reference)"}

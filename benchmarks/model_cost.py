@@ -2,7 +2,7 @@
 """Parameters and multiply-accumulates per second of audio: CMCR-Net's
 ablation variants (baseline / +CM / +CR / full) and SpeechBrain's enhancers.
 
-Each variant is built from its YAML with the ablation flags of the README
+Each variant is built from its YAML with the ablation flags of docs/training.md
 (``--use_cm`` / ``--cm_share`` / ``--cr_share``), for the offline default
 (``hparams/cmse.yaml``) and the causal streaming model
 (``hparams/cmse_causal.yaml``). MACs are counted, not estimated, with

@@ -8,7 +8,7 @@ reconstruction, CM stream contrast, CR; the gradient-share measurement that
 runs every ``rebalance_interval`` steps is left out), backward and Adam, on a batch
 of 8 random 4 s crops of real VoiceBank-DEMAND training pairs (the shipped
 subset), as ``hparams/cmse.yaml`` trains (batch_size 8,
-train_segment_seconds 4). The variants use the README's ablation flags.
+train_segment_seconds 4). The variants use the ablation flags of docs/training.md.
 
 Before / after: each step is timed with the objective as it is
 (``CMCRObjective``: one frozen pass for the CR references and the CM

@@ -390,10 +390,8 @@ class ContrastiveRegularization(nn.Module):
       earns nothing more, so a far-away output (near-silence, which the
       level normalisation turns into white noise, or the noise alone)
       scores worse than the halfway mixture ``0.5 * (clean + noisy)``
-      (measured on 24 real mixtures at 0, 5 and 10 dB with the random conv
-      encoder, means at 0 / 10 dB: clean 0, quarter 0.69 / 0.66, halfway
-      0.77 / 0.74, noise alone 0.86 / 0.90, white noise 0.89 / 0.93, noisy
-      1; with a limit of 0.5, 4 of the 72 orderings failed);
+      (the scores of such outputs on real mixtures, and why the limit is
+      0.25 and not 0.5: docs/model.md, "What CR scores on real mixtures");
     * the ratio is per utterance, not a ratio of batch means.
 
     Curricular CR (the authors' ICASSP 2024 follow-up) adds a harder
@@ -543,12 +541,10 @@ class CurricularNegative(nn.Module):
     steps (the objective's step counter). Their paper gives no numbers for
     the schedule; these are this project's choice, set in YAML. The final
     weight is kept low (default 0.25) because the push from the hard
-    negative also rewards moving back toward the noisy input: on 6 real
-    mixtures (0, 5, 10 dB) with the random conv encoder and the shipped
-    model's output as the hard negative, the order clean < that output <
-    halfway back to the noisy input < noisy held at 0.25, failed on 1 of 6
-    at 0.5 and on all 6 at 0.75; with the hard negative alone (1.0) the
-    noisy input scored better than the output.
+    negative also rewards moving back toward the noisy input: the higher
+    the weight, the more an output halfway back to the noisy input scores
+    better than the hard negative itself (measured on real mixtures:
+    docs/model.md, "Curricular CR").
 
     The baseline network is frozen (no gradient, eval mode) and is not part
     of this module's state dict: it is rebuilt from its model folder each
