@@ -304,9 +304,72 @@ def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
         partial.write_text(json.dumps(settings), encoding="utf-8")
 
 
+def multi_condition_augmenter(enabled, noise_csv, sample_rate=16000, snr_low=0.0,
+                              snr_high=15.0, speeds=(95, 100, 105)):
+    """The augmentation of multi-condition ASR training, or None.
+
+    SpeechBrain's ``Augmenter`` applying, to every training batch in turn,
+    ``SpeedPerturb`` (``speeds`` in percent) and ``AddNoise`` with the real
+    noise listed in ``noise_csv`` (an augment CSV, see
+    :func:`cmse_speechbrain.mixing.write_augment_csv`; read on first use, so
+    it may be written after this is built) at an SNR drawn in
+    [``snr_low``, ``snr_high``] dB.
+
+    Arguments
+    ---------
+    enabled : bool
+        False gives None (clean training).
+    noise_csv : str or pathlib.Path
+        The noise list.
+    sample_rate : int
+        Rate of the speech and the noise.
+    snr_low, snr_high : float
+        SNR range in dB.
+    speeds : sequence of int
+        Speed factors in percent.
+
+    Returns
+    -------
+    speechbrain.augment.augmenter.Augmenter or None
+
+    Example
+    -------
+    >>> multi_condition_augmenter(False, "noise.csv") is None
+    True
+    >>> type(multi_condition_augmenter(True, "noise.csv")).__name__
+    'Augmenter'
+    """
+    if not enabled:
+        return None
+    from speechbrain.augment.augmenter import Augmenter
+    from speechbrain.augment.time_domain import AddNoise, SpeedPerturb
+
+    return Augmenter(
+        concat_original=False,
+        augmentations=[
+            SpeedPerturb(orig_freq=sample_rate, speeds=list(speeds)),
+            AddNoise(csv_file=str(noise_csv), snr_low=snr_low, snr_high=snr_high,
+                     noise_sample_rate=sample_rate, clean_sample_rate=sample_rate),
+        ],
+    )
+
+
 def named_test_sets(hparams):
-    """``{name: manifest}`` of the test sets: ``test_annotation`` is one
-    manifest (the set ``test``) or a mapping of names to manifests."""
+    """``{name: manifest}`` of the test sets: with ``test_conditions``,
+    ``test_<condition>`` -> ``<output_folder>/test_<condition>.json`` each;
+    else ``test_annotation``, one manifest (the set ``test``) or a mapping
+    of names to manifests.
+
+    Example
+    -------
+    >>> named_test_sets({"test_annotation": "out/test.json"})
+    {'test': 'out/test.json'}
+    >>> named_test_sets({"test_conditions": ["clean", "0dB"], "output_folder": "out"})
+    {'test_clean': 'out/test_clean.json', 'test_0dB': 'out/test_0dB.json'}
+    """
+    if hparams.get("test_conditions"):
+        folder = pathlib.Path(hparams["output_folder"])
+        return {f"test_{c}": str(folder / f"test_{c}.json") for c in hparams["test_conditions"]}
     annotation = hparams["test_annotation"]
     if isinstance(annotation, dict):
         return dict(annotation)

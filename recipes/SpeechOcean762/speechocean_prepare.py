@@ -36,8 +36,9 @@ import sys
 
 import torch
 
-from cmse_speechbrain.dataio import atomic_output, read_audio_checked, write_audio_atomic
-from cmse_speechbrain.mixing import mix_at_snr
+from cmse_speechbrain.dataio import atomic_output, audio_info, read_audio_checked, write_audio_atomic
+from cmse_speechbrain.mixing import mix_at_snr, write_augment_csv
+from cmse_speechbrain.recognizers import normalize_text
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "RealMix"))
 from realmix_prepare import ASR_NOISES, read_kaldi_list, speechocean_split, split_files  # noqa: E402
@@ -182,6 +183,104 @@ def prepare_asr_test_set(speechocean_folder, data_folder, save_folder, snrs=(0.0
     with atomic_output(options_path) as partial:
         partial.write_text(json.dumps(options, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def _asr_entry(path, words, speaker):
+    info = audio_info(path)
+    return {"wav": str(pathlib.Path(path).resolve()), "length": info.frames / info.samplerate,
+            "words": normalize_text(words), "spk_id": speaker}
+
+
+def _write_json(path, content):
+    with atomic_output(path) as partial:
+        partial.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
+
+
+def prepare_speechocean_asr(speechocean_folder, save_folder, test_conditions=("clean",),
+                            asr_test_folder=None, noise_folder=None, valid_utterances=4,
+                            test_utterances_per_speaker=11, sample_rate=16000, skip_prep=False):
+    """Manifests of the speechocean762 ASR recipe.
+
+    * ``train.json``: every utterance of the training speakers (2,500);
+    * ``valid.json``: the first ``valid_utterances`` of each test speaker
+      that validates the enhancer (RealMix's hash group; about 25 speakers);
+    * ``test_<condition>.json`` for each of ``test_conditions``: ``clean``
+      is the untouched test speakers' utterances as they are (those of
+      :func:`asr_test_utterances`); a noisy condition (``0dB`` ...) comes
+      from ``asr_test_folder``, the set of :func:`prepare_asr_test_set`;
+    * ``noise_train.csv`` (with ``noise_folder``, the real-audio folder):
+      the RealMix training noise, for multi-condition training
+      (SpeechBrain's ``AddNoise``); no noise file of a test set is in it.
+
+    Entries: ``wav``, ``length`` (s), ``words`` (normalised), ``spk_id``.
+
+    Arguments
+    ---------
+    speechocean_folder : str or pathlib.Path
+        speechocean762 as it ships.
+    save_folder : str or pathlib.Path
+        Where the manifests go.
+    test_conditions : sequence of str
+        The test sets.
+    asr_test_folder : str or pathlib.Path, optional
+        The noisy test set (needed for a condition other than ``clean``).
+    noise_folder : str or pathlib.Path, optional
+        The real-audio folder whose training noise is listed.
+    valid_utterances : int
+        Utterances of each validation speaker.
+    test_utterances_per_speaker : int
+        Utterances of each untouched test speaker (the clean test set).
+    sample_rate : int
+        Rate of the noise list.
+    skip_prep : bool
+        Do nothing.
+
+    Example
+    -------
+    >>> prepare_speechocean_asr("corpus", getfixture("tmp_path"), test_conditions=["0dB"])
+    Traceback (most recent call last):
+     ...
+    ValueError: test condition 0dB needs asr_test_folder (recipes/SpeechOcean762/speechocean_prepare.py writes it)
+    """
+    if skip_prep:
+        return
+    noisy = [c for c in test_conditions if c != "clean"]
+    if noisy and asr_test_folder is None:
+        raise ValueError(f"test condition {noisy[0]} needs asr_test_folder "
+                         "(recipes/SpeechOcean762/speechocean_prepare.py writes it)")
+    folder = pathlib.Path(speechocean_folder)
+    save_folder = pathlib.Path(save_folder)
+    roles = speechocean_split(folder, valid_utterances=valid_utterances)
+    for split, role in [("train", "train"), ("test", "valid")]:
+        texts = transcripts(folder, split)
+        speakers = read_kaldi_list(folder / split / "utt2spk")
+        entries = {}
+        for path in roles[role]:
+            utterance = path.stem
+            if utterance not in texts:
+                raise ValueError(f"{folder / split / 'text'}: no transcript for {utterance}")
+            entries[utterance] = _asr_entry(path, texts[utterance], speakers[utterance])
+        _write_json(save_folder / f"{role}.json", entries)
+    manifest = {}
+    if noisy:
+        manifest_path = pathlib.Path(asr_test_folder) / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{manifest_path}: missing (run "
+                                    "recipes/SpeechOcean762/speechocean_prepare.py first)")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for condition in test_conditions:
+        if condition == "clean":
+            entries = {u: _asr_entry(p, w, s) for u, p, w, s in
+                       asr_test_utterances(folder, test_utterances_per_speaker)}
+        else:
+            entries = {key.rsplit("_", 1)[0]: _asr_entry(e["wav"], e["words"], e["speaker"])
+                       for key, e in manifest.items() if e["condition"] == condition}
+            if not entries:
+                raise ValueError(f"{asr_test_folder}: no utterance of condition {condition}")
+        _write_json(save_folder / f"test_{condition}.json", entries)
+    if noise_folder is not None:
+        write_augment_csv(split_files(noise_folder)["train_noise"], save_folder / "noise_train.csv",
+                          save_folder / "noise_cache", sample_rate)
 
 
 if __name__ == "__main__":
