@@ -19,7 +19,10 @@ or folders, a manifest of the enhanced files and one of the failures out, a
 rerun keeps complete outputs (``--overwrite`` redoes them), an output folder
 holding inputs is refused. Under ``torchrun --nproc_per_node=N`` each
 process enhances its share; ``--batch-size``, ``--max-batch-seconds`` and
-``--precision`` batch files of equal STFT frame count on a GPU.
+``--precision`` batch files of equal STFT frame count on a GPU. A file longer than one chunk goes disk to disk
+(:meth:`~cmse_speechbrain.inference.EnhanceCMCR.enhance_to_file`), and
+``--spectrogram`` reads both files block by block: memory does not grow with a
+file's length.
 
 ``cmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] -o results.csv``
 scores enhanced files against their clean references (matched by name):
@@ -130,8 +133,16 @@ def _sigterm_as_interrupt():
 
 def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
     """A spectrogram in dB of at most ``columns`` frames: each column is the
-    maximum over consecutive STFT frames, computed block by block, so that
-    memory is bounded whatever the signal's length.
+    maximum over consecutive STFT frames, computed block by block (1,024
+    frames at a time, or one column's if more), so that memory is bounded
+    whatever the signal's length.
+
+    Arguments
+    ---------
+    audio : torch.Tensor or cmse_speechbrain.inference.FileSignal
+        [samples]; anything sliced as ``audio[a:b]`` with a ``len()``: a
+        :class:`~cmse_speechbrain.inference.FileSignal` is read from its file
+        one block at a time.
 
     Example
     -------
@@ -140,10 +151,10 @@ def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
     >>> spectrogram_summary(torch.zeros(16000)).shape
     torch.Size([257, 61])
     """
-    frames = max(1, (audio.numel() - n_fft) // hop + 1)
+    frames = max(1, (len(audio) - n_fft) // hop + 1)
     group = math.ceil(frames / columns)
     window = torch.hann_window(n_fft)
-    block = group * 64  # frames per block
+    block = group * max(1, 1024 // group)  # frames per block, a whole number of columns
     pieces = []
     for first in range(0, frames, block):
         segment = audio[first * hop : (first + block - 1) * hop + n_fft]
@@ -158,7 +169,8 @@ def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
 
 def save_spectrogram(noisy, enhanced, sample_rate, path):
     """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib),
-    from bounded summaries (:func:`spectrogram_summary`)."""
+    from bounded summaries (:func:`spectrogram_summary`): tensors, or
+    :class:`~cmse_speechbrain.inference.FileSignal` read block by block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +249,7 @@ def _enhance(parser, args):
     from speechbrain.utils.distributed import if_main_process
 
     from cmse_speechbrain.corpus import autocast_context, enhance_corpus, rank_device
-    from cmse_speechbrain.inference import EnhanceCMCR, check_device, shipped_model_folder
+    from cmse_speechbrain.inference import EnhanceCMCR, FileSignal, check_device, shipped_model_folder
 
     def stop(message):
         if if_main_process():
@@ -266,10 +278,10 @@ def _enhance(parser, args):
         output_manifest = out_dir / pathlib.Path(args.manifest).name
     corpus_mode = output_manifest is not None
 
-    def spectrogram(job):
+    def spectrogram(job):  # both files read block by block: any length
         rate = enhancer.sample_rate
-        save_spectrogram(read_audio_checked(job.input, rate), read_audio_checked(job.output, rate),
-                         rate, job.output.with_suffix(".png"))
+        with FileSignal(job.input, rate) as noisy, FileSignal(job.output, rate) as enhanced:
+            save_spectrogram(noisy, enhanced, rate, job.output.with_suffix(".png"))
 
     try:
         summary = enhance_corpus(
