@@ -650,3 +650,32 @@ def test_8_a_later_chunk_that_is_not_finite_fails_the_file_and_leaves_nothing(
     assert sum(n for _, n in written) >= 16 * 16000  # the first 16 s were done
     assert written[0][0].parent == out and written[0][0].name.startswith(".cmse-")
     assert list(out.iterdir()) == []
+
+
+def test_19_several_processes_end_in_the_failure_list_not_a_launcher_report(tiny_model_folder, tmp_path,
+                                                                         monkeypatch):
+    """Item 19: cmse-enhance --processes 2 (torchrun's launcher, gloo, CPU)
+    with one unreadable file among real ones: the per-file failure list, the
+    failure manifest and exit status 1, and no ChildFailedError report."""
+    import subprocess
+
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=3)
+    (inputs / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt not audio")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom cmse_speechbrain import cli\nsys.exit(cli.enhance_main())",
+         str(inputs), "-o", str(out), "--source", str(tiny_model_folder),
+         "--output-manifest", str(out / "m.csv"), "--processes", "2"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "enhanced 3 of 4 files" in result.stdout and "with 2 process(es)" in result.stdout
+    assert f"1 failed:\n  {inputs / 'corrupt.wav'}: not a readable audio file" in result.stderr
+    assert "ChildFailedError" not in result.stderr and "Traceback" not in result.stderr
+    assert "corrupt" in (out / "m_failures.csv").read_text()
+    # under torchrun, --processes would start processes in each process: refused
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as stop:
+        _enhance(inputs, "-o", out, "--processes", "2")
+    assert stop.value.code == 2
