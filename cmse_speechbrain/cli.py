@@ -17,9 +17,15 @@ Corpus mode (``--manifest`` or ``--output-manifest``; see
 :mod:`cmse_speechbrain.corpus`): inputs from a SpeechBrain CSV/JSON manifest
 or folders, a manifest of the enhanced files and one of the failures out, a
 rerun keeps complete outputs (``--overwrite`` redoes them), an output folder
-holding inputs is refused. Under ``torchrun --nproc_per_node=N`` each
-process enhances its share; ``--batch-size``, ``--max-batch-seconds`` and
-``--precision`` batch files of equal STFT frame count on a GPU.
+holding inputs is refused. With ``--processes N`` (or under ``torchrun
+--nproc_per_node=N``) each of N processes enhances its share; with
+``--processes`` a run with failed files ends in the failure list and status 1,
+where torchrun adds its ``ChildFailedError`` report. ``--batch-size``,
+``--max-batch-seconds`` and ``--precision`` batch files of equal STFT frame
+count on a GPU. A file longer than one chunk goes disk to disk
+(:meth:`~cmse_speechbrain.inference.EnhanceCMCR.enhance_to_file`), and
+``--spectrogram`` reads both files block by block: memory does not grow with a
+file's length.
 
 ``cmse-evaluate --enhanced DIR --clean DIR [--noisy DIR] -o results.csv``
 scores enhanced files against their clean references (matched by name):
@@ -130,8 +136,16 @@ def _sigterm_as_interrupt():
 
 def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
     """A spectrogram in dB of at most ``columns`` frames: each column is the
-    maximum over consecutive STFT frames, computed block by block, so that
-    memory is bounded whatever the signal's length.
+    maximum over consecutive STFT frames, computed block by block (1,024
+    frames at a time, or one column's if more), so that memory is bounded
+    whatever the signal's length.
+
+    Arguments
+    ---------
+    audio : torch.Tensor or cmse_speechbrain.inference.FileSignal
+        [samples]; anything sliced as ``audio[a:b]`` with a ``len()``: a
+        :class:`~cmse_speechbrain.inference.FileSignal` is read from its file
+        one block at a time.
 
     Example
     -------
@@ -140,10 +154,10 @@ def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
     >>> spectrogram_summary(torch.zeros(16000)).shape
     torch.Size([257, 61])
     """
-    frames = max(1, (audio.numel() - n_fft) // hop + 1)
+    frames = max(1, (len(audio) - n_fft) // hop + 1)
     group = math.ceil(frames / columns)
     window = torch.hann_window(n_fft)
-    block = group * 64  # frames per block
+    block = group * max(1, 1024 // group)  # frames per block, a whole number of columns
     pieces = []
     for first in range(0, frames, block):
         segment = audio[first * hop : (first + block - 1) * hop + n_fft]
@@ -158,7 +172,8 @@ def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
 
 def save_spectrogram(noisy, enhanced, sample_rate, path):
     """Writes a PNG of the noisy and enhanced spectrograms (needs matplotlib),
-    from bounded summaries (:func:`spectrogram_summary`)."""
+    from bounded summaries (:func:`spectrogram_summary`): tensors, or
+    :class:`~cmse_speechbrain.inference.FileSignal` read block by block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,6 +192,59 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
     with atomic_output(path) as partial:
         fig.savefig(partial, dpi=80, format="png")
     plt.close(fig)
+
+
+#: Set in the processes that ``cmse-enhance --processes N`` starts.
+LAUNCHED_ENV = "CMSE_ENHANCE_PROCESSES"
+_WORKER = "import sys\nfrom cmse_speechbrain.cli import enhance_main\nsys.exit(enhance_main())\n"
+
+
+def launch_processes(count, argv):
+    """Runs ``cmse-enhance argv`` in ``count`` processes on this machine and
+    returns their exit status.
+
+    The processes are started by torchrun's own launcher
+    (``torch.distributed.launcher.api.elastic_launch``, as ``torchrun
+    --standalone --nproc_per_node=count``; one OpenMP thread each unless
+    ``OMP_NUM_THREADS`` is set), so they share the work as under torchrun.
+    The difference is the end: a run with failed files ends with rank 0's
+    per-file failure list and status 1 (2: nothing could start; 130/143: a
+    signal), where torchrun turns any status but 0 into its
+    ``ChildFailedError`` report.
+
+    Arguments
+    ---------
+    count : int
+        Processes (one GPU each with ``--device cuda``).
+    argv : list of str
+        The command line of each, ``--processes`` included.
+
+    Returns
+    -------
+    int
+        Rank 0's exit status (another rank's if rank 0 succeeded).
+    """
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does, inherited by the processes
+    os.environ[LAUNCHED_ENV] = str(count)
+    # the ranks report for themselves; the launcher's own log would repeat it as an error
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=count, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                          monitor_interval=0.1)
+    try:
+        elastic_launch(config, sys.executable)("-c", _WORKER, *argv)
+    except ChildFailedError as error:
+        failure = error.failures.get(0) or error.failures[min(error.failures)]
+        return 128 - failure.exitcode if failure.exitcode < 0 else failure.exitcode
+    except SignalException as error:
+        return 128 + int(error.sigval)
+    return 0
 
 
 def enhance_main(argv=None):
@@ -213,18 +281,37 @@ def enhance_main(argv=None):
                         help="memory cap: most padded audio per batch, in seconds (default 300)")
     corpus.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="bf16/fp16: autocast, CUDA only")
+    corpus.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="enhance with N processes on this machine, as 'torchrun --standalone "
+                             "--nproc_per_node=N' does (one thread each unless OMP_NUM_THREADS is set; "
+                             "one GPU each with --device cuda), but failed files end in the failure "
+                             "list and status 1, not in torchrun's ChildFailedError report")
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.manifest):
         parser.error("give input files/folders or --manifest (one of the two)")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be 1 or more, got {args.batch_size}")
+    if args.processes is not None and args.processes < 1:
+        parser.error(f"--processes must be 1 or more, got {args.processes}")
+    launched = LAUNCHED_ENV in os.environ
+    if args.processes is not None and "WORLD_SIZE" in os.environ and not launched:
+        parser.error("--processes starts its own processes: give it without torchrun, or use "
+                     "torchrun without it")
     logging.basicConfig(level=logging.WARNING)
+    if (args.processes or 1) > 1 and not launched:
+        try:
+            return launch_processes(args.processes, sys.argv[1:] if argv is None else list(argv))
+        except KeyboardInterrupt:  # the processes report it themselves
+            return 130
     from cmse_speechbrain.corpus import close_distributed, init_distributed
 
     try:
         with _sigterm_as_interrupt():
             init_distributed()
-            return _enhance(parser, args)
+            code = _enhance(parser, args)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.barrier()  # no rank exits while another still works
+            return code
     except KeyboardInterrupt as stop:
         signal_name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
         print(f"cmse-enhance: stopped by {signal_name}; no partial file left", file=sys.stderr)
@@ -237,7 +324,7 @@ def _enhance(parser, args):
     from speechbrain.utils.distributed import if_main_process
 
     from cmse_speechbrain.corpus import autocast_context, enhance_corpus, rank_device
-    from cmse_speechbrain.inference import EnhanceCMCR, check_device, shipped_model_folder
+    from cmse_speechbrain.inference import EnhanceCMCR, FileSignal, check_device, shipped_model_folder
 
     def stop(message):
         if if_main_process():
@@ -266,10 +353,10 @@ def _enhance(parser, args):
         output_manifest = out_dir / pathlib.Path(args.manifest).name
     corpus_mode = output_manifest is not None
 
-    def spectrogram(job):
+    def spectrogram(job):  # both files read block by block: any length
         rate = enhancer.sample_rate
-        save_spectrogram(read_audio_checked(job.input, rate), read_audio_checked(job.output, rate),
-                         rate, job.output.with_suffix(".png"))
+        with FileSignal(job.input, rate) as noisy, FileSignal(job.output, rate) as enhanced:
+            save_spectrogram(noisy, enhanced, rate, job.output.with_suffix(".png"))
 
     try:
         summary = enhance_corpus(
@@ -319,6 +406,10 @@ def _enhance(parser, args):
         print(f"{len(failures)} failed:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
+        if "TORCHELASTIC_RUN_ID" in os.environ and LAUNCHED_ENV not in os.environ:
+            print(f"(torchrun shows this exit status 1 as a ChildFailedError report below; "
+                  f"'cmse-enhance --processes {summary.world_size} ...' runs the same processes "
+                  "and ends here)", file=sys.stderr)
         return 1
     return 0
 

@@ -30,8 +30,10 @@ and a manifest of them out; resumable, sharded over processes with
   every rank enhances its share (:func:`shard_by_duration`), rank 0 gathers
   the results and writes the manifests. Without torchrun it is one process.
 * Batching: see :func:`batch_key` and :func:`make_batches`; files longer than
-  the model's chunk go one by one through the chunked, cross-faded path of
-  :meth:`EnhanceCMCR.enhance_batch <cmse_speechbrain.inference.EnhanceCMCR.enhance_batch>`.
+  the model's chunk go one by one, disk to disk, through
+  :meth:`EnhanceCMCR.enhance_to_file <cmse_speechbrain.inference.EnhanceCMCR.enhance_to_file>`
+  (the chunked, cross-faded path of ``enhance_batch``, one chunk in memory at
+  a time), so memory does not grow with a file's length.
 * Precision: fp32, or bf16/fp16 autocast on CUDA (:func:`autocast_context`).
 
 Authors
@@ -624,15 +626,21 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
     (int, str or None)
         Index into ``jobs`` and why it failed (None: written).
     """
+    from cmse_speechbrain.inference import resampled_length
+
     rate = enhancer.sample_rate
     autocast = autocast_context(enhancer.device, precision)
-    lengths = [math.ceil(job.frames * rate / job.rate) for job in jobs]  # as resample() gives
+    lengths = [resampled_length(job.frames, job.rate, rate) for job in jobs]
     cap = max_batch_seconds * rate if max_batch_seconds else math.inf
-    batches = make_batches([batch_key(enhancer, n) for n in lengths], lengths, batch_size, cap)
+    keys = [batch_key(enhancer, n) for n in lengths]
+    batches = make_batches(keys, lengths, batch_size, cap)
 
     def load(batch):
         loaded = []
         for index in batch:
+            if keys[index] is None:  # longer than a chunk: streamed, not read here
+                loaded.append((index, None, None))
+                continue
             try:
                 loaded.append((index, *enhancer.read_input(jobs[index].input, mix_down)))
             except FILE_ERRORS as error:
@@ -653,7 +661,15 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
                 pending = pool.submit(load, batches[number + 1])
             groups = {}
             for index, noisy, info in loaded:
-                if info is None:
+                if noisy is None:  # disk to disk, one chunk in memory at a time
+                    try:
+                        with autocast():
+                            enhancer.enhance_to_file(jobs[index].input, jobs[index].output, mix_down)
+                    except FILE_ERRORS as error:
+                        yield index, _reason(jobs[index].input, error)
+                        continue
+                    yield index, None
+                elif info is None:
                     yield index, _reason(jobs[index].input, noisy)
                 else:  # the actual length decides (the estimate may be off by one)
                     key = batch_key(enhancer, noisy.numel())

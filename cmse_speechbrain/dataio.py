@@ -182,6 +182,98 @@ def atomic_output(path):
             os.remove(tmp_name)
 
 
+@contextlib.contextmanager
+def scratch_file(folder, suffix=""):
+    """Yields the path of an empty temporary file in ``folder``, named as
+    :func:`atomic_output`'s partials (so that :func:`remove_stale_partials`
+    removes it after a kill), and removes it when the block ends.
+
+    Example
+    -------
+    >>> tmp = getfixture("tmp_path")
+    >>> with scratch_file(tmp, ".f32") as path:
+    ...     path.name.startswith(TEMPORARY_PREFIX), path.suffix
+    (True, '.f32')
+    >>> list(tmp.iterdir())
+    []
+    """
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield pathlib.Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name)
+
+
+class AudioBlocks:
+    """Reads any part of an audio file, mono and checked, without reading
+    the rest: a file of any length is read one block at a time.
+
+    Samples are float32 and channels are averaged, as
+    :func:`read_audio_checked` reads them; a block with NaN or infinite
+    samples raises :class:`AudioFileError`, and so does a file that cannot
+    be decoded. Use it as a context manager (or call :meth:`close`).
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The audio file (checked with :func:`audio_info`).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "ramp.wav", np.stack([np.arange(100) / 128] * 2, axis=1), 8000)
+    >>> with AudioBlocks(tmp / "ramp.wav") as blocks:
+    ...     blocks.frames, blocks.samplerate, (blocks.read(10, 13) * 128).tolist()
+    (100, 8000, [10.0, 11.0, 12.0])
+    """
+
+    def __init__(self, path):
+        self.path = path
+        info = audio_info(path)
+        self.frames, self.samplerate, self.channels = info.frames, info.samplerate, info.channels
+        try:
+            self._file = sf.SoundFile(os.fsencode(path))
+        except Exception as error:  # soundfile raises several types
+            raise AudioFileError(path, f"not a readable audio file ({error})") from None
+
+    def read(self, start, stop):
+        """Samples ``[start, stop)`` (clipped to the file) as a [samples] tensor.
+
+        Past the last frame that decodes (a file shorter than its header
+        says), zeros.
+        """
+        start, stop = max(0, start), min(stop, self.frames)
+        if stop <= start:
+            return torch.zeros(0)
+        try:
+            self._file.seek(start)
+            audio = self._file.read(stop - start, dtype="float32", always_2d=True)
+        except Exception as error:
+            raise AudioFileError(self.path, f"cannot decode audio ({error})") from None
+        audio = torch.from_numpy(audio)
+        if not torch.isfinite(audio).all():
+            raise AudioFileError(self.path, "contains NaN or infinite samples")
+        audio = audio.mean(dim=1) if self.channels > 1 else audio[:, 0]
+        if audio.numel() < stop - start:
+            audio = torch.nn.functional.pad(audio, (0, stop - start - audio.numel()))
+        return audio.contiguous()
+
+    def close(self):
+        """Closes the file."""
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def remove_stale_partials(folder, legacy_age_seconds=3600):
     """Removes the partial files (:func:`atomic_output`) that a killed
     writer left in ``folder`` (recursively): those whose writer process no

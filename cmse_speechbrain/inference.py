@@ -10,7 +10,12 @@ Any input rate is resampled to the model's and the output is returned (and
 written) at the input's rate and with exactly the input's number of
 samples; several channels are mixed down (or refused with
 ``mix_down=False``). Long signals are enhanced in overlapping chunks joined
-by cross-fades, so memory stays flat in the signal's length.
+by cross-fades. ``enhance_file`` and ``enhance_batch`` hold the whole signal
+in memory (a few copies of it); ``enhance_to_file`` (what ``cmse-enhance``
+uses for a file longer than a chunk) goes disk to disk, one chunk in memory
+at a time, so its memory does not grow with the file's length::
+
+    enhancer.enhance_to_file("three_hours.flac", "enhanced.wav")
 
 A model folder is loaded without running code from it
 (:mod:`cmse_speechbrain.safe_yaml`): its YAML may only build this package's
@@ -22,8 +27,11 @@ Authors
  * cmse-speechbrain contributors 2026
 """
 
+import contextlib
+import functools
 import logging
 import math
+import os
 import pathlib
 
 import soundfile as sf
@@ -36,10 +44,12 @@ from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
 from cmse_speechbrain.dataio import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
+    AudioBlocks,
     AudioFileError,
     atomic_output,
     audio_info,
     read_audio_checked,
+    scratch_file,
 )
 from cmse_speechbrain.safe_yaml import check_weights_loaded, load_pretrained, random_weights_error
 
@@ -128,8 +138,172 @@ def resample(signal, orig_rate, new_rate):
         return AF.resample(signal, orig_rate, new_rate)
     from scipy.signal import resample_poly  # a SpeechBrain dependency
 
-    out = resample_poly(signal.detach().cpu().double().numpy(), up, down, axis=-1)
+    out = resample_poly(signal.detach().cpu().double().numpy(), up, down, axis=-1,
+                        window=_lowpass(max(up, down)))
     return torch.from_numpy(out).to(signal.dtype)
+
+
+@functools.lru_cache(maxsize=4)
+def _lowpass(max_rate):
+    """The filter ``resample_poly`` designs for a ratio (kept: designing its
+    2 * 10 * max_rate + 1 taps costs more than filtering a block)."""
+    from scipy.signal import firwin
+
+    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+
+
+def _resampler(orig_rate, new_rate):
+    """The reduced ratio and whether :func:`resample` uses SciPy for it."""
+    divisor = math.gcd(orig_rate, new_rate)
+    up, down = new_rate // divisor, orig_rate // divisor
+    return up, down, max(up, down) > 1000
+
+
+def resampled_length(samples, orig_rate, new_rate):
+    """How many samples :func:`resample` gives for ``samples`` samples.
+
+    Example
+    -------
+    >>> [resampled_length(n, 44100, 16000) == resample(torch.zeros(n), 44100, 16000).numel()
+    ...  for n in (1, 441, 100001)]
+    [True, True, True]
+    >>> resampled_length(7999, 7999, 16000)
+    16000
+    """
+    if orig_rate == new_rate:
+        return samples
+    up, down, scipy = _resampler(orig_rate, new_rate)
+    if scipy:  # resample_poly: exactly the ceiling
+        return samples * up // down + bool(samples * up % down)
+    return math.ceil(up * samples / down)  # as torchaudio computes it
+
+
+class ResampledReader:
+    """Any part of a resampled signal, computed from the part of the
+    original around it: a signal of any length is resampled block by block.
+
+    A block is resampled from the input samples it needs plus a margin
+    longer than the filter (and aligned to the ratio's period), then
+    cropped; so every block equals the same samples of :func:`resample` on
+    the whole signal, to float rounding.
+
+    Arguments
+    ---------
+    read : callable
+        ``read(start, stop)``: samples ``[start, stop)`` of the original,
+        a [samples] tensor (clipped to the signal).
+    length : int
+        Samples of the original.
+    orig_rate, new_rate : int
+        Its rate and the rate wanted.
+
+    Example
+    -------
+    >>> signal = torch.randn(50000, generator=torch.Generator().manual_seed(0))
+    >>> reader = ResampledReader(lambda a, b: signal[a:b], signal.numel(), 44100, 16000)
+    >>> whole = resample(signal, 44100, 16000)
+    >>> len(reader) == whole.numel(), torch.allclose(reader.read(5000, 9000), whole[5000:9000], atol=1e-6)
+    (True, True)
+    """
+
+    def __init__(self, read, length, orig_rate, new_rate):
+        self._read, self.length = read, length
+        self.orig_rate, self.new_rate = orig_rate, new_rate
+        self.up, self.down, scipy = _resampler(orig_rate, new_rate)
+        # the filter reaches 6.1 * max(1, down/up) + down input samples away
+        # (torchaudio), 10 * max(1, down/up) (SciPy): a margin above that, in
+        # whole periods of the ratio
+        need = 12 * max(1.0, self.down / self.up) + 2 + (0 if scipy else self.down)
+        self.margin = self.down * math.ceil(need / self.down)
+
+    def __len__(self):
+        return resampled_length(self.length, self.orig_rate, self.new_rate)
+
+    def read(self, start, stop):
+        """Samples ``[start, stop)`` of the resampled signal (clipped to it)."""
+        start, stop = max(0, start), min(stop, len(self))
+        if self.orig_rate == self.new_rate or stop <= start:
+            return self._read(start, stop)
+        first = (start // self.up) * self.down - self.margin  # whole periods: same phases
+        first = max(0, first)
+        last = min(self.length, -(-stop // self.up) * self.down + self.margin)
+        out = resample(self._read(first, last), self.orig_rate, self.new_rate)
+        offset = first // self.down * self.up  # the output sample out[0] is
+        return out[start - offset : stop - offset]
+
+
+class FileSignal:
+    """A file as a mono signal at ``sample_rate`` that is sliced like a
+    tensor (``signal[a:b]``, ``len(signal)``) but only reads, and resamples,
+    the part asked for (:class:`~cmse_speechbrain.dataio.AudioBlocks`,
+    :class:`ResampledReader`).
+
+    Arguments
+    ---------
+    path : str or pathlib.Path
+        The audio file.
+    sample_rate : int
+        The rate of the samples it gives.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> tmp = getfixture("tmp_path")
+    >>> sf.write(tmp / "a.wav", np.zeros((48000, 2)), 48000)
+    >>> with FileSignal(tmp / "a.wav", 16000) as signal:
+    ...     len(signal), signal[100:300].shape, signal.info.samplerate
+    (16000, torch.Size([200]), 48000)
+    """
+
+    def __init__(self, path, sample_rate):
+        self.blocks = AudioBlocks(path)
+        self.info = self.blocks  # frames, samplerate, channels
+        self.reader = ResampledReader(self.blocks.read, self.blocks.frames,
+                                      self.blocks.samplerate, sample_rate)
+
+    def __len__(self):
+        return len(self.reader)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("FileSignal takes slices signal[start:stop] only")
+        start, stop, _ = index.indices(len(self))
+        return self.reader.read(start, stop)
+
+    def close(self):
+        """Closes the file."""
+        self.blocks.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _FloatFile:
+    """A float32 scratch file of samples, written in order, read in parts."""
+
+    def __init__(self, path):
+        self.path, self.length = path, 0
+        self._file = open(path, "w+b")
+
+    def append(self, samples):
+        self._file.seek(0, os.SEEK_END)
+        samples.detach().cpu().float().numpy().tofile(self._file)
+        self.length += samples.numel()
+
+    def read(self, start, stop):
+        import numpy as np
+
+        start, stop = max(0, start), min(stop, self.length)
+        if stop <= start:
+            return torch.zeros(0)
+        self._file.seek(4 * start)
+        return torch.from_numpy(np.fromfile(self._file, dtype=np.float32, count=stop - start))
+
+    def close(self):
+        self._file.close()
 
 
 def check_output_name(path):
@@ -155,6 +329,35 @@ def check_output_name(path):
     if audio_format not in sf.available_formats() or not sf.check_format(audio_format, "PCM_16"):
         raise ValueError(f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac")
     return path
+
+
+def chunk_starts(length, chunk, overlap):
+    """The start of each chunk of a ``length``-sample signal.
+
+    Example
+    -------
+    >>> chunk_starts(10, 6, 2)
+    [0, 4]
+    """
+    return list(range(0, length - overlap, chunk - overlap))
+
+
+def chunk_weight(index, starts, length, chunk, overlap, device=None):
+    """The cross-fade weight of chunk ``index`` (see :func:`chunk_weights`).
+
+    Example
+    -------
+    >>> chunk_weight(1, [0, 4], 10, chunk=6, overlap=2).tolist()
+    [0.25, 0.75, 1.0, 1.0, 1.0, 1.0]
+    """
+    ramp = (torch.arange(overlap, device=device) + 0.5) / overlap
+    size = min(chunk, length - starts[index])
+    weight = torch.ones(size, device=device)
+    if index > 0:
+        weight[:overlap] = ramp[: min(overlap, size)]
+    if index < len(starts) - 1:
+        weight[-overlap:] = 1 - ramp
+    return weight
 
 
 def chunk_weights(length, starts, chunk, overlap, device=None):
@@ -189,17 +392,8 @@ def chunk_weights(length, starts, chunk, overlap, device=None):
     >>> torch.allclose(total, torch.ones(10))
     True
     """
-    ramp = (torch.arange(overlap, device=device) + 0.5) / overlap
-    weights = []
-    for index, start in enumerate(starts):
-        size = min(chunk, length - start)
-        weight = torch.ones(size, device=device)
-        if index > 0:
-            weight[:overlap] = ramp[: min(overlap, size)]
-        if index < len(starts) - 1:
-            weight[-overlap:] = 1 - ramp
-        weights.append(weight)
-    return weights
+    return [chunk_weight(index, starts, length, chunk, overlap, device)
+            for index in range(len(starts))]
 
 
 def frozen_network(folder):
@@ -555,10 +749,10 @@ class EnhanceCMCR(Pretrained):
             if chunk == 0 or length <= chunk:
                 enhanced = self._enhance(noisy, None)
             else:
-                starts = list(range(0, length - overlap, chunk - overlap))
-                weights = chunk_weights(length, starts, chunk, overlap, noisy.device)
+                starts = chunk_starts(length, chunk, overlap)
                 enhanced = torch.zeros_like(noisy)
-                for start, weight in zip(starts, weights):
+                for index, start in enumerate(starts):
+                    weight = chunk_weight(index, starts, length, chunk, overlap, noisy.device)
                     piece = noisy[:, start : start + chunk]
                     enhanced[:, start : start + piece.shape[1]] += (
                         self._enhance(piece, None).float() * weight
@@ -626,22 +820,155 @@ class EnhanceCMCR(Pretrained):
             A non-finite enhanced signal (nothing is written).
         """
         if not torch.isfinite(enhanced).all():  # e.g. an input near float's range
-            raise AudioFileError(filename, "the enhanced signal has NaN or infinite samples "
-                                           "(input far beyond full scale?); nothing written")
+            raise AudioFileError(filename, self.NON_FINITE)
         enhanced = resample(enhanced.cpu(), self.sample_rate, info.samplerate)
         # resampling there and back rounds the length up: keep the input's
         enhanced = fit_length(enhanced, info.frames)
         if output_filename is not None:
-            output = check_output_name(output_filename)
-            if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
-                raise ValueError(f"{output}: refusing to overwrite the input file")
-            peak = float(enhanced.abs().max())
-            audio = enhanced / peak if peak > 1.0 else enhanced  # never clip
-            with atomic_output(output) as partial:
-                sf.write(str(partial), audio.numpy(), info.samplerate, subtype="PCM_16")
-            if peak > 1.0:
-                logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
+            self._write_pcm([enhanced], info.samplerate, self.check_output(filename, output_filename))
         return enhanced
+
+    def check_output(self, filename, output_filename):
+        """The output path, refused before any work if it cannot hold 16-bit
+        PCM (:func:`check_output_name`) or is the input file."""
+        output = check_output_name(output_filename)
+        if output.exists() and output.resolve() == pathlib.Path(filename).resolve():
+            raise ValueError(f"{output}: refusing to overwrite the input file")
+        return output
+
+    @torch.no_grad()
+    def enhance_to_file(self, filename, output_filename, mix_down=True):
+        """Enhances a file of any length into another, disk to disk, in
+        memory bounded by the chunk length (:meth:`chunking`), not the file's.
+
+        The input is read one chunk (plus the resampler's margin) at a
+        time, at the model's rate (:class:`FileSignal`); each chunk is
+        enhanced and cross-faded with its neighbours exactly as
+        :meth:`enhance_batch` does, and the finished samples go to a float32
+        scratch file beside the output. A second pass brings them back to
+        the input's rate block by block (:class:`ResampledReader`) and finds
+        the peak; the last pass writes 16-bit PCM, scaled to peak 1.0 with a
+        warning if it is louder (never clipped), as :meth:`write_output`
+        does for the whole file. The result equals :meth:`enhance_file`'s
+        to float rounding (within one 16-bit step). Scratch files take 4
+        bytes per sample at the model's rate (and at the input's, if it
+        differs) in the output's folder until the output is renamed into
+        place; they are named as partial files (``.cmse-<pid>-*``).
+
+        A file no longer than one chunk, or with chunking off
+        (``chunk_seconds`` 0), goes through :meth:`enhance_file` in memory.
+
+        Arguments
+        ---------
+        filename : str or pathlib.Path
+            Input audio (any rate, any channel count); never overwritten.
+        output_filename : str or pathlib.Path
+            Where to write, atomically, at the input's rate and length.
+        mix_down : bool
+            If False, a multi-channel input is refused instead of averaged.
+
+        Returns
+        -------
+        float
+            The gain applied to fit full scale (1.0 unless scaled).
+
+        Raises
+        ------
+        AudioFileError
+            Unreadable or NaN/inf input samples, or a non-finite enhanced
+            chunk: the file fails and nothing is left (no output, no partial,
+            no scratch file).
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from cmse_speechbrain.cmcr_net import CMCRNet
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        ...                        hparams={"sample_rate": 16000, "chunk_seconds": 0.5,
+        ...                                 "chunk_overlap_seconds": 0.1})
+        >>> tmp = getfixture("tmp_path")
+        >>> sf.write(tmp / "in.wav", np.random.default_rng(0).uniform(-0.3, 0.3, 44100 * 2), 44100)
+        >>> enhancer.enhance_to_file(tmp / "in.wav", tmp / "out.wav")
+        1.0
+        >>> sf.info(tmp / "out.wav").frames, sorted(p.name for p in tmp.iterdir())
+        (88200, ['in.wav', 'out.wav'])
+        """
+        output = self.check_output(filename, output_filename)
+        chunk, overlap = self.chunking()
+        info = audio_info(filename)
+        if info.channels > 1 and not mix_down:
+            raise AudioFileError(
+                filename, f"has {info.channels} channels; mono expected (mix_down=False)"
+            )
+        length = resampled_length(info.frames, info.samplerate, self.sample_rate)
+        if chunk == 0 or length <= chunk:  # one chunk: in memory, bounded anyway
+            noisy, info = self.read_input(filename, mix_down)
+            enhanced = self.write_output(self.enhance_batch(noisy), info, filename)
+            return self._write_pcm([enhanced], info.samplerate, output)
+        with contextlib.ExitStack() as stack:
+            noisy = stack.enter_context(FileSignal(filename, self.sample_rate))
+            scratch = _FloatFile(stack.enter_context(scratch_file(output.parent, ".f32")))
+            stack.callback(scratch.close)
+            self._enhance_chunks(noisy, scratch, chunk, overlap, filename)
+            if info.samplerate != self.sample_rate:  # back to the input's rate
+                back = ResampledReader(scratch.read, scratch.length, self.sample_rate, info.samplerate)
+                at_rate = _FloatFile(stack.enter_context(scratch_file(output.parent, ".f32")))
+                stack.callback(at_rate.close)
+                block = max(1, chunk * info.samplerate // self.sample_rate)
+                for start in range(0, info.frames, block):
+                    piece = fit_length(back.read(start, min(start + block, info.frames)),
+                                       min(block, info.frames - start))
+                    if not torch.isfinite(piece).all():
+                        raise AudioFileError(filename, self.NON_FINITE)
+                    at_rate.append(piece)
+                scratch = at_rate
+            block = max(1, chunk)
+            blocks = (scratch.read(a, a + block) for a in range(0, scratch.length, block))
+            return self._write_pcm(blocks, info.samplerate, output, scratch)
+
+    #: Why a file whose enhanced signal is not finite fails.
+    NON_FINITE = ("the enhanced signal has NaN or infinite samples "
+                  "(input far beyond full scale?); nothing written")
+
+    def _enhance_chunks(self, noisy, scratch, chunk, overlap, filename):
+        """Enhances ``noisy`` (sliceable) chunk by chunk into ``scratch``,
+        cross-faded as :meth:`_enhance_padded` does, keeping only the
+        overlap of the chunk before."""
+        length = len(noisy)
+        starts = chunk_starts(length, chunk, overlap)
+        carried = None  # the previous chunk's weighted tail, under this chunk's head
+        with self.inference_ctx:
+            for index, start in enumerate(starts):
+                piece = noisy[start : start + chunk].to(self.device).unsqueeze(0)
+                weight = chunk_weight(index, starts, length, chunk, overlap, self.device)
+                out = self._enhance(piece, None).float()[0] * weight
+                if not torch.isfinite(out).all():
+                    raise AudioFileError(filename, self.NON_FINITE)
+                if carried is not None:
+                    out[: carried.numel()] += carried
+                final = starts[index + 1] - start if index + 1 < len(starts) else out.numel()
+                scratch.append(out[:final])
+                carried = out[final:]
+
+    def _write_pcm(self, blocks, rate, output, source=None):
+        """Writes blocks of samples to ``output`` as 16-bit PCM, atomically;
+        louder than full scale: scaled to peak 1.0 (a first pass over
+        ``source`` finds the peak; without it ``blocks`` is a list)."""
+        if source is None:
+            blocks = list(blocks)
+            peak = max(float(b.abs().max()) for b in blocks)
+        else:
+            step = max(1, rate)
+            peak = max(float(source.read(a, a + step).abs().max())
+                       for a in range(0, source.length, step))
+        with atomic_output(output) as partial, sf.SoundFile(
+                str(partial), "w", samplerate=rate, channels=1, subtype="PCM_16") as fout:
+            for block in blocks:
+                fout.write((block / peak if peak > 1.0 else block).numpy())  # never clip
+        if peak > 1.0:
+            logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
+            return 1.0 / peak
+        return 1.0
 
     def enhance_file(self, filename, output_filename=None, mix_down=True, **kwargs):
         """Enhances one audio file.
@@ -663,7 +990,8 @@ class EnhanceCMCR(Pretrained):
         -------
         torch.Tensor
             The enhanced signal [samples] at the input's rate, exactly as
-            long as the input.
+            long as the input (held whole in memory: for long files
+            :meth:`enhance_to_file` writes the same output in bounded memory).
         """
         unknown = set(kwargs) - {"savedir", "source"}
         if unknown:

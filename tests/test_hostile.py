@@ -518,3 +518,164 @@ def test_8_the_spectrogram_of_a_long_file_is_drawn_from_a_bounded_summary(tmp_pa
     growth_mb = float(result.stdout.split()[-1])
     assert growth_mb < 200, growth_mb
     assert (tmp_path / "s.png").stat().st_size > 10_000
+
+
+def _long_speech(seconds):
+    """Real noisy speech (the shipped recordings end to end, repeated) [samples] at 16 kHz."""
+    files = NOISY + sorted((MINI_VOICEBANK / "noisy_trainset_28spk_wav").glob("*.flac"))
+    speech, total = [], 0
+    while total < seconds * 16000:
+        audio = sf.read(files[len(speech) % len(files)], dtype="float32")[0]
+        speech.append(audio)
+        total += len(audio)
+    return np.concatenate(speech)[: int(seconds * 16000)]
+
+
+@pytest.fixture
+def read_spy(monkeypatch):
+    """Frames of every SoundFile.read, and the files read whole with sf.read."""
+    reads = {"blocks": [], "whole": []}
+    block_read, whole_read = sf.SoundFile.read, sf.read
+
+    def spy_block(self, frames=-1, *args, **kwargs):
+        reads["blocks"].append(self.frames - self.tell() if frames < 0 else frames)
+        return block_read(self, frames, *args, **kwargs)
+
+    def spy_whole(file, *args, **kwargs):
+        reads["whole"].append(os.fsdecode(file))
+        return whole_read(file, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", spy_block)
+    monkeypatch.setattr(sf, "read", spy_whole)
+    return reads
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2)])
+def test_8_a_long_file_streamed_disk_to_disk_equals_the_in_memory_output(shipped, tmp_path, rate, channels):
+    """Item 8: 25 s of real speech, the shipped model in 4 s chunks: the file
+    enhanced disk to disk equals enhance_file's whole-signal result (16-bit
+    PCM: within one step), at 16 kHz and at 44.1 kHz stereo (resampled
+    block by block both ways), louder than full scale included (scaled by
+    the same peak)."""
+    from cmse_speechbrain.inference import resample
+
+    shipped.hparams.chunk_seconds = 4.0
+    speech = torch.from_numpy(_long_speech(25))
+    audio = resample(speech, 16000, rate).numpy()
+    audio = np.stack([audio, 0.6 * audio], axis=1) if channels == 2 else audio
+    noisy = tmp_path / "noisy.flac"
+    sf.write(noisy, audio, rate, subtype="PCM_24")
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, audio * 6, rate, subtype="FLOAT")  # enhanced louder than full scale
+    for source in (noisy, loud):
+        shipped.enhance_file(source, tmp_path / "memory.wav")
+        gain = shipped.enhance_to_file(source, tmp_path / "streamed.wav")
+        whole = sf.read(tmp_path / "memory.wav", dtype="int16")[0].astype(int)
+        streamed, streamed_rate = sf.read(tmp_path / "streamed.wav", dtype="int16")
+        assert streamed_rate == rate and streamed.shape == whole.shape == (len(audio),)
+        assert np.abs(streamed.astype(int) - whole).max() <= 1
+        assert (gain < 1.0) == (source == loud)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loud.wav", "memory.wav", "noisy.flac",
+                                                          "streamed.wav"]
+
+
+def test_8_a_long_file_is_read_one_chunk_at_a_time_and_its_spectrogram_is_bounded(
+        tiny_model_folder, tmp_path, read_spy):
+    """Item 8: cmse-enhance --spectrogram on 40 s of real speech at 44.1 kHz
+    stereo in 1 s chunks: the file is never read whole, no read is longer
+    than a chunk plus the resampler's margin while enhancing, or than one
+    spectrogram block, and the picture's summary has at most 2,000 columns."""
+    from cmse_speechbrain.cli import spectrogram_summary
+    from cmse_speechbrain.inference import FileSignal, resample
+
+    audio = resample(torch.from_numpy(_long_speech(40)), 16000, 44100).numpy()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sf.write(inputs / "long.wav", np.stack([audio, audio], axis=1), 44100, subtype="PCM_16")
+    out = tmp_path / "out"
+    read_spy["blocks"].clear()
+    read_spy["whole"].clear()
+    assert _enhance(inputs, "-o", out, "--source", tiny_model_folder, "--chunk-seconds", 1,
+                    "--spectrogram") == 0
+    assert sf.info(out / "long.wav").frames == len(audio) and (out / "long.png").stat().st_size > 10_000
+    assert not [path for path in read_spy["whole"] if path.endswith("long.wav")]
+    blocks = read_spy["blocks"]
+    spectrogram_block = (1024 * 256 + 512) * 44100 // 16000 + 2000  # + the resampler's margin
+    assert len(blocks) > 40 and max(blocks) <= spectrogram_block < len(audio) / 2, max(blocks)
+    enhancing = [n for n in blocks if n < 2 * 44100]  # the chunks' reads (the rest: the picture's)
+    assert len(enhancing) > 40 and max(enhancing) <= 1.05 * 44100, max(enhancing)
+    with FileSignal(inputs / "long.wav", 16000) as signal:
+        assert spectrogram_summary(signal, columns=100).shape == (257, 100)
+
+
+def test_8_a_later_chunk_that_is_not_finite_fails_the_file_and_leaves_nothing(
+        tiny_model_folder, tmp_path, capsys):
+    """Item 8: a streamed file fails as a whole file does when its last
+    seconds enhance to NaN/inf (speech x 1e37, finite samples) or hold a NaN
+    sample, after its earlier chunks were enhanced and written to the
+    scratch file: named in the failure list, and no output, partial, scratch
+    file or picture is left."""
+    from cmse_speechbrain import inference
+    from cmse_speechbrain.dataio import AudioFileError
+
+    speech = _long_speech(20)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    loud_end = speech.copy()
+    loud_end[-3 * 16000:] *= 1e37
+    sf.write(inputs / "loud_end.wav", loud_end, 16000, subtype="FLOAT")
+    nan_end = speech.copy()
+    nan_end[-100] = np.nan
+    sf.write(inputs / "nan_end.wav", nan_end, 16000, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert _enhance(inputs, "-o", out, "--source", tiny_model_folder, "--chunk-seconds", 2,
+                    "--spectrogram") == 1
+    err = capsys.readouterr().err
+    assert f"{inputs / 'loud_end.wav'}: the enhanced signal has NaN or infinite samples" in err
+    assert f"{inputs / 'nan_end.wav'}: contains NaN or infinite samples" in err
+    assert list(out.iterdir()) == []
+
+    enhancer = inference.EnhanceCMCR.from_hparams(source=str(tiny_model_folder),
+                                                  overrides={"chunk_seconds": 2.0})
+    written, append = [], inference._FloatFile.append
+
+    def spy(self, samples):
+        written.append((self.path, samples.numel()))
+        return append(self, samples)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference._FloatFile, "append", spy)
+        with pytest.raises(AudioFileError, match="the enhanced signal has NaN or infinite"):
+            enhancer.enhance_to_file(inputs / "loud_end.wav", out / "loud_end.wav")
+    assert sum(n for _, n in written) >= 16 * 16000  # the first 16 s were done
+    assert written[0][0].parent == out and written[0][0].name.startswith(".cmse-")
+    assert list(out.iterdir()) == []
+
+
+def test_19_several_processes_end_in_the_failure_list_not_a_launcher_report(tiny_model_folder, tmp_path,
+                                                                         monkeypatch):
+    """Item 19: cmse-enhance --processes 2 (torchrun's launcher, gloo, CPU)
+    with one unreadable file among real ones: the per-file failure list, the
+    failure manifest and exit status 1, and no ChildFailedError report."""
+    import subprocess
+
+    inputs = tmp_path / "in"
+    _real_wavs(inputs, count=3)
+    (inputs / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt not audio")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom cmse_speechbrain import cli\nsys.exit(cli.enhance_main())",
+         str(inputs), "-o", str(out), "--source", str(tiny_model_folder),
+         "--output-manifest", str(out / "m.csv"), "--processes", "2"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "enhanced 3 of 4 files" in result.stdout and "with 2 process(es)" in result.stdout
+    assert f"1 failed:\n  {inputs / 'corrupt.wav'}: not a readable audio file" in result.stderr
+    assert "ChildFailedError" not in result.stderr and "Traceback" not in result.stderr
+    assert "corrupt" in (out / "m_failures.csv").read_text()
+    # under torchrun, --processes would start processes in each process: refused
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as stop:
+        _enhance(inputs, "-o", out, "--processes", "2")
+    assert stop.value.code == 2
