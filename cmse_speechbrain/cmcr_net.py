@@ -727,7 +727,7 @@ class CMCRNet(nn.Module):
 
         Example
         -------
-        >>> CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True,
+        >>> CMCRNet(channels=[4, 8], d_model=8, nhead=2, causal=True, time_kernel=2,
         ...         attention_window=4).receptive_field_frames()
         31
         """
