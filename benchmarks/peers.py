@@ -24,7 +24,7 @@ Sets (from ``--data``, the real-audio folder):
 Metrics: PESQ-WB, STOI, ESTOI, CSIG, CBAK, COVL, SSNR, SI-SDR and the
 residual noise (noise attenuation in the speech pauses and speech-level
 change, in dB: ``cmse_speechbrain.metrics.pause_attenuation``) on the pairs
-(``cmse_speechbrain.cli.score_pair``; every system's output is aligned with
+(``cmse_speechbrain.evaluation.score_pair``; every system's output is aligned with
 its input, the peers' delays removed by their adapters); DNSMOS SIG/BAK/OVRL
 on the pairs (one more DNSMOS call per output; ``--no-pair-dnsmos``: not)
 and on the recordings; WER; real-time factor on ``--threads`` threads
@@ -66,7 +66,7 @@ import torch
 
 from common import RESULTS, machine, pyplot
 
-from cmse_speechbrain.cli import METRICS, PAUSE_METRICS, score_pair
+from cmse_speechbrain.evaluation import METRICS, PAUSE_METRICS, score_pair
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked, write_audio_atomic
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.peers import PEERS, MetricGANPlusGenerator

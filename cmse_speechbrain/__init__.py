@@ -18,8 +18,9 @@ Modules (a flat package, one subject each):
   without running their code), ``asr`` (the ASR front end, ``EnhancedASR``),
   ``recognizers`` (pocketsphinx), ``asr_recipe`` (the ASR recipes' Brain
   and run), ``peers`` (adapters of other denoisers);
-* evaluation: ``metrics``, ``report`` (the listening page), ``cli`` (the
-  command-line tools).
+* evaluation: ``metrics``, ``evaluation`` (scoring a file against its
+  reference), ``report`` (the listening page), ``cli`` (the command-line
+  tools).
 
 The names of :data:`__all__` are imported on first use, so ``import
 cmse_speechbrain`` stays light:
@@ -61,7 +62,7 @@ _PUBLIC = {
 
 MODULES = [
     "asr", "asr_recipe", "brain", "checkpoints", "cli", "cmcr_net", "collaboration", "corpus", "dataio",
-    "diagnostics", "distillmos_encoder", "export", "inference", "init_record", "losses",
+    "diagnostics", "distillmos_encoder", "evaluation", "export", "inference", "init_record", "losses",
     "metrics", "mixing", "peers", "recipe", "recognizers", "report", "reporting", "safe_yaml",
     "speaker_encoder", "streaming",
 ]

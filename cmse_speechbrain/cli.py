@@ -63,32 +63,22 @@ import sys
 import torch
 from tqdm import tqdm
 
-from cmse_speechbrain.corpus import (  # noqa: F401 (collect_inputs, plan_outputs: used by report)
-    INPUT_EXTENSIONS,
-    CorpusError,
-    collect_inputs,
-    describe_error,
-    plan_outputs,
-)
+from cmse_speechbrain.corpus import CorpusError, describe_error
 from cmse_speechbrain.dataio import (
-    TEMPORARY_PREFIX,
     AudioFileError,
     atomic_output,
     printable,
     read_audio_checked,
 )
-from cmse_speechbrain.metrics import (
-    composite_scores,
-    dnsmos_scores,
-    nanmean,
-    pause_attenuation,
-    si_sdr,
-    stoi_score,
+from cmse_speechbrain.evaluation import (  # noqa: F401 (METRICS, PAUSE_METRICS, score_pair: the CLI's API)
+    LENGTH_TOLERANCE,
+    METRICS,
+    PAUSE_METRICS,
+    by_stem,
+    score_pair,
 )
+from cmse_speechbrain.metrics import dnsmos_scores, nanmean
 
-#: Largest length difference (samples at 16 kHz) between an enhanced file
-#: and its reference that ``cmse-evaluate`` still scores (over the shorter).
-LENGTH_TOLERANCE = 8
 
 
 def positive_seconds(text):
@@ -414,53 +404,6 @@ def _enhance(parser, args):
     return 0
 
 
-METRICS = ["pesq", "stoi", "estoi", "csig", "cbak", "covl", "ssnr", "si_sdr"]
-#: The residual-noise metrics (:func:`cmse_speechbrain.metrics.pause_attenuation`),
-#: which need the noisy input beside the clean reference.
-PAUSE_METRICS = ["pause_attenuation_db", "speech_level_db"]
-
-
-def score_pair(reference, signal, sample_rate=16000, noisy=None):
-    """All intrusive metrics of ``signal`` against ``reference`` (tensors).
-
-    With the (time-aligned) ``noisy`` input, also :data:`PAUSE_METRICS`.
-
-    Example
-    -------
-    >>> t = torch.arange(32000) / 16000
-    >>> clean = torch.where(t < 1, torch.sin(2 * math.pi * 200 * t), torch.zeros(()))
-    >>> noisy = clean + 0.05 * torch.randn(t.numel(), generator=torch.Generator().manual_seed(0))
-    >>> scores = score_pair(clean, clean + 0.1 * (noisy - clean), noisy=noisy)
-    >>> list(scores) == METRICS + PAUSE_METRICS, round(scores["pause_attenuation_db"], 1)
-    (True, 20.0)
-    """
-    n = min(reference.numel(), signal.numel())
-    reference, signal = reference[:n], signal[:n]
-    scores = composite_scores(reference.double().numpy(), signal.double().numpy(), sample_rate)
-    scores["stoi"] = stoi_score(signal, reference, sample_rate)
-    scores["estoi"] = stoi_score(signal, reference, sample_rate, extended=True)
-    scores["si_sdr"] = si_sdr(reference.numpy(), signal.numpy())
-    keys = METRICS
-    if noisy is not None:
-        scores.update(pause_attenuation(signal, noisy, reference, sample_rate))
-        keys = METRICS + PAUSE_METRICS
-    return {k: scores[k] for k in keys}
-
-
-def _by_stem(folder):
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise SystemExit(f"{folder}: no such folder")
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in INPUT_EXTENSIONS or path.name.startswith(TEMPORARY_PREFIX):
-            continue
-        if path.stem in files:
-            raise SystemExit(f"{path}: same name as {files[path.stem]}; files are matched by name")
-        files[path.stem] = path
-    return files
-
-
 def _score_file(stem, systems, clean, use_dnsmos):
     row = {"id": stem}
     reference = None
@@ -515,10 +458,10 @@ def _evaluate(argv):
     if args.clean is None and not args.dnsmos:
         parser.error("give --clean for intrusive metrics, --dnsmos for non-intrusive ones, or both")
 
-    clean = _by_stem(args.clean) if args.clean else None
-    systems = {"enhanced": _by_stem(args.enhanced)}
+    clean = by_stem(args.clean) if args.clean else None
+    systems = {"enhanced": by_stem(args.enhanced)}
     if args.noisy:
-        systems["noisy"] = _by_stem(args.noisy)
+        systems["noisy"] = by_stem(args.noisy)
     intrusive = METRICS + (PAUSE_METRICS if args.noisy else [])
     metrics = (intrusive if clean is not None else []) + (
         ["dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"] if args.dnsmos else []

@@ -41,7 +41,7 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
-from cmse_speechbrain.cli import LENGTH_TOLERANCE, collect_inputs
+from cmse_speechbrain.corpus import collect_inputs
 from cmse_speechbrain.dataio import (
     AudioFileError,
     atomic_output,
@@ -50,6 +50,7 @@ from cmse_speechbrain.dataio import (
     read_audio_checked,
     write_audio_atomic,
 )
+from cmse_speechbrain.evaluation import LENGTH_TOLERANCE
 from cmse_speechbrain.metrics import (
     composite_scores,
     dnsmos_scores,
