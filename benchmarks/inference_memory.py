@@ -27,15 +27,34 @@ short inputs). Prints a table with CMCR-Net / peer ratios and writes
     python benchmarks/inference_memory.py [--threads 1 2] [--seconds 1 10 60 600]
         [--models cmcr_shipped metricgan spectral_mask]
 
+``--long-minutes`` measures files instead, end to end as a user runs them
+(issue 29, item 8): one file of real noisy speech per length (LibriSpeech
+train-clean-100 utterances from ``../shared/data`` end to end, each mixed
+with a real ``noise_extra`` recording at 0-15 dB SNR, seeded; 16 kHz 16-bit
+WAV, written block by block into ``--work``), enhanced by ``cmse-enhance
+FILE -o DIR`` with the shipped model, with and without ``--spectrogram``, each
+in a fresh process whose peak RSS is read with ``os.wait4`` (start-up and
+model loading included). ``--code DIR`` runs another checkout of the package
+(e.g. the commit before a change) and labels its rows ``--label``; rows are
+added to ``benchmarks/results/inference_memory_long.csv`` (replacing those
+with the same label, length, flag and threads) and drawn in ``.png``:
+
+    python benchmarks/inference_memory.py --long-minutes 10 60 180 --threads 1
+    python benchmarks/inference_memory.py --long-minutes 10 60 --threads 1 \
+        --code /tmp/before --label before
+
 Authors
  * cmse-speechbrain contributors 2026
 """
 
 import argparse
+import csv
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import time
 
 from common import RESULTS, ROOT, machine, pyplot, write_csv
 
@@ -109,8 +128,16 @@ def main():
     parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0, 60.0, 600.0])
     parser.add_argument("--models", nargs="+",
                         default=["cmcr_shipped"] + PEERS)
+    parser.add_argument("--long-minutes", type=float, nargs="+", default=None,
+                        help="measure cmse-enhance on files of these lengths instead")
+    parser.add_argument("--work", default="/tmp/cmse_long_files", help="where the long files go")
+    parser.add_argument("--data", default=str(DATA), help="the shared real audio (see its README)")
+    parser.add_argument("--code", default=None, help="a checkout of the package to run instead of this one")
+    parser.add_argument("--label", default="streamed", help="the rows' label (--long-minutes)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    if args.long_minutes:
+        return long_files(args)
     rows = []
     for threads in args.threads:
         for seconds in args.seconds:
@@ -130,6 +157,135 @@ def main():
     print_table(rows)
     print(f"wrote {write_csv('inference_memory', rows)}")
     plot(rows)
+
+
+DATA = ROOT.parent / "shared" / "data"
+DRIVER = "import sys\nfrom cmse_speechbrain import cli\nsys.exit(cli.enhance_main())\n"
+LONG_CSV = RESULTS / "inference_memory_long.csv"
+
+
+def build_long_file(path, minutes, data=DATA, seed=0):
+    """Writes ``minutes`` of real noisy speech to ``path`` (16 kHz, 16-bit),
+    one utterance at a time; kept if it exists with that length."""
+    import soundfile as sf
+    import torch
+
+    from cmse_speechbrain.dataio import read_audio_checked
+    from cmse_speechbrain.mixing import mix_at_snr
+
+    samples = int(minutes * 60 * 16000)
+    if path.is_file() and sf.info(path).frames == samples:
+        return path
+    speech_files = sorted((data / "librispeech_train_clean_100").glob("*.flac"))
+    noise_files = sorted((data / "noise_extra").glob("*/*.flac"))
+    if not speech_files or not noise_files:
+        raise SystemExit(f"{data}: LibriSpeech or noise_extra missing (see its README)")
+    rng = torch.Generator().manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as fout:
+        while written < samples:
+            speech = read_audio_checked(speech_files[int(torch.randint(len(speech_files), (1,),
+                                                                       generator=rng))], 16000)
+            noise = read_audio_checked(noise_files[int(torch.randint(len(noise_files), (1,),
+                                                                     generator=rng))], 16000)
+            noise = noise.repeat(speech.numel() // noise.numel() + 1)[: speech.numel()]
+            snr, level = torch.rand(1, generator=rng) * 15, -35 + torch.rand(1, generator=rng) * 15
+            noisy, _ = mix_at_snr(speech[None], noise[None], snr, level)
+            piece = noisy[0, : samples - written].clamp(-1, 1).numpy()
+            fout.write(piece)
+            written += len(piece)
+    return path
+
+
+def run_measured(command, env, cwd):
+    """Runs ``command``; returns its status, wall seconds, peak RSS (MB) and stderr."""
+    start = time.perf_counter()
+    with open(os.devnull, "w") as devnull:
+        child = subprocess.Popen(command, stdout=devnull, stderr=subprocess.PIPE, text=True,
+                                 env=env, cwd=cwd)
+        err = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return child.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024, err
+
+
+def long_files(args):
+    import soundfile as sf
+
+    work = pathlib.Path(args.work)
+    code = pathlib.Path(args.code).resolve() if args.code else ROOT
+    rows = []
+    for threads in args.threads:
+        env = {**child_env(), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(code),
+               "HF_HUB_OFFLINE": "1"}
+        for minutes in args.long_minutes:
+            noisy = build_long_file(work / f"noisy_{minutes:g}min.wav", minutes, pathlib.Path(args.data))
+            for spectrogram in (False, True):
+                out = work / "enhanced"
+                for old in sorted(out.glob("*")) if out.exists() else []:
+                    old.unlink()
+                command = [sys.executable, "-c", DRIVER, str(noisy), "-o", str(out)]
+                command += ["--spectrogram"] if spectrogram else []
+                load = os.getloadavg()[0]
+                # not from the source tree: ``python -c`` would import the package there first
+                code_, wall, rss, err = run_measured(command, env, cwd=work)
+                ok = code_ == 0 and sf.info(out / noisy.name).frames == sf.info(noisy).frames
+                if not ok:
+                    print(f"{minutes:g} min FAILED ({code_}):\n{err[-2000:]}")
+                    continue
+                rows.append({"label": args.label, "minutes": minutes, "spectrogram": spectrogram,
+                             "threads": threads, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 1),
+                             "rtf": round(wall / (minutes * 60), 4),
+                             "load_average": round((load + os.getloadavg()[0]) / 2, 2)})
+                print(f"  {args.label:9s} {minutes:5g} min {'--spectrogram' if spectrogram else '':13s} "
+                      f"{threads} thr  peak {rss:7.0f} MB  wall {wall:6.0f} s", flush=True)
+    keys = {(r["label"], float(r["minutes"]), str(r["spectrogram"]), int(r["threads"])) for r in rows}
+    kept = []
+    if LONG_CSV.exists():
+        with open(LONG_CSV, newline="", encoding="utf-8") as fin:
+            kept = [r for r in csv.DictReader(fin)
+                    if (r["label"], float(r["minutes"]), r["spectrogram"], int(r["threads"])) not in keys]
+    rows = kept + rows
+    print(f"wrote {write_csv('inference_memory_long', rows)}")
+    print_long_table(rows)
+    plot_long(rows)
+
+
+def print_long_table(rows):
+    """Markdown: peak RSS per length, with and without --spectrogram."""
+    minutes = sorted({float(r["minutes"]) for r in rows})
+    print("\n| code | threads | --spectrogram | " + " | ".join(f"{m:g} min" for m in minutes) + " |")
+    print("|---|---|---|" + "---:|" * len(minutes))
+    groups = sorted({(r["label"], int(r["threads"]), str(r["spectrogram"])) for r in rows})
+    for label, threads, spectrogram in groups:
+        cells = {float(r["minutes"]): float(r["peak_rss_mb"]) for r in rows
+                 if (r["label"], int(r["threads"]), str(r["spectrogram"])) == (label, threads, spectrogram)}
+        print(f"| {label} | {threads} | {'yes' if spectrogram == 'True' else 'no'} | "
+              + " | ".join(f"{cells[m]:,.0f} MB" if m in cells else "-" for m in minutes) + " |")
+
+
+def plot_long(rows):
+    plt = pyplot()
+    if plt is None:
+        print("matplotlib missing: no PNG")
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted({(r["label"], str(r["spectrogram"]), int(r["threads"])) for r in rows}):
+        data = sorted((float(r["minutes"]), float(r["peak_rss_mb"])) for r in rows
+                      if (r["label"], str(r["spectrogram"]), int(r["threads"])) == key)
+        label = f"{key[0]}{' --spectrogram' if key[1] == 'True' else ''} ({key[2]} thread{'s' * (key[2] > 1)})"
+        ax.plot(*zip(*data), marker="o", linestyle="--" if key[1] == "True" else "-", label=label)
+    ax.set_xlabel("file length (minutes)")
+    ax.set_ylabel("peak RSS of cmse-enhance (MB)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("cmse-enhance on one long file of real noisy speech (CPU)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "inference_memory_long.png", dpi=90)
+    plt.close(fig)
+    print(f"wrote {RESULTS / 'inference_memory_long.png'}")
 
 
 def child_env():
