@@ -15,8 +15,6 @@ Authors
 
 import json
 import pathlib
-import shutil
-import sys
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -28,6 +26,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked
 from cmse_speechbrain.export import inference_yaml
 from cmse_speechbrain.init_record import init_yaml
+from cmse_speechbrain.recipe import start_experiment
 
 
 def decode_characters(log_probs, wav_lens, tokenizer, blank_index=0):
@@ -396,16 +395,7 @@ def run_asr_recipe(argv, prepare):
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
 
-    sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides,
-    )
-    # SpeechBrain saves the calling file (this one); save the recipe too
-    main_script = getattr(sys.modules["__main__"], "__file__", None)
-    if main_script and if_main_process():
-        shutil.copy(main_script, hparams["output_folder"])
+    start_experiment(hparams, run_opts, hparams_file, overrides)
     run_on_main(prepare, args=[hparams])
     datasets = asr_dataio_prepare(hparams)
 

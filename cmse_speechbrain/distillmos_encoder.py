@@ -26,10 +26,11 @@ Authors
 
 import importlib.util
 import pathlib
-import pickle
 
 import torch
 from torch import nn
+
+from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
 
 SAMPLE_RATE = 16000
 WIN_LENGTH = 320  # 20 ms
@@ -235,9 +236,12 @@ class DistillMOSRepresentation(nn.Module):
         path = pathlib.Path(path)
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        except FileNotFoundError:
+            raise
+        except UNSAFE_LOAD_ERRORS as error:
             raise ValueError(
-                f"{path} cannot be loaded safely as Distill-MOS weights: {error}"
+                f"{path} cannot be loaded safely as Distill-MOS weights "
+                f"({describe_load_error(error)})"
             ) from None
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
             checkpoint = checkpoint["model"]

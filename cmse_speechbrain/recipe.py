@@ -47,6 +47,34 @@ def run_enhancement_recipe(argv, prepare):
     return train_and_test(hparams, run_opts, prepare, hparams_file, overrides)
 
 
+def start_experiment(hparams, run_opts, hparams_file=None, overrides=None):
+    """Joins the DDP group and creates the experiment folder (hyperparameters,
+    overrides, environment), with a copy of the recipe's ``train.py``:
+    what every recipe, enhancement or ASR, does first.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters (``output_folder``).
+    run_opts : dict
+        SpeechBrain run options.
+    hparams_file : str, optional
+        Saved in the experiment folder with ``overrides``.
+    overrides : str or dict, optional
+        The overrides that were applied.
+    """
+    sb.utils.distributed.ddp_init_group(run_opts)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides or {},
+    )
+    # SpeechBrain saves the calling file (this one); save the recipe too
+    main_script = getattr(sys.modules["__main__"], "__file__", None)
+    if main_script and if_main_process():
+        shutil.copy(main_script, hparams["output_folder"])
+
+
 def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides=None):
     """Prepares the data, trains and tests on every test set.
 
@@ -72,16 +100,7 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         DNSMOS summary, else None (also None on processes other than the
         main one and without the ``speechmos`` package).
     """
-    sb.utils.distributed.ddp_init_group(run_opts)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"],
-        hyperparams_to_save=hparams_file,
-        overrides=overrides or {},
-    )
-    # SpeechBrain saves the calling file (this one); save the recipe too
-    main_script = getattr(sys.modules["__main__"], "__file__", None)
-    if main_script and if_main_process():
-        shutil.copy(main_script, hparams["output_folder"])
+    start_experiment(hparams, run_opts, hparams_file, overrides)
     if prepare is not None:
         run_on_main(prepare, args=[hparams])
     datasets = enhancement_dataio_prep(hparams)

@@ -18,10 +18,10 @@ from cmse_speechbrain.distillmos_encoder import (
     default_weights_path,
 )
 from cmse_speechbrain.losses import ContrastiveRegularization, cr_space_representation
+from conftest import REAL_MIXTURES, real_mixture
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEECH = ROOT / "recipes/VoiceBank/mini_voicebank/clean_trainset_28spk_wav"
-NOISE = ROOT / "recipes/DNS/mini_dns/noise"
 WEIGHTS = [1.0, 0.5, 0.25, 0.125]
 
 
@@ -38,15 +38,6 @@ def pretrained():
     return DistillMOSRepresentation()
 
 
-def _mixture(speech, noise, snr_db, seconds=4.0):
-    clean = read_audio_checked(SPEECH / speech)[: int(seconds * 16000)]
-    noise = read_audio_checked(NOISE / noise)
-    noise = noise.repeat(clean.numel() // noise.numel() + 1)[: clean.numel()]
-    noise = noise * torch.sqrt(clean.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr_db / 10))
-    return clean[None], (clean + noise)[None]
-
-
-MIXTURES = [("p225_003.flac", "noise_noise1.flac", 0), ("p227_005.flac", "noise_exercise_bike.flac", 10)]
 
 
 def test_shapes_windows_and_padding_without_the_weights():
@@ -138,12 +129,12 @@ def test_frozen_and_differentiable(pretrained):
     assert cr_space_representation("distillmos", None).layer_groups == pretrained.layer_groups
 
 
-@pytest.mark.parametrize("speech,noise,snr", MIXTURES)
+@pytest.mark.parametrize("speech,noise,snr", REAL_MIXTURES)
 def test_cr_in_this_space_rewards_the_clean_speech(pretrained, speech, noise, snr):
     """What CR rewards here: clean < quarter < halfway < noisy; a scaled
     copy of the input scores as the input; silence and the noise alone
     score worse than the halfway mixture."""
-    clean, noisy = _mixture(speech, noise, snr)
+    clean, noisy = real_mixture(speech, noise, snr)
     cr = ContrastiveRegularization(pretrained, WEIGHTS)
     with torch.no_grad():
         score = {

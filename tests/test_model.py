@@ -13,7 +13,8 @@ from cmse_speechbrain.losses import (
     StreamContrastiveLoss,
     utterance_rms,
 )
-from conftest import MINI_DNS, MINI_VOICEBANK
+from conftest import REAL_MIXTURES
+from conftest import real_mixture as _real_mixture
 
 SMALL = dict(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
 
@@ -118,20 +119,6 @@ def test_cr_prefers_clean_output_on_real_audio(real_pair):
     at_noisy = cr(noisy, clean, noisy)
     assert at_clean < halfway < at_noisy
     assert at_clean < 1e-3
-
-
-def _real_mixture(speech_file, noise_file, snr_db, seconds=4.0):
-    clean = read_audio_checked(speech_file)[: int(seconds * 16000)]
-    noise = read_audio_checked(noise_file)
-    noise = noise.repeat(clean.numel() // noise.numel() + 1)[: clean.numel()]
-    noise = noise * torch.sqrt(clean.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr_db / 10))
-    return clean[None], (clean + noise)[None]
-
-
-REAL_MIXTURES = [  # real speech x real noise, at 0 and 10 dB
-    (MINI_VOICEBANK / "clean_trainset_28spk_wav/p225_003.flac", MINI_DNS / "noise/noise_noise1.flac", 0),
-    (MINI_VOICEBANK / "clean_trainset_28spk_wav/p227_005.flac", MINI_DNS / "noise/noise_exercise_bike.flac", 10),
-]
 
 
 @pytest.mark.parametrize("speech_file,noise_file,snr", REAL_MIXTURES)
