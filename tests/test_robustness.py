@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from cmse_speechbrain import cli, dataio
+from cmse_speechbrain import cli, corpus, dataio
 from cmse_speechbrain.checkpoints import AtomicCheckpointer, CheckpointError
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked, write_audio_atomic
 from cmse_speechbrain.inference import EnhanceCMCR
@@ -116,8 +116,8 @@ def test_unreadable_folder_is_reported_not_raised(tmp_path, monkeypatch):
         onerror(PermissionError(13, "Permission denied", str(top)))
         return iter(())
 
-    monkeypatch.setattr(cli.os, "walk", walk)
-    found = cli.collect_inputs([tmp_path / "ok"])
+    monkeypatch.setattr(corpus.os, "walk", walk)
+    found = corpus.collect_inputs([tmp_path / "ok"])
     assert found == [(tmp_path / "ok", None, "cannot read folder (Permission denied)")]
 
 
