@@ -67,7 +67,7 @@ from common import ROOT, real_speech, spectral_mask_model
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.processing.features import spectral_magnitude
 from speechbrain.processing.signal_processing import resynthesize
-from cmse_speechbrain.cmcr_net import stft_pair
+from cmse_speechbrain.dsp import stft_pair
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 
 name, seconds, threads = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])

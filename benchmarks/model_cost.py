@@ -82,7 +82,7 @@ def load(yaml, overrides):
 def mask_recipe_macs(net, takes_lengths, audio):
     from speechbrain.processing.features import spectral_magnitude
 
-    from cmse_speechbrain.cmcr_net import stft_pair
+    from cmse_speechbrain.dsp import stft_pair
 
     stft, _ = stft_pair(16000, 512, 256)
     feats = torch.log1p(spectral_magnitude(stft(audio), power=0.5))

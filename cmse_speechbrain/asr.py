@@ -32,7 +32,8 @@ from speechbrain.nnet.linear import Linear
 from speechbrain.processing.features import InputNormalization
 
 from cmse_speechbrain.dataio import read_audio_checked
-from cmse_speechbrain.inference import fit_length, shipped_model_folder
+from cmse_speechbrain.dsp import fit_length
+from cmse_speechbrain.inference import shipped_model_folder
 from cmse_speechbrain.init_record import record_init
 
 
@@ -59,7 +60,7 @@ def enhancer_checkpoint(source, filename="enhance_model.ckpt"):
     >>> enhancer_checkpoint(shipped_enhancer_path()).endswith("enhance_model.ckpt")
     True
     """
-    from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
+    from cmse_speechbrain.safe_yaml import UNSAFE_LOAD_ERRORS, describe_load_error
 
     path = pathlib.Path(source) / filename
     if not path.is_file():

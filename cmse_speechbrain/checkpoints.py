@@ -14,9 +14,7 @@ Authors
 import json
 import logging
 import os
-import pickle
 import shutil
-import struct
 
 from speechbrain.utils.checkpoints import (
     Checkpoint,
@@ -27,30 +25,14 @@ from speechbrain.utils.checkpoints import (
 )
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
+from cmse_speechbrain.safe_yaml import UNSAFE_LOAD_ERRORS, describe_load_error
+
 STAGING_PREFIX = ".staging-"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded (truncated, corrupt or tampered)."""
 
-
-# What torch.load(weights_only=True) raises for pickled code (refused), a
-# truncated archive or a file that is no checkpoint at all.
-# Garbage (a text file, a cut pickle) raises any of the others.
-UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
-                      IndexError, KeyError, TypeError, AttributeError, struct.error)
-
-
-def describe_load_error(error):
-    """One line naming the error, for messages about refused checkpoints.
-
-    Example
-    -------
-    >>> describe_load_error(EOFError("Ran out of input"))
-    'EOFError: Ran out of input'
-    """
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text}"
 
 logger = logging.getLogger(__name__)
 

@@ -59,29 +59,8 @@ from cmse_speechbrain.collaboration import (  # noqa: F401 (re-exported)
     matched_control_width,
     windowed_mean,
 )
-from speechbrain.processing.features import ISTFT, STFT
-
+from cmse_speechbrain.dsp import compressed_spectrum, stft_pair
 from cmse_speechbrain.init_record import record_init
-
-
-def stft_pair(sample_rate, n_fft, hop_length):
-    """SpeechBrain STFT and ISTFT with a Hamming window of ``n_fft`` samples
-    and a hop of ``hop_length`` samples (SpeechBrain counts in ms).
-
-    Example
-    -------
-    >>> stft, istft = stft_pair(16000, 512, 256)
-    >>> wav = torch.rand(1, 4000)
-    >>> torch.allclose(istft(stft(wav), sig_length=4000), wav, atol=1e-4)
-    True
-    """
-    win_ms = 1000.0 * n_fft / sample_rate
-    hop_ms = 1000.0 * hop_length / sample_rate
-    stft = STFT(sample_rate, win_length=win_ms, hop_length=hop_ms, n_fft=n_fft,
-                window_fn=torch.hamming_window)
-    istft = ISTFT(sample_rate, n_fft=n_fft, win_length=win_ms, hop_length=hop_ms,
-                  window_fn=torch.hamming_window)
-    return stft, istft
 
 
 def time_padding(time_kernel, causal):
@@ -328,34 +307,6 @@ def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR, past_power=None, past_fr
     else:
         power = power.mean(dim=1, keepdim=True)
     return torch.sqrt(power + eps**2)[:, None, None, :]
-
-
-def compressed_spectrum(spec, compression, dim=-1, eps=1e-10):
-    """Power-law compressed magnitude and complex spectrum.
-
-    Arguments
-    ---------
-    spec : torch.Tensor
-        A spectrum whose dimension ``dim`` holds (real, imaginary), e.g.
-        SpeechBrain's STFT output [B, T, F, 2] (``dim=-1``).
-    compression : float
-        Exponent c: returns ``|X|^c`` (without the dimension ``dim``) and
-        ``|X|^c e^{j angle X}`` (the shape of ``spec``).
-    dim : int
-        The (real, imaginary) dimension.
-    eps : float
-        Added to the power under the square root.
-
-    Example
-    -------
-    >>> spec = torch.tensor([[[[3.0, 4.0]]]])
-    >>> magnitude, complex_spec = compressed_spectrum(spec, 0.5)
-    >>> round(float(magnitude), 3), [round(float(v), 3) for v in complex_spec.flatten()]
-    (2.236, [1.342, 1.789])
-    """
-    magnitude = torch.sqrt(spec.pow(2).sum(dim) + eps)
-    compressed = magnitude.pow(compression)
-    return compressed, spec * (compressed / magnitude).unsqueeze(dim)
 
 
 def compressed_input(spec, level, compression=0.3):

@@ -626,7 +626,7 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
     (int, str or None)
         Index into ``jobs`` and why it failed (None: written).
     """
-    from cmse_speechbrain.inference import resampled_length
+    from cmse_speechbrain.dsp import resampled_length
 
     rate = enhancer.sample_rate
     autocast = autocast_context(enhancer.device, precision)

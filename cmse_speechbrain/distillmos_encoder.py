@@ -30,7 +30,7 @@ import pathlib
 import torch
 from torch import nn
 
-from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
+from cmse_speechbrain.safe_yaml import UNSAFE_LOAD_ERRORS, describe_load_error
 
 SAMPLE_RATE = 16000
 WIN_LENGTH = 320  # 20 ms

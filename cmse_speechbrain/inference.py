@@ -28,7 +28,6 @@ Authors
 """
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -36,11 +35,18 @@ import pathlib
 
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from speechbrain.inference.interfaces import Pretrained
 
-from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
+from cmse_speechbrain.safe_yaml import UNSAFE_LOAD_ERRORS, describe_load_error
+from cmse_speechbrain.dsp import (
+    chunk_starts,
+    chunk_weight,
+    fit_length,
+    resample,
+    resample_ratio,
+    resampled_length,
+)
 from cmse_speechbrain.dataio import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -102,82 +108,6 @@ def check_device(device):
         raise RuntimeError(f"MPS is not available (device {device!r})")
 
 
-def fit_length(signal, length):
-    """Crops or zero-pads the last dimension to exactly ``length`` samples.
-
-    Example
-    -------
-    >>> fit_length(torch.ones(5), 3).tolist(), fit_length(torch.ones(2), 3).tolist()
-    ([1.0, 1.0, 1.0], [1.0, 1.0, 0.0])
-    """
-    if signal.shape[-1] >= length:
-        return signal[..., :length]
-    return torch.nn.functional.pad(signal, (0, length - signal.shape[-1]))
-
-
-def resample(signal, orig_rate, new_rate):
-    """Resamples [..., samples] between two rates, fast for any pair.
-
-    torchaudio's windowed-sinc resampler, as the data pipeline uses, when
-    the reduced ratio is small (8, 16, 22.05, 44.1, 48 kHz ...); for a
-    ratio such as 16000/7999 its kernel has 16,000 phases (seconds per
-    file), so SciPy's polyphase filter is used instead.
-
-    Example
-    -------
-    >>> resample(torch.zeros(7999), 7999, 16000).shape
-    torch.Size([16000])
-    >>> resample(torch.zeros(44100), 44100, 16000).shape
-    torch.Size([16000])
-    """
-    if orig_rate == new_rate:
-        return signal
-    divisor = math.gcd(orig_rate, new_rate)
-    up, down = new_rate // divisor, orig_rate // divisor
-    if max(up, down) <= 1000:
-        return AF.resample(signal, orig_rate, new_rate)
-    from scipy.signal import resample_poly  # a SpeechBrain dependency
-
-    out = resample_poly(signal.detach().cpu().double().numpy(), up, down, axis=-1,
-                        window=_lowpass(max(up, down)))
-    return torch.from_numpy(out).to(signal.dtype)
-
-
-@functools.lru_cache(maxsize=4)
-def _lowpass(max_rate):
-    """The filter ``resample_poly`` designs for a ratio (kept: designing its
-    2 * 10 * max_rate + 1 taps costs more than filtering a block)."""
-    from scipy.signal import firwin
-
-    return firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-
-
-def _resampler(orig_rate, new_rate):
-    """The reduced ratio and whether :func:`resample` uses SciPy for it."""
-    divisor = math.gcd(orig_rate, new_rate)
-    up, down = new_rate // divisor, orig_rate // divisor
-    return up, down, max(up, down) > 1000
-
-
-def resampled_length(samples, orig_rate, new_rate):
-    """How many samples :func:`resample` gives for ``samples`` samples.
-
-    Example
-    -------
-    >>> [resampled_length(n, 44100, 16000) == resample(torch.zeros(n), 44100, 16000).numel()
-    ...  for n in (1, 441, 100001)]
-    [True, True, True]
-    >>> resampled_length(7999, 7999, 16000)
-    16000
-    """
-    if orig_rate == new_rate:
-        return samples
-    up, down, scipy = _resampler(orig_rate, new_rate)
-    if scipy:  # resample_poly: exactly the ceiling
-        return samples * up // down + bool(samples * up % down)
-    return math.ceil(up * samples / down)  # as torchaudio computes it
-
-
 class ResampledReader:
     """Any part of a resampled signal, computed from the part of the
     original around it: a signal of any length is resampled block by block.
@@ -209,7 +139,7 @@ class ResampledReader:
     def __init__(self, read, length, orig_rate, new_rate):
         self._read, self.length = read, length
         self.orig_rate, self.new_rate = orig_rate, new_rate
-        self.up, self.down, scipy = _resampler(orig_rate, new_rate)
+        self.up, self.down, scipy = resample_ratio(orig_rate, new_rate)
         # the filter reaches 6.1 * max(1, down/up) + down input samples away
         # (torchaudio), 10 * max(1, down/up) (SciPy): a margin above that, in
         # whole periods of the ratio
@@ -329,71 +259,6 @@ def check_output_name(path):
     if audio_format not in sf.available_formats() or not sf.check_format(audio_format, "PCM_16"):
         raise ValueError(f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac")
     return path
-
-
-def chunk_starts(length, chunk, overlap):
-    """The start of each chunk of a ``length``-sample signal.
-
-    Example
-    -------
-    >>> chunk_starts(10, 6, 2)
-    [0, 4]
-    """
-    return list(range(0, length - overlap, chunk - overlap))
-
-
-def chunk_weight(index, starts, length, chunk, overlap, device=None):
-    """The cross-fade weight of chunk ``index`` (see :func:`chunk_weights`).
-
-    Example
-    -------
-    >>> chunk_weight(1, [0, 4], 10, chunk=6, overlap=2).tolist()
-    [0.25, 0.75, 1.0, 1.0, 1.0, 1.0]
-    """
-    ramp = (torch.arange(overlap, device=device) + 0.5) / overlap
-    size = min(chunk, length - starts[index])
-    weight = torch.ones(size, device=device)
-    if index > 0:
-        weight[:overlap] = ramp[: min(overlap, size)]
-    if index < len(starts) - 1:
-        weight[-overlap:] = 1 - ramp
-    return weight
-
-
-def chunk_weights(length, starts, chunk, overlap, device=None):
-    """Cross-fade weights of overlapping chunks (they sum to one).
-
-    Each chunk gets a linear ramp over ``overlap`` samples at each end that
-    touches another chunk, and flat weight elsewhere.
-
-    Arguments
-    ---------
-    length : int
-        Signal length.
-    starts : list of int
-        Chunk start samples.
-    chunk : int
-        Chunk length.
-    overlap : int
-        Overlap between neighbouring chunks.
-    device : torch.device, optional
-        Device of the weights.
-
-    Returns
-    -------
-    list of torch.Tensor
-        One weight vector per chunk.
-
-    Example
-    -------
-    >>> w = chunk_weights(10, [0, 4], chunk=6, overlap=2)
-    >>> total = torch.zeros(10)
-    >>> total[0:6] += w[0]; total[4:10] += w[1]
-    >>> torch.allclose(total, torch.ones(10))
-    True
-    """
-    return [chunk_weight(index, starts, length, chunk, overlap, device)
-            for index in range(len(starts))]
 
 
 def frozen_network(folder):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmse_speechbrain.cmcr_net import compressed_spectrum, stft_pair
+from cmse_speechbrain.dsp import compressed_spectrum, stft_pair
 
 
 def _time_mask(lengths, steps, device):

@@ -30,7 +30,7 @@ from torch import nn
 from speechbrain.lobes.models.MetricGAN import EnhancementGenerator
 from speechbrain.processing.features import spectral_magnitude
 
-from cmse_speechbrain.cmcr_net import stft_pair
+from cmse_speechbrain.dsp import stft_pair
 
 
 class MetricGANPlusGenerator(nn.Module):

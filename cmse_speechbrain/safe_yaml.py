@@ -36,8 +36,10 @@ import inspect
 import io
 import os
 import pathlib
+import pickle
 import re
 import stat
+import struct
 import warnings
 
 import ruamel.yaml
@@ -47,7 +49,24 @@ from hyperpyyaml.core import load_hyperpyyaml, resolve_references
 from ruamel.yaml.loader import SafeLoader
 from ruamel.yaml.tag import Tag
 
-from cmse_speechbrain.checkpoints import UNSAFE_LOAD_ERRORS, describe_load_error
+# What torch.load(weights_only=True) raises for pickled code (refused), a
+# truncated archive or a file that is no checkpoint at all.
+# Garbage (a text file, a cut pickle) raises any of the others.
+UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
+                      IndexError, KeyError, TypeError, AttributeError, struct.error)
+
+
+def describe_load_error(error):
+    """One line naming the error, for messages about refused checkpoints.
+
+    Example
+    -------
+    >>> describe_load_error(EOFError("Ran out of input"))
+    'EOFError: Ran out of input'
+    """
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
+
 
 #: Classes a model folder may build with ``!new:``.
 ALLOWED_CLASSES = frozenset(

@@ -557,7 +557,7 @@ def test_8_a_long_file_streamed_disk_to_disk_equals_the_in_memory_output(shipped
     PCM: within one step), at 16 kHz and at 44.1 kHz stereo (resampled
     block by block both ways), louder than full scale included (scaled by
     the same peak)."""
-    from cmse_speechbrain.inference import resample
+    from cmse_speechbrain.dsp import resample
 
     shipped.hparams.chunk_seconds = 4.0
     speech = torch.from_numpy(_long_speech(25))
@@ -586,7 +586,8 @@ def test_8_a_long_file_is_read_one_chunk_at_a_time_and_its_spectrogram_is_bounde
     than a chunk plus the resampler's margin while enhancing, or than one
     spectrogram block, and the picture's summary has at most 2,000 columns."""
     from cmse_speechbrain.cli import spectrogram_summary
-    from cmse_speechbrain.inference import FileSignal, resample
+    from cmse_speechbrain.dsp import resample
+    from cmse_speechbrain.inference import FileSignal
 
     audio = resample(torch.from_numpy(_long_speech(40)), 16000, 44100).numpy()
     inputs = tmp_path / "in"
