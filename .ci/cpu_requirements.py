@@ -10,8 +10,16 @@ import json
 import re
 import sys
 
-GPU_ONLY = {"triton", "cuda-toolkit", "cuda-bindings", "cuda-pathfinder",
-            "nvidia-cusolver", "nvidia-cuda-cccl", "nvidia-nvtx", "nvidia-curand"}
+GPU_ONLY = {
+    "triton",
+    "cuda-toolkit",
+    "cuda-bindings",
+    "cuda-pathfinder",
+    "nvidia-cusolver",
+    "nvidia-cuda-cccl",
+    "nvidia-nvtx",
+    "nvidia-curand",
+}
 
 report = json.load(open(sys.argv[1], encoding="utf-8"))
 for item in report["install"]:

@@ -73,12 +73,26 @@ VARIANTS = STUDY["variants"]  # recipe overrides of each variant
 SIZES = STUDY["sizes"]
 TEST_SETS = ["voicebank", "synthetic", "dns"]
 METRICS = ["pesq", "stoi", "csig", "cbak", "covl", "si_sdr"]
-EXTRA_METRICS = ["csig", "cbak", "covl", "si_sdr"]  # computed here from the saved outputs
+EXTRA_METRICS = [
+    "csig",
+    "cbak",
+    "covl",
+    "si_sdr",
+]  # computed here from the saved outputs
 DNSMOS = ["sig", "bak", "ovrl"]
 COMPARISONS = [  # (reference, variant): the paired differences reported
-    ("baseline", "cm"), ("baseline", "cr"), ("baseline", "full"), ("cm", "full"), ("control", "cm"),
-    ("metricgan", "full"), ("cr", "cr_speaker"), ("cr", "cr_distillmos"), ("cr", "cr_curricular"),
-    ("baseline", "cr_distillmos"), ("baseline", "cr_curricular"), ("cm", "full_distillmos"),
+    ("baseline", "cm"),
+    ("baseline", "cr"),
+    ("baseline", "full"),
+    ("cm", "full"),
+    ("control", "cm"),
+    ("metricgan", "full"),
+    ("cr", "cr_speaker"),
+    ("cr", "cr_distillmos"),
+    ("cr", "cr_curricular"),
+    ("baseline", "cr_distillmos"),
+    ("baseline", "cr_curricular"),
+    ("cm", "full_distillmos"),
 ]
 COMPARED_METRICS = ["pesq", "stoi", "si_sdr"]
 
@@ -88,20 +102,32 @@ def control_width(size):
     from cmse_speechbrain.cmcr_net import CMCRNet, matched_control_width
 
     net = CMCRNet(channels=SIZES[size]["channels"], d_model=SIZES[size]["d_model"])
-    return matched_control_width(net.cm.input_proj.in_features, SIZES[size]["d_model"], net.cm.contrastive.nhead)
+    return matched_control_width(
+        net.cm.input_proj.in_features, SIZES[size]["d_model"], net.cm.contrastive.nhead
+    )
 
 
 def run_arguments(args, variant, seed, folder):
     """The recipe command line of one run."""
     epochs = max(1, args.steps // args.steps_per_epoch)
     command = [
-        sys.executable, str(ROOT / "recipes/RealMix/train.py"), str(HPARAMS),
-        f"--output_folder={folder}", f"--data_folder={args.data}", f"--seed={seed}",
-        f"--number_of_epochs={epochs}", f"--train_steps_per_epoch={args.steps_per_epoch}",
-        f"--batch_size={args.batch_size}", f"--train_segment_seconds={args.segment}",
-        f"--warmup_steps={args.warmup}", f"--aux_start_steps={args.warmup}",
-        f"--aux_ramp_steps={args.warmup}", "--num_workers=0", "--pesq_n_jobs=1",
-        "--device=cpu", "--init_from=null",
+        sys.executable,
+        str(ROOT / "recipes/RealMix/train.py"),
+        str(HPARAMS),
+        f"--output_folder={folder}",
+        f"--data_folder={args.data}",
+        f"--seed={seed}",
+        f"--number_of_epochs={epochs}",
+        f"--train_steps_per_epoch={args.steps_per_epoch}",
+        f"--batch_size={args.batch_size}",
+        f"--train_segment_seconds={args.segment}",
+        f"--warmup_steps={args.warmup}",
+        f"--aux_start_steps={args.warmup}",
+        f"--aux_ramp_steps={args.warmup}",
+        "--num_workers=0",
+        "--pesq_n_jobs=1",
+        "--device=cpu",
+        "--init_from=null",
     ]
     overrides = dict(VARIANTS[variant])
     source = overrides.pop("hard_negative_from", None)
@@ -114,8 +140,13 @@ def run_arguments(args, variant, seed, folder):
         model = {"channels": size["channels"]}
         if variant == "control":
             model["control_width"] = control_width(args.size)
-        command += ["--model_hparams=" + json.dumps(model), f"--d_model={size['d_model']}"]
-    return command + [f"--{key}={_flag_value(value)}" for key, value in overrides.items()]
+        command += [
+            "--model_hparams=" + json.dumps(model),
+            f"--d_model={size['d_model']}",
+        ]
+    return command + [
+        f"--{key}={_flag_value(value)}" for key, value in overrides.items()
+    ]
 
 
 def hard_negative_folder(args, source, seed):
@@ -170,8 +201,13 @@ def launch(args, variant, seed, shared):
             shutil.copy(item, folder / item.name)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     log = open(folder / "stdout.log", "w", encoding="utf-8")
-    return folder, subprocess.Popen(run_arguments(args, variant, seed, folder), cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
+    return folder, subprocess.Popen(
+        run_arguments(args, variant, seed, folder),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
 
 
 def _audio(path):
@@ -212,16 +248,27 @@ def extra_metrics(args, folder):
         for name in TEST_SETS:
             with open(folder / f"test_results_{name}.csv", encoding="utf-8") as fin:
                 pesq = {row["id"]: row for row in csv.DictReader(fin)}
-            manifest = json.loads((folder / f"test_{name}.json").read_text(encoding="utf-8"))
+            manifest = json.loads(
+                (folder / f"test_{name}.json").read_text(encoding="utf-8")
+            )
             for uid, entry in manifest.items():
-                clean = _audio(entry["clean_wav"].replace("{data_root}", str(args.data)))
+                clean = _audio(
+                    entry["clean_wav"].replace("{data_root}", str(args.data))
+                )
                 row = {"set": name, "id": uid}
-                signals = {"noisy": _audio(entry["noisy_wav"].replace("{data_root}", str(args.data))),
-                           "enhanced": _audio(folder / "enhanced_wavs" / name / f"{uid}.wav")}
+                signals = {
+                    "noisy": _audio(
+                        entry["noisy_wav"].replace("{data_root}", str(args.data))
+                    ),
+                    "enhanced": _audio(folder / "enhanced_wavs" / name / f"{uid}.wav"),
+                }
                 for kind, signal in signals.items():
                     n = min(len(clean), len(signal))
-                    scores = composite_scores(clean[:n], signal[:n],
-                                              pesq_score=float(pesq[uid][f"{kind}_pesq"]))
+                    scores = composite_scores(
+                        clean[:n],
+                        signal[:n],
+                        pesq_score=float(pesq[uid][f"{kind}_pesq"]),
+                    )
                     for metric in ["csig", "cbak", "covl"]:
                         row[f"{kind}_{metric}"] = round(scores[metric], 4)
                     row[f"{kind}_si_sdr"] = round(si_sdr(clean[:n], signal[:n]), 3)
@@ -234,7 +281,8 @@ def extra_metrics(args, folder):
 def reference_dnsmos(args, folder):
     """DNSMOS OVRL of a finished run's noisy inputs and outputs on the test
     sets with references (cached in ``dnsmos_tests.csv``; {} without the
-    ``dnsmos`` extra). Returns {(set, id): {"noisy_ovrl": ..., "enhanced_ovrl": ...}}."""
+    ``dnsmos`` extra). Returns
+    {(set, id): {"noisy_ovrl": ..., "enhanced_ovrl": ...}}."""
     from cmse_speechbrain.metrics import dnsmos_scores
     from cmse_speechbrain.reporting import dnsmos_available
 
@@ -243,13 +291,22 @@ def reference_dnsmos(args, folder):
             return None
         rows = []
         for name in TEST_SETS:
-            manifest = json.loads((folder / f"test_{name}.json").read_text(encoding="utf-8"))
+            manifest = json.loads(
+                (folder / f"test_{name}.json").read_text(encoding="utf-8")
+            )
             for uid, entry in manifest.items():
-                noisy = _audio(entry["noisy_wav"].replace("{data_root}", str(args.data)))
+                noisy = _audio(
+                    entry["noisy_wav"].replace("{data_root}", str(args.data))
+                )
                 enhanced = _audio(folder / "enhanced_wavs" / name / f"{uid}.wav")
-                rows.append({"set": name, "id": uid,
-                             "noisy_ovrl": round(dnsmos_scores(noisy)["ovrl"], 4),
-                             "enhanced_ovrl": round(dnsmos_scores(enhanced)["ovrl"], 4)})
+                rows.append(
+                    {
+                        "set": name,
+                        "id": uid,
+                        "noisy_ovrl": round(dnsmos_scores(noisy)["ovrl"], 4),
+                        "enhanced_ovrl": round(dnsmos_scores(enhanced)["ovrl"], 4),
+                    }
+                )
         return rows
 
     return _cached_scores(folder / "dnsmos_tests.csv", compute)
@@ -267,8 +324,12 @@ def read_run(args, folder):
         if path.exists():
             with open(path, encoding="utf-8") as fin:
                 for row in csv.DictReader(fin):
-                    more = {k: v for scores in (extra, dnsmos)
-                            for k, v in scores.get((name, row["id"]), {}).items() if k not in ("set", "id")}
+                    more = {
+                        k: v
+                        for scores in (extra, dnsmos)
+                        for k, v in scores.get((name, row["id"]), {}).items()
+                        if k not in ("set", "id")
+                    }
                     utterances.append(dict(row, **more, set=name))
     path = folder / "dnsmos_real.csv"
     if path.exists():
@@ -295,8 +356,11 @@ def build_model(args, variant):
 
         return MetricGANPlusGenerator()
     size = SIZES[args.size]
-    overrides = {"channels": size["channels"], "d_model": size["d_model"],
-                 "use_cm": VARIANTS[variant].get("use_cm", True)}
+    overrides = {
+        "channels": size["channels"],
+        "d_model": size["d_model"],
+        "use_cm": VARIANTS[variant].get("use_cm", True),
+    }
     if variant == "control":
         overrides["control_width"] = control_width(args.size)
     with open(ROOT / "hparams" / "common" / "cmcr_net.yaml", encoding="utf-8") as fin:
@@ -310,14 +374,18 @@ def best_model(args, variant, folder):
 
     model = build_model(args, variant)
     checkpoint = Checkpointer(folder / "save").find_checkpoint(max_key="quality")
-    model.load_state_dict(torch.load(checkpoint.paramfiles["model"], map_location="cpu",
-                                     weights_only=True))
+    model.load_state_dict(
+        torch.load(
+            checkpoint.paramfiles["model"], map_location="cpu", weights_only=True
+        )
+    )
     return model.eval()
 
 
 def model_costs(args, variants):
     """Parameters and MACs per second of 16 kHz audio (FFTs not counted)."""
     import torch
+
     from model_cost import macs
 
     torch.set_num_threads(args.threads)
@@ -325,21 +393,28 @@ def model_costs(args, variants):
     for variant in variants:
         model = build_model(args, variant).eval()
         audio = torch.zeros(1, 16000)
-        costs[variant] = {"parameters": sum(p.numel() for p in model.parameters()),
-                          "macs": macs(lambda: model(audio))}
+        costs[variant] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "macs": macs(lambda: model(audio)),
+        }
     return costs
 
 
 def diagnostic_pairs(args, count=12):
     """(clean, noise) pairs of the CM diagnostics: VoiceBank-DEMAND test speech
     (speakers never trained on) x noise recordings no training used."""
-    from cm_gate import NOISES
-
     from cmse_speechbrain.dataio import read_audio_checked
 
-    clean_files = sorted((args.data / "voicebank_demand_test" / "clean").glob("*.wav"))[:count]
+    from cm_gate import NOISES
+
+    clean_files = sorted((args.data / "voicebank_demand_test" / "clean").glob("*.wav"))[
+        :count
+    ]
     noises = [read_audio_checked(args.data / name) for name in NOISES]
-    return [(read_audio_checked(path), noises[i % len(noises)]) for i, path in enumerate(clean_files)]
+    return [
+        (read_audio_checked(path), noises[i % len(noises)])
+        for i, path in enumerate(clean_files)
+    ]
 
 
 def cm_diagnostics(args, results):
@@ -352,13 +427,22 @@ def cm_diagnostics(args, results):
     torch.set_num_threads(args.threads)
     pairs = diagnostic_pairs(args)
     probes = {}
-    for (variant, seed) in sorted(results):
+    for variant, seed in sorted(results):
         if variant in ("cm", "full", "control") and finished(args, variant, seed):
             model = best_model(args, variant, args.out / "runs" / f"{variant}_s{seed}")
             probes[f"{variant}_s{seed}"] = stream_probe(model, pairs)
             if variant == "cm" and not (args.out / "cm_gate.png").exists():
-                plot_gate(model, pairs[0][0], pairs[0][1], 5.0, args.out / "cm_gate.png",
-                          title=f"CM gate of the +CM run (seed {seed}), unseen speech + unseen noise, 5 dB")
+                plot_gate(
+                    model,
+                    pairs[0][0],
+                    pairs[0][1],
+                    5.0,
+                    args.out / "cm_gate.png",
+                    title=(
+                        f"CM gate of the +CM run (seed {seed}), "
+                        "unseen speech + unseen noise, 5 dB"
+                    ),
+                )
     return probes
 
 
@@ -366,38 +450,76 @@ def plot_spectrograms(args, results, path):
     """Noisy, clean and every variant's output (first seed) of one VoiceBank
     test utterance, on one colour scale."""
     import torch
+
     from common import pyplot
 
     plt = pyplot()
     if plt is None:
         return
     seed = args.seeds[0]
-    rows = [u for (v, s), (utterances, _) in results.items() if s == seed and v == "baseline"
-            for u in utterances if u["set"] == "voicebank"]
+    rows = [
+        u
+        for (v, s), (utterances, _) in results.items()
+        if s == seed and v == "baseline"
+        for u in utterances
+        if u["set"] == "voicebank"
+    ]
     if not rows:
         return
     rows.sort(key=lambda u: float(u["noisy_pesq"]))
     uid = rows[len(rows) // 2]["id"]  # median noisy PESQ
-    signals = [("noisy", args.data / "voicebank_demand_test" / "noisy" / f"{uid}.wav"),
-               ("clean", args.data / "voicebank_demand_test" / "clean" / f"{uid}.wav")]
-    signals += [(v, args.out / "runs" / f"{v}_s{seed}" / "enhanced_wavs" / "voicebank" / f"{uid}.wav")
-                for v in args.variants if (args.out / "runs" / f"{v}_s{seed}").exists()]
+    signals = [
+        ("noisy", args.data / "voicebank_demand_test" / "noisy" / f"{uid}.wav"),
+        ("clean", args.data / "voicebank_demand_test" / "clean" / f"{uid}.wav"),
+    ]
+    signals += [
+        (
+            v,
+            args.out
+            / "runs"
+            / f"{v}_s{seed}"
+            / "enhanced_wavs"
+            / "voicebank"
+            / f"{uid}.wav",
+        )
+        for v in args.variants
+        if (args.out / "runs" / f"{v}_s{seed}").exists()
+    ]
     signals = [(name, file) for name, file in signals if pathlib.Path(file).exists()]
     columns = 2
-    fig, axes = plt.subplots((len(signals) + 1) // columns, columns, figsize=(10, 1.8 * ((len(signals) + 1) // columns)),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        (len(signals) + 1) // columns,
+        columns,
+        figsize=(10, 1.8 * ((len(signals) + 1) // columns)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     window = torch.hann_window(512)
     for ax, (name, file) in zip(axes.flat, signals):
         signal = torch.from_numpy(_audio(file)).float()
-        db = 20 * torch.log10(torch.stft(signal, 512, 256, window=window, return_complex=True).abs() + 1e-5)
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=-60, vmax=30, cmap="magma",
-                  extent=[0, signal.numel() / 16000, 0, 8])
+        db = 20 * torch.log10(
+            torch.stft(signal, 512, 256, window=window, return_complex=True).abs()
+            + 1e-5
+        )
+        ax.imshow(
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=-60,
+            vmax=30,
+            cmap="magma",
+            extent=[0, signal.numel() / 16000, 0, 8],
+        )
         ax.set_title(name, fontsize=9)
-    for ax in axes.flat[len(signals):]:
+    for ax in axes.flat[len(signals) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("kHz")
-    fig.suptitle(f"VoiceBank-DEMAND {uid} (median noisy PESQ), seed {seed}, same colour scale (dB)")
+    fig.suptitle(
+        f"VoiceBank-DEMAND {uid} (median noisy "
+        f"PESQ), seed {seed}, same colour scale (dB)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
@@ -437,7 +559,8 @@ def training_seconds(folder):
             start = stamp
         match = re.search(r"INFO - epoch: (\d+),", line)
         if match and start is not None:
-            durations[int(match.group(1))] = (stamp - start).total_seconds()  # the last try counts
+            # the last try counts
+            durations[int(match.group(1))] = (stamp - start).total_seconds()
     if not durations:
         return float("nan")
     return statistics.median(durations.values()) * len(durations)
@@ -449,12 +572,22 @@ def write_listening_page(args, variants):
     from cmse_speechbrain.report import write_report
 
     seed = args.seeds[0]
-    systems = {v: args.out / "runs" / f"{v}_s{seed}" / "enhanced_wavs" / "voicebank" for v in variants}
+    systems = {
+        v: args.out / "runs" / f"{v}_s{seed}" / "enhanced_wavs" / "voicebank"
+        for v in variants
+    }
     systems = {v: folder for v, folder in systems.items() if folder.is_dir()}
     test = args.data / "voicebank_demand_test"
     if systems and test.is_dir():
-        write_report(test / "clean", test / "noisy", systems, args.out / "listening", dnsmos=False,
-                     copy_audio=False, title=f"Ablation, seed {seed}: VoiceBank-DEMAND test pairs")
+        write_report(
+            test / "clean",
+            test / "noisy",
+            systems,
+            args.out / "listening",
+            dnsmos=False,
+            copy_audio=False,
+            title=f"Ablation, seed {seed}: VoiceBank-DEMAND test pairs",
+        )
 
 
 def bootstrap_difference(pairs, resamples=2000, seed=0):
@@ -470,7 +603,9 @@ def bootstrap_difference(pairs, resamples=2000, seed=0):
     """
     rng = random.Random(seed)
     seeds = sorted(pairs)
-    mean = sum(b - a for s in seeds for a, b in pairs[s]) / sum(len(pairs[s]) for s in seeds)
+    mean = sum(b - a for s in seeds for a, b in pairs[s]) / sum(
+        len(pairs[s]) for s in seeds
+    )
     draws = []
     for _ in range(resamples):
         values = []
@@ -502,7 +637,11 @@ def late_gain(curve, last=4):
 
 def _curves(results, variant):
     """The validation curves of a variant's finished runs, by seed."""
-    return [curve for (v, _), (_, curve) in sorted(results.items()) if v == variant and curve]
+    return [
+        curve
+        for (v, _), (_, curve) in sorted(results.items())
+        if v == variant and curve
+    ]
 
 
 def _mean_sd(values):
@@ -514,12 +653,23 @@ def report(args, results, seconds):
     """Writes runs.csv, utterances.csv, ablation.md and the PNGs."""
     out = args.out
     sets = TEST_SETS + ["real"]
-    columns = {name: ([f"dnsmos_{k}" for k in DNSMOS] if name == "real" else METRICS) for name in sets}
-    if all("enhanced_ovrl" in u for _, (utterances, _) in results.items() for u in utterances):
+    columns = {
+        name: ([f"dnsmos_{k}" for k in DNSMOS] if name == "real" else METRICS)
+        for name in sets
+    }
+    if all(
+        "enhanced_ovrl" in u
+        for _, (utterances, _) in results.items()
+        for u in utterances
+    ):
         columns.update({name: METRICS + ["dnsmos_ovrl"] for name in TEST_SETS})
 
     def score(u, kind, metric):
-        key = f"{kind}_{metric[len('dnsmos_'):]}" if metric.startswith("dnsmos_") else f"{kind}_{metric}"
+        key = (
+            f"{kind}_{metric[len('dnsmos_') :]}"
+            if metric.startswith("dnsmos_")
+            else f"{kind}_{metric}"
+        )
         return float(u[key])
 
     rows, utterance_rows = [], []
@@ -529,11 +679,18 @@ def report(args, results, seconds):
             subset = [u for u in utterances if u["set"] == name]
             if not subset:
                 continue
-            row = {"variant": variant, "seed": seed, "set": name, "utterances": len(subset),
-                   "minutes": round(seconds.get((variant, seed), float("nan")) / 60, 1)}
+            row = {
+                "variant": variant,
+                "seed": seed,
+                "set": name,
+                "utterances": len(subset),
+                "minutes": round(seconds.get((variant, seed), float("nan")) / 60, 1),
+            }
             for metric in columns[name]:
                 for kind in ["noisy", "enhanced"]:
-                    row[f"{kind}_{metric}"] = sum(score(u, kind, metric) for u in subset) / len(subset)
+                    row[f"{kind}_{metric}"] = sum(
+                        score(u, kind, metric) for u in subset
+                    ) / len(subset)
             rows.append(row)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     with open(out / "runs.csv", "w", newline="", encoding="utf-8") as fout:
@@ -548,114 +705,172 @@ def report(args, results, seconds):
 
     variants = [v for v in args.variants if any(k[0] == v for k in results)]
     costs = model_costs(args, variants)
-    lines = [f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
-             f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
-             f"'{args.size}', CPU)", "",
-             "Command: `python benchmarks/ablation.py " + " ".join(sys.argv[1:]) + "` (the "
-             "runs: `python benchmarks/ablation.py --jobs 2`; finished runs are not rerun, "
-             "`--report-only` rewrites this report from them). Training minutes: the median "
-             "epoch (steps + validation) times the epochs, from each run's log, on the shared "
-             "2-core machine with 2 runs at a time (the median leaves out epochs stretched by "
-             "pauses and resumes). Other work shared the machine during some runs, so these minutes "
-             "compare loosely; `benchmarks/training_throughput.py` times the variants' steps "
-             "back to back.", "",
-             "Every run: the RealMix recipe (real speech x real noise mixed on the fly, "
-             "speaker- and noise-disjoint splits), the same steps, learning-rate schedule "
-             "(warm-up then linear decay to 0) and seeds; the checkpoint with the best "
-             "validation quality (56 fixed utterances) is tested. Mean ± standard deviation "
-             "over seeds. Each seed draws its own validation and synthetic test mixtures "
-             "(same speakers and noise files, other segments and SNRs); the variants of one "
-             "seed share them, so the paired differences compare like with like.", "",
-             "## Variants and cost", "",
-             "| system | what | seeds | parameters | MMACs per second of audio | training minutes (mean) "
-             "| validation quality: first → best | gain in the last 4 validations |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    what = {"baseline": "CMCR-Net without CM and CR", "cm": "+ CM and its stream loss",
-            "cr": "+ CR (random encoder space)", "full": "CMCR-Net (CM + CR)",
-            "control": "baseline + plain self-attention bottleneck, CM's parameter count",
-            "metricgan": "SpeechBrain MetricGAN+ generator, reconstruction + CR",
-            "cr_speaker": "+ CR in the pretrained speaker-encoder space"}
+    lines = [
+        f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
+        f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
+        f"'{args.size}', CPU)",
+        "",
+        "Command: `python benchmarks/ablation.py "
+        + " ".join(sys.argv[1:])
+        + "` (the runs: `python benchmarks/ablation.py --jobs 2`; finished runs "
+        "are not rerun, `--report-only` rewrites this report from them). "
+        "Training minutes: the median epoch (steps + validation) times the "
+        "epochs, from each run's log, on the shared 2-core machine with 2 "
+        "runs at a time (the median leaves out epochs stretched by pauses and "
+        "resumes). Other work shared the machine during some runs, so these "
+        "minutes compare loosely; `benchmarks/training_throughput.py` times "
+        "the variants' steps back to back.",
+        "",
+        "Every run: the RealMix recipe (real speech x real noise mixed on the fly, "
+        "speaker- and noise-disjoint splits), the same steps, learning-rate schedule "
+        "(warm-up then linear decay to 0) and seeds; the checkpoint with the best "
+        "validation quality (56 fixed utterances) is tested. Mean ± standard deviation "
+        "over seeds. Each seed draws its own validation and synthetic test mixtures "
+        "(same speakers and noise files, other segments and SNRs); the variants of one "
+        "seed share them, so the paired differences compare like with like.",
+        "",
+        "## Variants and cost",
+        "",
+        "| system | what | seeds | parameters | MMACs per second "
+        "of audio | training minutes (mean) | validation "
+        "quality: first → best | gain in the last 4 validations |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    what = {
+        "baseline": "CMCR-Net without CM and CR",
+        "cm": "+ CM and its stream loss",
+        "cr": "+ CR (random encoder space)",
+        "full": "CMCR-Net (CM + CR)",
+        "control": "baseline + plain self-attention bottleneck, CM's parameter count",
+        "metricgan": "SpeechBrain MetricGAN+ generator, reconstruction + CR",
+        "cr_speaker": "+ CR in the pretrained speaker-encoder space",
+    }
     for variant in variants:
-        minutes = [seconds[k] / 60 for k in seconds if k[0] == variant and seconds[k] == seconds[k]]
+        minutes = [
+            seconds[k] / 60
+            for k in seconds
+            if k[0] == variant and seconds[k] == seconds[k]
+        ]
         seeds = sum(1 for v, _ in results if v == variant)
         curves = _curves(results, variant) or [[float("nan")] * 5]
         first = statistics.mean(c[0] for c in curves)
         best = statistics.mean(max(c) for c in curves)
         gain = _mean_sd([late_gain(c) for c in curves])
-        lines.append(f"| {variant} | {what.get(variant, '')} | {seeds} | {costs[variant]['parameters']:,} | "
-                     f"{costs[variant]['macs'] / 1e6:,.0f} | "
-                     f"{(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} | "
-                     f"{first:.3f} → {best:.3f} | {gain[0]:+.4f} ± {gain[1]:.4f} |")
-    lines += ["", "Validation quality: 0.5 PESQ' + 0.5 STOI on the fixed validation set "
-              f"(PESQ' = (PESQ - 1) / 3.5), every {args.steps_per_epoch} steps; the last "
-              "column is the best of the last 4 validations minus the best before them, mean "
-              "± sd over seeds (`valid_curves.png`): near 0 where a curve has flattened.",
-              "", "CR spaces: the random frozen convolutional encoder (the default, no download) "
-              "and, as the pretrained one, resemblyzer's speaker encoder (torch weights shipped in "
-              "a registry wheel, loaded with `weights_only=True`; an LSTM over mel bands trained "
-              "contrastively on speech, whose layers place a halfway mixture closer to the clean "
-              "speech than the noisy one). The paper's self-supervised models need a download "
-              "this machine cannot make; silero-vad (a VAD), pitch trackers (pitch only) and "
-              "DNSMOS (ONNX, not differentiable in torch) were looked at and not trained with "
-              "(docs/model.md, \"The CR representation\").", ""]
-    titles = {"voicebank": "VoiceBank-DEMAND test (real pairs)",
-              "synthetic": "synthetic: unseen speakers x unseen noise files",
-              "dns": "DNS synthetic test pairs", "real": "real recordings (DNSMOS, no reference)"}
+        lines.append(
+            f"| {variant} | {what.get(variant, '')} | {seeds} | "
+            f"{costs[variant]['parameters']:,} | {costs[variant]['macs'] / 1e6:,.0f} "
+            f"| {(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} | "
+            f"{first:.3f} → {best:.3f} | {gain[0]:+.4f} ± {gain[1]:.4f} |"
+        )
+    lines += [
+        "",
+        "Validation quality: 0.5 PESQ' + 0.5 STOI on the fixed validation set "
+        f"(PESQ' = (PESQ - 1) / 3.5), every {args.steps_per_epoch} steps; the last "
+        "column is the best of the last 4 validations minus the best before them, mean "
+        "± sd over seeds (`valid_curves.png`): near 0 where a curve has flattened.",
+        "",
+        "CR spaces: the random frozen convolutional encoder (the default, no download) "
+        "and, as the pretrained one, resemblyzer's speaker encoder (torch weights "
+        "shipped in a registry wheel, loaded with `weights_only=True`; an LSTM over "
+        "mel bands trained contrastively on speech, whose layers place a halfway "
+        "mixture closer to the clean speech than the noisy one). The paper's "
+        "self-supervised models need a download this machine cannot make; "
+        "silero-vad (a VAD), pitch trackers (pitch only) and DNSMOS (ONNX, not "
+        "differentiable in torch) were looked at and not trained with "
+        '(docs/model.md, "The CR representation").',
+        "",
+    ]
+    titles = {
+        "voicebank": "VoiceBank-DEMAND test (real pairs)",
+        "synthetic": "synthetic: unseen speakers x unseen noise files",
+        "dns": "DNS synthetic test pairs",
+        "real": "real recordings (DNSMOS, no reference)",
+    }
     for name in sets:
         mine = [r for r in rows if r["set"] == name]
         if not mine:
             continue
         header = [m.upper().replace("_", "-") for m in columns[name]]
-        lines += [f"## {titles[name]} ({mine[0]['utterances']} utterances)", "",
-                  "| system | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-        lines.append("| noisy | " + " | ".join(
-            f"{_mean_sd([r[f'noisy_{m}'] for r in mine])[0]:.3f}" for m in columns[name]) + " |")
+        lines += [
+            f"## {titles[name]} ({mine[0]['utterances']} utterances)",
+            "",
+            "| system | " + " | ".join(header) + " |",
+            "|---" * (len(header) + 1) + "|",
+        ]
+        lines.append(
+            "| noisy | "
+            + " | ".join(
+                f"{_mean_sd([r[f'noisy_{m}'] for r in mine])[0]:.3f}"
+                for m in columns[name]
+            )
+            + " |"
+        )
         for variant in variants:
             cells = []
             for metric in columns[name]:
-                values = [r[f"enhanced_{metric}"] for r in mine if r["variant"] == variant]
+                values = [
+                    r[f"enhanced_{metric}"] for r in mine if r["variant"] == variant
+                ]
                 if len(values) > 1:
                     cells.append("%.3f ± %.3f" % _mean_sd(values))
                 else:
                     cells.append(f"{values[0]:.3f} (1 seed)" if values else "–")
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Paired differences (same seed, same utterances), 95 % bootstrap interval "
-              "over seeds and utterances", "",
-              "| comparison | set | metric | difference | interval |", "|---|---|---|---:|---|"]
+    lines += [
+        "## Paired differences (same seed, same utterances), 95 % bootstrap interval "
+        "over seeds and utterances",
+        "",
+        "| comparison | set | metric | difference | interval |",
+        "|---|---|---|---:|---|",
+    ]
     for first, second in COMPARISONS:
         if first not in variants or second not in variants:
             continue
         for name in sets:
-            for metric in (["dnsmos_ovrl"] if name == "real" else COMPARED_METRICS):
+            for metric in ["dnsmos_ovrl"] if name == "real" else COMPARED_METRICS:
                 pairs = {}
                 for seed in args.seeds:
-                    a = {u["id"]: score(u, "enhanced", metric)
-                         for u in results.get((first, seed), ([], []))[0] if u["set"] == name}
-                    b = {u["id"]: score(u, "enhanced", metric)
-                         for u in results.get((second, seed), ([], []))[0] if u["set"] == name}
+                    a = {
+                        u["id"]: score(u, "enhanced", metric)
+                        for u in results.get((first, seed), ([], []))[0]
+                        if u["set"] == name
+                    }
+                    b = {
+                        u["id"]: score(u, "enhanced", metric)
+                        for u in results.get((second, seed), ([], []))[0]
+                        if u["set"] == name
+                    }
                     shared = sorted(set(a) & set(b))
                     if shared:
                         pairs[seed] = [(a[i], b[i]) for i in shared]
                 if pairs:
                     mean, low, high = bootstrap_difference(pairs)
-                    lines.append(f"| {second} − {first} | {name} | {metric} | {mean:+.3f} | "
-                                 f"[{low:+.3f}, {high:+.3f}] |")
+                    lines.append(
+                        f"| {second} − {first} | {name} | {metric} | {mean:+.3f} | "
+                        f"[{low:+.3f}, {high:+.3f}] |"
+                    )
     lines.append("")
     probes = cm_diagnostics(args, results)
     if probes:
         (out / "stream_probe.json").write_text(json.dumps(probes, indent=1) + "\n")
-        lines += ["## Does the CM split speech from noise? A linear probe of the bottleneck streams", "",
-                  "Ridge regression from a stream's features in a frame to the clean speech's and "
-                  "to the noise's energy (dB) in that frame, cross-validated over utterances "
-                  "(12 VoiceBank-DEMAND test utterances x 4 noise recordings no run trained on, "
-                  "0/5/10 dB; the penalty chosen per fold by an inner split of the training "
-                  "utterances; `cmse_speechbrain.diagnostics.stream_probe`). R² per stream, mean ± "
-                  "sd over seeds: 1 is a stream that encodes a source's energy linearly, 0 one "
-                  "that tells no more than the mean. The control's row is its attended "
-                  "bottleneck features, where the CM has its two streams.", "",
-                  "| model | stream | R² speech energy | R² noise energy | speech − noise |",
-                  "|---|---|---:|---:|---:|"]
+        lines += [
+            "## Does the CM split speech from noise? "
+            "A linear probe of the bottleneck streams",
+            "",
+            "Ridge regression from a stream's features in a frame to the clean "
+            "speech's and to the noise's energy (dB) in that frame, "
+            "cross-validated over utterances (12 VoiceBank-DEMAND test utterances "
+            "x 4 noise recordings no run trained on, 0/5/10 dB; the penalty chosen "
+            "per fold by an inner split of the training utterances; "
+            "`cmse_speechbrain.diagnostics.stream_probe`). R² per stream, mean ± "
+            "sd over seeds: 1 is a stream that encodes a source's energy linearly, "
+            "0 one that tells no more than the mean. The control's row is its "
+            "attended bottleneck features, where the CM has its two streams.",
+            "",
+            "| model | stream | R² speech energy | R² noise energy | speech − noise |",
+            "|---|---|---:|---:|---:|",
+        ]
         groups = {}
         for run, streams in probes.items():
             for stream, values in streams.items():
@@ -664,14 +879,20 @@ def report(args, results, seconds):
             speech = _mean_sd([v["speech_r2"] for v in values])
             noise = _mean_sd([v["noise_r2"] for v in values])
             gap = _mean_sd([v["speech_r2"] - v["noise_r2"] for v in values])
-            lines.append(f"| {variant} | {stream} | {speech[0]:.3f} ± {speech[1]:.3f} | "
-                         f"{noise[0]:.3f} ± {noise[1]:.3f} | {gap[0]:+.3f} ± {gap[1]:.3f} |")
+            lines.append(
+                f"| {variant} | {stream} | {speech[0]:.3f} ± {speech[1]:.3f} | "
+                f"{noise[0]:.3f} ± {noise[1]:.3f} | {gap[0]:+.3f} ± {gap[1]:.3f} |"
+            )
         lines.append("")
-    lines += ["Figures: `valid_curves.png` (validation quality, every run thin and the mean over seeds bold), "
-              "`spectrograms.png` (one utterance, every variant), `cm_gate.png` (the CM gate "
-              "over time and channels against the clean speech); `listening/index.html` (not "
-              "in git: players, spectrograms and scores of every variant on the VoiceBank-DEMAND "
-              "test pairs, written by this command).", ""]
+    lines += [
+        "Figures: `valid_curves.png` (validation quality, every run thin "
+        "and the mean over seeds bold), `spectrograms.png` (one "
+        "utterance, every variant), `cm_gate.png` (the CM gate over time "
+        "and channels against the clean speech); `listening/index.html` "
+        "(not in git: players, spectrograms and scores of every variant "
+        "on the VoiceBank-DEMAND test pairs, written by this command).",
+        "",
+    ]
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     plot_spectrograms(args, results, out / "spectrograms.png")
@@ -686,12 +907,23 @@ def report(args, results, seconds):
     for variant in variants:
         curves = _curves(results, variant)
         for curve in curves:  # each seed, thin
-            ax.plot([args.steps_per_epoch * (i + 1) for i in range(len(curve))], curve,
-                    color=colours[variant], alpha=0.3, linewidth=0.8)
+            ax.plot(
+                [args.steps_per_epoch * (i + 1) for i in range(len(curve))],
+                curve,
+                color=colours[variant],
+                alpha=0.3,
+                linewidth=0.8,
+            )
         length = min(len(c) for c in curves) if curves else 0
         mean = [sum(c[i] for c in curves) / len(curves) for i in range(length)]
-        ax.plot([args.steps_per_epoch * (i + 1) for i in range(length)], mean, color=colours[variant],
-                marker=".", linewidth=2, label=f"{variant} (mean of {len(curves)})")
+        ax.plot(
+            [args.steps_per_epoch * (i + 1) for i in range(length)],
+            mean,
+            color=colours[variant],
+            marker=".",
+            linewidth=2,
+            label=f"{variant} (mean of {len(curves)})",
+        )
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation quality (0.5 PESQ' + 0.5 STOI)")
     ax.legend(fontsize=8)
@@ -702,23 +934,41 @@ def report(args, results, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS)
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of every run")
-    parser.add_argument("--steps-per-epoch", type=int, default=250, help="steps between validations")
+    parser.add_argument(
+        "--steps", type=int, default=3000, help="training steps of every run"
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=250, help="steps between validations"
+    )
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--segment", type=float, default=2.0, help="seconds per training crop")
-    parser.add_argument("--warmup", type=int, default=100, help="lr warm-up = CM/CR start (steps)")
+    parser.add_argument(
+        "--segment", type=float, default=2.0, help="seconds per training crop"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=100, help="lr warm-up = CM/CR start (steps)"
+    )
     parser.add_argument("--size", choices=list(SIZES), default="small")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--threads", type=int, default=1, help="threads per run")
-    parser.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "reports" / "ablation")
-    parser.add_argument("--report-only", action="store_true", help="rewrite the report from runs")
+    parser.add_argument(
+        "--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data"
+    )
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=ROOT / "reports" / "ablation"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from runs"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     shared = args.out / "data"
-    todo = [(v, s) for s in args.seeds for v in args.variants if not finished(args, v, s)]
+    todo = [
+        (v, s) for s in args.seeds for v in args.variants if not finished(args, v, s)
+    ]
     if not args.report_only:
         prepare(args, shared)
         running = {}
@@ -729,7 +979,9 @@ def main(argv=None):
                     break
                 variant, seed = ready[0]
                 todo.remove((variant, seed))
-                if finished(args, variant, seed):  # finished by another launcher meanwhile
+                if finished(
+                    args, variant, seed
+                ):  # finished by another launcher meanwhile
                     continue
                 folder, process = launch(args, variant, seed, shared)
                 running[(variant, seed)] = (folder, process, time.time())
@@ -737,13 +989,25 @@ def main(argv=None):
             for key, (folder, process, start) in list(running.items()):
                 if process.poll() is not None:
                     del running[key]
-                    status = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
-                    print(f"{key[0]} seed {key[1]}: {status} after {(time.time() - start) / 60:.1f} min"
-                          f" (log: {folder / 'stdout.log'})", flush=True)
+                    status = (
+                        "done"
+                        if process.returncode == 0
+                        else f"FAILED ({process.returncode})"
+                    )
+                    print(
+                        f"{key[0]} seed {key[1]}: {status} after "
+                        f"{(time.time() - start) / 60:.1f} min "
+                        f"(log: {folder / 'stdout.log'})",
+                        flush=True,
+                    )
             if todo and not running and all(waiting_for(args, *run) for run in todo):
-                missing = sorted({f"{waiting_for(args, *run)}_s{run[1]}" for run in todo})
-                sys.exit(f"cannot start {todo}: they need the finished runs {missing}"
-                         " (add their variants to --variants)")
+                missing = sorted(
+                    {f"{waiting_for(args, *run)}_s{run[1]}" for run in todo}
+                )
+                sys.exit(
+                    f"cannot start {todo}: they need the finished runs {missing}"
+                    " (add their variants to --variants)"
+                )
             time.sleep(5)
     results, seconds = {}, {}
     for variant in args.variants:

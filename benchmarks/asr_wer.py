@@ -35,7 +35,8 @@ with 95 % bootstrap intervals over utterances. Each hypothesis is appended
 to ``asr_wer_speechocean_utterances.csv`` as it is made, and a rerun skips
 what is there, so the job (hours on one core) resumes where it stopped::
 
-    python recipes/SpeechOcean762/speechocean_prepare.py ~/data/speechocean762 ~/data/so762_asr_test
+    python recipes/SpeechOcean762/speechocean_prepare.py ~/data/speechocean762 \
+        ~/data/so762_asr_test
     python benchmarks/asr_wer.py --speechocean-set ~/data/so762_asr_test
 
 It writes ``asr_wer_speechocean.md`` (the table) and ``asr_wer_speechocean.csv``.
@@ -52,7 +53,6 @@ import time
 
 import numpy as np
 import torch
-
 from speechbrain.utils.metric_stats import ErrorRateStats
 
 from cmse_speechbrain.asr import EnhancedASR
@@ -61,8 +61,13 @@ from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.recognizers import PocketSphinxASR, normalize_text
 
 SAMPLE_RATE = 16000
-HELD_OUT_NOISES = ["noise/dude_miaowing.wav", "noise/noise5.wav", "noise_ch/ch03_sm001.wav",
-                   "noise_ch/ch03_sm002.wav", "noise_ch/ch03_sm003.wav"]
+HELD_OUT_NOISES = [
+    "noise/dude_miaowing.wav",
+    "noise/noise5.wav",
+    "noise_ch/ch03_sm001.wav",
+    "noise_ch/ch03_sm002.wav",
+    "noise_ch/ch03_sm003.wav",
+]
 # The asr_samples recordings read Harvard sentences (SpeechBrain's
 # annotation misspells some words; these are the published sentences).
 HARVARD = {
@@ -87,14 +92,18 @@ def speech_items(data):
     with open(data / "transcribed" / "transcripts.csv", encoding="utf-8") as fin:
         for row in csv.DictReader(fin):
             name = row["file"]
-            if "babble" in name or name == "jfk.flac":  # noisy: below; flac: same speech
+            if (
+                "babble" in name or name == "jfk.flac"
+            ):  # noisy: below; flac: same speech
                 continue
             path = (data / "transcribed" / name).resolve()
             items.append((path.stem, path, row["transcript"]))
     with open(data / "ljspeech" / "metadata.csv", encoding="utf-8") as fin:
         for line in fin:
             utt_id, _, normalized = line.rstrip("\n").split("|")
-            items.append((utt_id, data / "ljspeech" / "wavs" / f"{utt_id}.wav", normalized))
+            items.append(
+                (utt_id, data / "ljspeech" / "wavs" / f"{utt_id}.wav", normalized)
+            )
     return [(i, p, normalize_text(t)) for i, p, t in items]
 
 
@@ -104,7 +113,9 @@ def mix_at_snr(clean, noise, snr_db, rng):
         noise = noise.repeat(len(clean) // len(noise) + 1)
     start = int(rng.integers(0, len(noise) - len(clean) + 1))
     segment = noise[start : start + len(clean)]
-    gain = torch.sqrt(clean.pow(2).mean() / (segment.pow(2).mean() * 10 ** (snr_db / 10)))
+    gain = torch.sqrt(
+        clean.pow(2).mean() / (segment.pow(2).mean() * 10 ** (snr_db / 10))
+    )
     noisy = clean + gain * segment
     peak = float(noisy.abs().max())
     return noisy / peak * 0.95 if peak > 0.95 else noisy
@@ -114,7 +125,9 @@ def build_conditions(data, snrs, seed):
     """{condition: [(id, noisy or clean waveform, reference)]}."""
     rng = np.random.default_rng(seed)
     noises = [read_audio_checked(data / n, SAMPLE_RATE) for n in HELD_OUT_NOISES]
-    speech = [(i, read_audio_checked(p, SAMPLE_RATE), t) for i, p, t in speech_items(data)]
+    speech = [
+        (i, read_audio_checked(p, SAMPLE_RATE), t) for i, p, t in speech_items(data)
+    ]
     conditions = {"clean": speech}
     for snr in snrs:
         conditions[f"{snr:g}dB"] = [
@@ -122,10 +135,13 @@ def build_conditions(data, snrs, seed):
             for i, wav, t in speech
         ]
     babble = data / "transcribed" / "harvard_speech_babble_0dB.wav"
-    conditions["real babble 0dB"] = [(
-        "harvard_babble", read_audio_checked(babble, SAMPLE_RATE),
-        normalize_text("the birch canoe slid on the smooth planks"),
-    )]
+    conditions["real babble 0dB"] = [
+        (
+            "harvard_babble",
+            read_audio_checked(babble, SAMPLE_RATE),
+            normalize_text("the birch canoe slid on the smooth planks"),
+        )
+    ]
     return conditions
 
 
@@ -174,8 +190,17 @@ def plot(rows, path):
 
 
 SPEECHOCEAN_CONDITIONS = ["clean", "0dB", "5dB", "10dB"]
-UTTERANCE_FIELDS = ["condition", "system", "id", "reference", "hypothesis", "word_errors", "words",
-                    "char_errors", "chars"]
+UTTERANCE_FIELDS = [
+    "condition",
+    "system",
+    "id",
+    "reference",
+    "hypothesis",
+    "word_errors",
+    "words",
+    "char_errors",
+    "chars",
+]
 
 
 def edit_counts(reference, hypothesis):
@@ -190,9 +215,15 @@ def edit_counts(reference, hypothesis):
     from speechbrain.utils.edit_distance import wer_details_for_batch
 
     words = wer_details_for_batch(["u"], [reference.split()], [hypothesis.split()])[0]
-    chars = wer_details_for_batch(["u"], [list(reference.replace(" ", ""))],
-                                  [list(hypothesis.replace(" ", ""))])[0]
-    return words["num_edits"], words["num_ref_tokens"], chars["num_edits"], chars["num_ref_tokens"]
+    chars = wer_details_for_batch(
+        ["u"], [list(reference.replace(" ", ""))], [list(hypothesis.replace(" ", ""))]
+    )[0]
+    return (
+        words["num_edits"],
+        words["num_ref_tokens"],
+        chars["num_edits"],
+        chars["num_ref_tokens"],
+    )
 
 
 def speechocean_conditions(folder):
@@ -202,22 +233,25 @@ def speechocean_conditions(folder):
 
     manifest_path = pathlib.Path(folder) / "asr_test.json"
     if not manifest_path.is_file():
-        raise SystemExit(f"{manifest_path}: missing (run recipes/SpeechOcean762/"
-                         "speechocean_prepare.py first)")
+        raise SystemExit(
+            f"{manifest_path}: missing (run recipes/SpeechOcean762/"
+            "speechocean_prepare.py first)"
+        )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     conditions = {c: [] for c in SPEECHOCEAN_CONDITIONS}
     for key, entry in sorted(manifest.items()):
         conditions.setdefault(entry["condition"], []).append(
-            (key, pathlib.Path(entry["wav"]), normalize_text(entry["words"])))
+            (key, pathlib.Path(entry["wav"]), normalize_text(entry["words"]))
+        )
     return {c: items for c, items in conditions.items() if items}
 
 
 def score_speechocean(args):
     """Every system (and its mix with the noisy input) on the speechocean762
     set, resumable; returns the summary rows."""
-    from peers import bootstrap, load_systems
-
     from cmse_speechbrain.dataio import atomic_output
+
+    from peers import bootstrap, load_systems
 
     args.output.mkdir(parents=True, exist_ok=True)
     log_path = args.output / "asr_wer_speechocean_utterances.csv"
@@ -231,7 +265,9 @@ def score_speechocean(args):
     systems = load_systems(args)
     recogniser = PocketSphinxASR()
     mix = f"mix{args.mix_weight:g}"
-    names = [n for s in systems for n in ([s] if systems[s] is None else [s, f"{s}+{mix}"])]
+    names = [
+        n for s in systems for n in ([s] if systems[s] is None else [s, f"{s}+{mix}"])
+    ]
     total = sum(len(u) for c, u in conditions.items()) * len(names)
     with open(log_path, "a", newline="", encoding="utf-8") as fout:
         writer = csv.DictWriter(fout, fieldnames=UTTERANCE_FIELDS)
@@ -241,35 +277,62 @@ def score_speechocean(args):
         before = count
         for condition, utterances in conditions.items():
             for system_name, system in systems.items():
-                todo = [u for u in utterances if any(
-                    (condition, n, u[0]) not in done for n in names
-                    if n == system_name or n.startswith(system_name + "+"))]
+                todo = [
+                    u
+                    for u in utterances
+                    if any(
+                        (condition, n, u[0]) not in done
+                        for n in names
+                        if n == system_name or n.startswith(system_name + "+")
+                    )
+                ]
                 for utt_id, path, reference in todo:
                     wav = read_audio_checked(path, SAMPLE_RATE)
                     outputs = {system_name: wav}
                     if system is not None:
-                        enhanced = system.enhance_batch(wav[None], torch.tensor([1.0]))[0].cpu()
+                        enhanced = system.enhance_batch(wav[None], torch.tensor([1.0]))[
+                            0
+                        ].cpu()
                         if not torch.isfinite(enhanced).all():
-                            raise RuntimeError(f"{path}: {system_name} returned non-finite samples")
-                        outputs = {system_name: enhanced, f"{system_name}+{mix}":
-                                   args.mix_weight * enhanced + (1 - args.mix_weight) * wav}
+                            raise RuntimeError(
+                                f"{path}: {system_name} returned non-finite samples"
+                            )
+                        outputs = {
+                            system_name: enhanced,
+                            f"{system_name}+{mix}": args.mix_weight * enhanced
+                            + (1 - args.mix_weight) * wav,
+                        }
                     for name, signal in outputs.items():
                         if (condition, name, utt_id) in done:
                             continue
                         hypothesis = normalize_text(
-                            recogniser.transcribe_batch(signal[None], torch.tensor([1.0]))[0][0])
+                            recogniser.transcribe_batch(
+                                signal[None], torch.tensor([1.0])
+                            )[0][0]
+                        )
                         w, nw, c, nc = edit_counts(reference, hypothesis)
-                        row = {"condition": condition, "system": name, "id": utt_id,
-                               "reference": reference, "hypothesis": hypothesis,
-                               "word_errors": w, "words": nw, "char_errors": c, "chars": nc}
+                        row = {
+                            "condition": condition,
+                            "system": name,
+                            "id": utt_id,
+                            "reference": reference,
+                            "hypothesis": hypothesis,
+                            "word_errors": w,
+                            "words": nw,
+                            "char_errors": c,
+                            "chars": nc,
+                        }
                         writer.writerow(row)
                         fout.flush()
                         done[(condition, name, utt_id)] = row
                         count += 1
                         if count % 50 == 0:
                             rate = (time.time() - start) / max(1, count - before)
-                            print(f"{count} of {total} decoded ({condition}, {name}); "
-                                  f"{rate:.2f} s each", flush=True)
+                            print(
+                                f"{count} of {total} decoded ({condition}, {name}); "
+                                f"{rate:.2f} s each",
+                                flush=True,
+                            )
     summary = []
     for condition in conditions:
         for name in names:
@@ -277,27 +340,45 @@ def score_speechocean(args):
             if not rows:
                 continue
             entry = {"condition": condition, "system": name, "utterances": len(rows)}
-            for metric, errors, units in [("wer", "word_errors", "words"),
-                                          ("cer", "char_errors", "chars")]:
-                value, low, high = bootstrap([float(r[errors]) for r in rows],
-                                             [float(r[units]) for r in rows], seed=args.seed)
-                entry.update({metric: 100 * value, f"{metric}_low": 100 * low,
-                              f"{metric}_high": 100 * high})
+            for metric, errors, units in [
+                ("wer", "word_errors", "words"),
+                ("cer", "char_errors", "chars"),
+            ]:
+                value, low, high = bootstrap(
+                    [float(r[errors]) for r in rows],
+                    [float(r[units]) for r in rows],
+                    seed=args.seed,
+                )
+                entry.update(
+                    {
+                        metric: 100 * value,
+                        f"{metric}_low": 100 * low,
+                        f"{metric}_high": 100 * high,
+                    }
+                )
             summary.append(entry)
     with atomic_output(args.output / "asr_wer_speechocean.csv") as partial:
         with open(partial, "w", newline="", encoding="utf-8") as fcsv:
             writer = csv.DictWriter(fcsv, fieldnames=list(summary[0]))
             writer.writeheader()
             writer.writerows(summary)
-    lines = ["# pocketsphinx on speechocean762 (held-out test speakers x held-out real noise)", "",
-             f"Command: `python benchmarks/asr_wer.py --speechocean-set {args.speechocean_set}`. "
-             "WER and CER in %, pooled over utterances, [95 % bootstrap interval over "
-             "utterances]; n = utterances decoded so far.", "",
-             "| condition | system | n | WER % | CER % |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "# pocketsphinx on speechocean762 (held-out "
+        "test speakers x held-out real noise)",
+        "",
+        "Command: `python benchmarks/asr_wer.py --speechocean-set "
+        f"{args.speechocean_set}`. WER and CER in %, pooled over utterances, [95 "
+        "% bootstrap interval over utterances]; n = utterances decoded so far.",
+        "",
+        "| condition | system | n | WER % | CER % |",
+        "|---|---|---:|---:|---:|",
+    ]
     for e in summary:
-        lines.append(f"| {e['condition']} | {e['system']} | {e['utterances']} | "
-                     f"{e['wer']:.1f} [{e['wer_low']:.1f}, {e['wer_high']:.1f}] | "
-                     f"{e['cer']:.1f} [{e['cer_low']:.1f}, {e['cer_high']:.1f}] |")
+        lines.append(
+            f"| {e['condition']} | {e['system']} | {e['utterances']} | "
+            f"{e['wer']:.1f} [{e['wer_low']:.1f}, {e['wer_high']:.1f}] | "
+            f"{e['cer']:.1f} [{e['cer_low']:.1f}, {e['cer_high']:.1f}] |"
+        )
     with atomic_output(args.output / "asr_wer_speechocean.md") as partial:
         partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
@@ -306,26 +387,49 @@ def score_speechocean(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=pathlib.Path,
-                        default=pathlib.Path(__file__).resolve().parents[2] / "shared" / "data",
-                        help="the real-audio folder (../shared/data)")
+    parser.add_argument(
+        "--data",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).resolve().parents[2] / "shared" / "data",
+        help="the real-audio folder (../shared/data)",
+    )
     parser.add_argument("--enhancer", type=pathlib.Path, default=shipped_model_folder())
     parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0])
     parser.add_argument("--mix_weight", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", type=pathlib.Path,
-                        default=pathlib.Path(__file__).resolve().parent / "results")
-    parser.add_argument("--speechocean-set", type=pathlib.Path, default=None, metavar="FOLDER",
-                        help="score every peers-table system on this speechocean762 set "
-                             "(speechocean_prepare.py's output) instead of the small set")
-    parser.add_argument("--model", action="append", metavar="NAME=FOLDER",
-                        help="with --speechocean-set: an EnhanceCMCR model folder (repeatable; "
-                             "default: the shipped model)")
-    parser.add_argument("--metricgan", metavar="CKPT", default=None,
-                        help="with --speechocean-set: MetricGAN+ generator weights (adds metricgan+)")
-    parser.add_argument("--systems", nargs="+", metavar="NAME",
-                        help="with --speechocean-set: only these systems (as benchmarks/peers.py)")
+    parser.add_argument(
+        "--output",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).resolve().parent / "results",
+    )
+    parser.add_argument(
+        "--speechocean-set",
+        type=pathlib.Path,
+        default=None,
+        metavar="FOLDER",
+        help="score every peers-table system on this speechocean762 set "
+        "(speechocean_prepare.py's output) instead of the small set",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME=FOLDER",
+        help="with --speechocean-set: an EnhanceCMCR model folder (repeatable; "
+        "default: the shipped model)",
+    )
+    parser.add_argument(
+        "--metricgan",
+        metavar="CKPT",
+        default=None,
+        help="with --speechocean-set: MetricGAN+ generator weights (adds metricgan+)",
+    )
+    parser.add_argument(
+        "--systems",
+        nargs="+",
+        metavar="NAME",
+        help="with --speechocean-set: only these systems (as benchmarks/peers.py)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.speechocean_set is not None:
@@ -336,7 +440,9 @@ def main(argv=None):
     variants = {
         "noisy": EnhancedASR(None, recogniser),
         "enhanced": EnhancedASR(enhancer, recogniser),
-        f"mix{args.mix_weight:g}": EnhancedASR(enhancer, recogniser, mix_weight=args.mix_weight),
+        f"mix{args.mix_weight:g}": EnhancedASR(
+            enhancer, recogniser, mix_weight=args.mix_weight
+        ),
     }
     conditions = build_conditions(args.data, args.snrs, args.seed)
     rows, log_rows = [], []
@@ -344,19 +450,32 @@ def main(argv=None):
         names = ["noisy"] if condition == "clean" else list(variants)
         for name in names:
             start = time.time()
-            wer, words = word_error_rate(variants[name], utterances, log_rows, condition, name)
+            wer, words = word_error_rate(
+                variants[name], utterances, log_rows, condition, name
+            )
             label = "clean" if condition == "clean" else name
-            rows.append({"condition": condition, "variant": label, "wer": wer,
-                         "utterances": len(utterances), "words": words})
-            print(f"{condition:>16} {label:>9}: WER {wer:6.2f} % "
-                  f"({len(utterances)} utt, {words} words, {time.time() - start:.0f} s)",
-                  flush=True)
+            rows.append(
+                {
+                    "condition": condition,
+                    "variant": label,
+                    "wer": wer,
+                    "utterances": len(utterances),
+                    "words": words,
+                }
+            )
+            print(
+                f"{condition:>16} {label:>9}: WER {wer:6.2f} % "
+                f"({len(utterances)} utt, {words} words, {time.time() - start:.0f} s)",
+                flush=True,
+            )
     args.output.mkdir(parents=True, exist_ok=True)
     with open(args.output / "asr_wer.csv", "w", newline="", encoding="utf-8") as fout:
         writer = csv.DictWriter(fout, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with open(args.output / "asr_wer_utterances.csv", "w", newline="", encoding="utf-8") as fout:
+    with open(
+        args.output / "asr_wer_utterances.csv", "w", newline="", encoding="utf-8"
+    ) as fout:
         writer = csv.writer(fout)
         writer.writerow(["condition", "variant", "id", "reference", "hypothesis"])
         writer.writerows(log_rows)
@@ -368,14 +487,24 @@ def main(argv=None):
     for condition in conditions:
         if condition == "clean":
             continue
-        cells = [f"{clean_wer:.1f}" if condition.endswith("dB") and condition[0].isdigit()
-                 else "-"]
+        cells = [
+            f"{clean_wer:.1f}"
+            if condition.endswith("dB") and condition[0].isdigit()
+            else "-"
+        ]
         for name in variants:
-            cells.append(next(f"{r['wer']:.1f}" for r in rows
-                              if r["condition"] == condition and r["variant"] == name))
+            cells.append(
+                next(
+                    f"{r['wer']:.1f}"
+                    for r in rows
+                    if r["condition"] == condition and r["variant"] == name
+                )
+            )
         print(f"| {condition} | " + " | ".join(cells) + " |")
-    print(f"\nwrote {args.output / 'asr_wer.csv'}"
-          + (f" and {args.output / 'asr_wer.png'}" if plotted else ""))
+    print(
+        f"\nwrote {args.output / 'asr_wer.csv'}"
+        + (f" and {args.output / 'asr_wer.png'}" if plotted else "")
+    )
     return rows
 
 

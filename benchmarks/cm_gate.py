@@ -21,20 +21,26 @@ import pathlib
 
 import torch
 
-from common import RESULTS, ROOT
-
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.diagnostics import gate_statistics, plot_gate
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 
-NOISES = ["noise/dude_miaowing.wav", "noise/noise5.wav", "noise_ch/ch03_sm001.wav",
-          "noise_ch/ch03_sm002.wav"]
+from common import RESULTS, ROOT
+
+NOISES = [
+    "noise/dude_miaowing.wav",
+    "noise/noise5.wav",
+    "noise_ch/ch03_sm001.wav",
+    "noise_ch/ch03_sm002.wav",
+]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=pathlib.Path, default=shipped_model_folder())
-    parser.add_argument("--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--data", type=pathlib.Path, default=ROOT.parent / "shared" / "data"
+    )
     parser.add_argument("--utterances", type=int, default=12)
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -42,16 +48,29 @@ def main(argv=None):
     model = EnhanceCMCR.from_hparams(source=str(args.source)).mods.enhance_model
     clean_files = sorted((args.data / "voicebank_demand_test" / "clean").glob("*.wav"))
     noises = [read_audio_checked(args.data / name) for name in NOISES]
-    pairs = [(read_audio_checked(path), noises[i % len(noises)])
-             for i, path in enumerate(clean_files[: args.utterances])]
+    pairs = [
+        (read_audio_checked(path), noises[i % len(noises)])
+        for i, path in enumerate(clean_files[: args.utterances])
+    ]
     stats = gate_statistics(model, pairs, snrs=(0.0, 5.0, 10.0, 20.0))
     stats.update(source=str(args.source.name), utterances=len(pairs), noises=NOISES)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "cm_gate.json").write_text(json.dumps(stats, indent=1) + "\n")
-    plot_gate(model, pairs[0][0], pairs[0][1], 5.0, args.output / "cm_gate.png",
-              title=f"CM gate of {args.source.name} on {clean_files[0].stem} + {NOISES[0]} (5 dB)")
-    print("correlation of the channel-mean gate with the clean frame energy, per pass:",
-          [round(c, 3) for c in stats["speech_correlation"]])
+    plot_gate(
+        model,
+        pairs[0][0],
+        pairs[0][1],
+        5.0,
+        args.output / "cm_gate.png",
+        title=(
+            f"CM gate of {args.source.name} on "
+            f"{clean_files[0].stem} + {NOISES[0]} (5 dB)"
+        ),
+    )
+    print(
+        "correlation of the channel-mean gate with the clean frame energy, per pass:",
+        [round(c, 3) for c in stats["speech_correlation"]],
+    )
     for snr, means in stats["mean_gate"].items():
         print(f"mean gate at {snr:4.0f} dB, per pass: {[round(m, 3) for m in means]}")
     print(f"wrote {args.output / 'cm_gate.json'} and {args.output / 'cm_gate.png'}")

@@ -41,7 +41,9 @@ def real_speech(seconds, sample_rate=16000):
 
     from cmse_speechbrain.dataio import read_audio_checked
 
-    speech = torch.cat([read_audio_checked(f, sample_rate) for f in sorted(NOISY_TEST.glob("*.flac"))])
+    speech = torch.cat(
+        [read_audio_checked(f, sample_rate) for f in sorted(NOISY_TEST.glob("*.flac"))]
+    )
     samples = int(seconds * sample_rate)
     return speech.repeat(samples // speech.numel() + 1)[:samples]
 
@@ -60,7 +62,10 @@ def machine():
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{model}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, load average {load:.2f}"
+    return (
+        f"{model}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, "
+        f"load average {load:.2f}"
+    )
 
 
 def write_csv(name, rows):

@@ -113,8 +113,8 @@ for _ in range(max(1, min(5, int(20 // seconds)))):
     cpu = min(cpu, time.process_time() - start_cpu)
 assert enhanced.shape == noisy.shape and torch.isfinite(enhanced).all()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"model": name, "params": params, "seconds": seconds, "threads": threads,
-                  "rtf": best / seconds, "cpu_rtf": cpu / seconds,
+print(json.dumps({"model": name, "params": params, "seconds": seconds,
+                  "threads": threads, "rtf": best / seconds, "cpu_rtf": cpu / seconds,
                   "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024,
                   "load_average": os.getloadavg()[0]}))
 """
@@ -125,15 +125,31 @@ PEERS = ["metricgan", "spectral_mask"]
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, nargs="+", default=[1.0, 10.0, 60.0, 600.0])
-    parser.add_argument("--models", nargs="+",
-                        default=["cmcr_shipped"] + PEERS)
-    parser.add_argument("--long-minutes", type=float, nargs="+", default=None,
-                        help="measure cmse-enhance on files of these lengths instead")
-    parser.add_argument("--work", default="/tmp/cmse_long_files", help="where the long files go")
-    parser.add_argument("--data", default=str(DATA), help="the shared real audio (see its README)")
-    parser.add_argument("--code", default=None, help="a checkout of the package to run instead of this one")
-    parser.add_argument("--label", default="streamed", help="the rows' label (--long-minutes)")
+    parser.add_argument(
+        "--seconds", type=float, nargs="+", default=[1.0, 10.0, 60.0, 600.0]
+    )
+    parser.add_argument("--models", nargs="+", default=["cmcr_shipped"] + PEERS)
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        nargs="+",
+        default=None,
+        help="measure cmse-enhance on files of these lengths instead",
+    )
+    parser.add_argument(
+        "--work", default="/tmp/cmse_long_files", help="where the long files go"
+    )
+    parser.add_argument(
+        "--data", default=str(DATA), help="the shared real audio (see its README)"
+    )
+    parser.add_argument(
+        "--code",
+        default=None,
+        help="a checkout of the package to run instead of this one",
+    )
+    parser.add_argument(
+        "--label", default="streamed", help="the rows' label (--long-minutes)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     if args.long_minutes:
@@ -143,17 +159,33 @@ def main():
         for seconds in args.seconds:
             for name in args.models:
                 out = subprocess.run(
-                    [sys.executable, "-c", CHILD, name, str(seconds), str(threads),
-                     str(ROOT / "benchmarks")],
-                    capture_output=True, text=True, cwd=ROOT, env=child_env(),
+                    [
+                        sys.executable,
+                        "-c",
+                        CHILD,
+                        name,
+                        str(seconds),
+                        str(threads),
+                        str(ROOT / "benchmarks"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env=child_env(),
                 )
                 if out.returncode != 0:
-                    print(f"{name} {seconds:.0f} s {threads} thr FAILED:\n{out.stderr[-2000:]}")
+                    print(
+                        f"{name} {seconds:.0f} s {threads} "
+                        f"thr FAILED:\n{out.stderr[-2000:]}"
+                    )
                     continue
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 row = rows[-1]
-                print(f"  {name:14s} {seconds:6.0f} s {threads} thr  RTF {row['rtf']:.4f}"
-                      f"  peak {row['peak_rss_mb']:.0f} MB", flush=True)
+                print(
+                    f"  {name:14s} {seconds:6.0f} s {threads} thr  RTF {row['rtf']:.4f}"
+                    f"  peak {row['peak_rss_mb']:.0f} MB",
+                    flush=True,
+                )
     print_table(rows)
     print(f"wrote {write_csv('inference_memory', rows)}")
     plot(rows)
@@ -183,14 +215,25 @@ def build_long_file(path, minutes, data=DATA, seed=0):
     rng = torch.Generator().manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as fout:
+    with sf.SoundFile(
+        path, "w", samplerate=16000, channels=1, subtype="PCM_16"
+    ) as fout:
         while written < samples:
-            speech = read_audio_checked(speech_files[int(torch.randint(len(speech_files), (1,),
-                                                                       generator=rng))], 16000)
-            noise = read_audio_checked(noise_files[int(torch.randint(len(noise_files), (1,),
-                                                                     generator=rng))], 16000)
+            speech = read_audio_checked(
+                speech_files[
+                    int(torch.randint(len(speech_files), (1,), generator=rng))
+                ],
+                16000,
+            )
+            noise = read_audio_checked(
+                noise_files[int(torch.randint(len(noise_files), (1,), generator=rng))],
+                16000,
+            )
             noise = noise.repeat(speech.numel() // noise.numel() + 1)[: speech.numel()]
-            snr, level = torch.rand(1, generator=rng) * 15, -35 + torch.rand(1, generator=rng) * 15
+            snr, level = (
+                torch.rand(1, generator=rng) * 15,
+                -35 + torch.rand(1, generator=rng) * 15,
+            )
             noisy, _ = mix_at_snr(speech[None], noise[None], snr, level)
             piece = noisy[0, : samples - written].clamp(-1, 1).numpy()
             fout.write(piece)
@@ -202,8 +245,9 @@ def run_measured(command, env, cwd):
     """Runs ``command``; returns its status, wall seconds, peak RSS (MB) and stderr."""
     start = time.perf_counter()
     with open(os.devnull, "w") as devnull:
-        child = subprocess.Popen(command, stdout=devnull, stderr=subprocess.PIPE, text=True,
-                                 env=env, cwd=cwd)
+        child = subprocess.Popen(
+            command, stdout=devnull, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
         err = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -217,10 +261,16 @@ def long_files(args):
     code = pathlib.Path(args.code).resolve() if args.code else ROOT
     rows = []
     for threads in args.threads:
-        env = {**child_env(), "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(code),
-               "HF_HUB_OFFLINE": "1"}
+        env = {
+            **child_env(),
+            "OMP_NUM_THREADS": str(threads),
+            "PYTHONPATH": str(code),
+            "HF_HUB_OFFLINE": "1",
+        }
         for minutes in args.long_minutes:
-            noisy = build_long_file(work / f"noisy_{minutes:g}min.wav", minutes, pathlib.Path(args.data))
+            noisy = build_long_file(
+                work / f"noisy_{minutes:g}min.wav", minutes, pathlib.Path(args.data)
+            )
             for spectrogram in (False, True):
                 out = work / "enhanced"
                 for old in sorted(out.glob("*")) if out.exists() else []:
@@ -228,24 +278,52 @@ def long_files(args):
                 command = [sys.executable, "-c", DRIVER, str(noisy), "-o", str(out)]
                 command += ["--spectrogram"] if spectrogram else []
                 load = os.getloadavg()[0]
-                # not from the source tree: ``python -c`` would import the package there first
+                # not from the source tree: ``python -c`` would import the package
+                # there first
                 code_, wall, rss, err = run_measured(command, env, cwd=work)
-                ok = code_ == 0 and sf.info(out / noisy.name).frames == sf.info(noisy).frames
+                ok = (
+                    code_ == 0
+                    and sf.info(out / noisy.name).frames == sf.info(noisy).frames
+                )
                 if not ok:
                     print(f"{minutes:g} min FAILED ({code_}):\n{err[-2000:]}")
                     continue
-                rows.append({"label": args.label, "minutes": minutes, "spectrogram": spectrogram,
-                             "threads": threads, "peak_rss_mb": round(rss, 1), "wall_s": round(wall, 1),
-                             "rtf": round(wall / (minutes * 60), 4),
-                             "load_average": round((load + os.getloadavg()[0]) / 2, 2)})
-                print(f"  {args.label:9s} {minutes:5g} min {'--spectrogram' if spectrogram else '':13s} "
-                      f"{threads} thr  peak {rss:7.0f} MB  wall {wall:6.0f} s", flush=True)
-    keys = {(r["label"], float(r["minutes"]), str(r["spectrogram"]), int(r["threads"])) for r in rows}
+                rows.append(
+                    {
+                        "label": args.label,
+                        "minutes": minutes,
+                        "spectrogram": spectrogram,
+                        "threads": threads,
+                        "peak_rss_mb": round(rss, 1),
+                        "wall_s": round(wall, 1),
+                        "rtf": round(wall / (minutes * 60), 4),
+                        "load_average": round((load + os.getloadavg()[0]) / 2, 2),
+                    }
+                )
+                print(
+                    f"  {args.label:9s} {minutes:5g} min "
+                    f"{'--spectrogram' if spectrogram else '':13s} "
+                    f"{threads} thr  peak {rss:7.0f} MB  wall {wall:6.0f} s",
+                    flush=True,
+                )
+    keys = {
+        (r["label"], float(r["minutes"]), str(r["spectrogram"]), int(r["threads"]))
+        for r in rows
+    }
     kept = []
     if LONG_CSV.exists():
         with open(LONG_CSV, newline="", encoding="utf-8") as fin:
-            kept = [r for r in csv.DictReader(fin)
-                    if (r["label"], float(r["minutes"]), r["spectrogram"], int(r["threads"])) not in keys]
+            kept = [
+                r
+                for r in csv.DictReader(fin)
+                if (
+                    r["label"],
+                    float(r["minutes"]),
+                    r["spectrogram"],
+                    int(r["threads"]),
+                )
+                not in keys
+            ]
     rows = kept + rows
     print(f"wrote {write_csv('inference_memory_long', rows)}")
     print_long_table(rows)
@@ -255,14 +333,27 @@ def long_files(args):
 def print_long_table(rows):
     """Markdown: peak RSS per length, with and without --spectrogram."""
     minutes = sorted({float(r["minutes"]) for r in rows})
-    print("\n| code | threads | --spectrogram | " + " | ".join(f"{m:g} min" for m in minutes) + " |")
+    print(
+        "\n| code | threads | --spectrogram | "
+        + " | ".join(f"{m:g} min" for m in minutes)
+        + " |"
+    )
     print("|---|---|---|" + "---:|" * len(minutes))
-    groups = sorted({(r["label"], int(r["threads"]), str(r["spectrogram"])) for r in rows})
+    groups = sorted(
+        {(r["label"], int(r["threads"]), str(r["spectrogram"])) for r in rows}
+    )
     for label, threads, spectrogram in groups:
-        cells = {float(r["minutes"]): float(r["peak_rss_mb"]) for r in rows
-                 if (r["label"], int(r["threads"]), str(r["spectrogram"])) == (label, threads, spectrogram)}
-        print(f"| {label} | {threads} | {'yes' if spectrogram == 'True' else 'no'} | "
-              + " | ".join(f"{cells[m]:,.0f} MB" if m in cells else "-" for m in minutes) + " |")
+        cells = {
+            float(r["minutes"]): float(r["peak_rss_mb"])
+            for r in rows
+            if (r["label"], int(r["threads"]), str(r["spectrogram"]))
+            == (label, threads, spectrogram)
+        }
+        print(
+            f"| {label} | {threads} | {'yes' if spectrogram == 'True' else 'no'} | "
+            + " | ".join(f"{cells[m]:,.0f} MB" if m in cells else "-" for m in minutes)
+            + " |"
+        )
 
 
 def plot_long(rows):
@@ -271,11 +362,24 @@ def plot_long(rows):
         print("matplotlib missing: no PNG")
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key in sorted({(r["label"], str(r["spectrogram"]), int(r["threads"])) for r in rows}):
-        data = sorted((float(r["minutes"]), float(r["peak_rss_mb"])) for r in rows
-                      if (r["label"], str(r["spectrogram"]), int(r["threads"])) == key)
-        label = f"{key[0]}{' --spectrogram' if key[1] == 'True' else ''} ({key[2]} thread{'s' * (key[2] > 1)})"
-        ax.plot(*zip(*data), marker="o", linestyle="--" if key[1] == "True" else "-", label=label)
+    for key in sorted(
+        {(r["label"], str(r["spectrogram"]), int(r["threads"])) for r in rows}
+    ):
+        data = sorted(
+            (float(r["minutes"]), float(r["peak_rss_mb"]))
+            for r in rows
+            if (r["label"], str(r["spectrogram"]), int(r["threads"])) == key
+        )
+        label = (
+            f"{key[0]}{' --spectrogram' if key[1] == 'True' else ''} "
+            f"({key[2]} thread{'s' * (key[2] > 1)})"
+        )
+        ax.plot(
+            *zip(*data),
+            marker="o",
+            linestyle="--" if key[1] == "True" else "-",
+            label=label,
+        )
     ax.set_xlabel("file length (minutes)")
     ax.set_ylabel("peak RSS of cmse-enhance (MB)")
     ax.set_ylim(bottom=0)
@@ -292,25 +396,34 @@ def child_env():
     """Idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE
     unless set): on a shared machine spinning threads that wait for a
     descheduled partner made 2-thread runs up to 10x slower."""
-    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    return {
+        **os.environ,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+    }
 
 
 def print_table(rows):
     index = {(r["model"], r["seconds"], r["threads"]): r for r in rows}
     models = sorted({r["model"] for r in rows}, key=lambda m: (m in PEERS, m))
-    print(f"\n{'model':14s} {'params':>8s} {'thr':>3s} {'input':>6s} {'RTF':>7s} "
-          f"{'CPU-s/s':>7s} {'peak MB':>8s}  RTF ratio to " + " / ".join(PEERS))
+    print(
+        f"\n{'model':14s} {'params':>8s} {'thr':>3s} {'input':>6s} {'RTF':>7s} "
+        f"{'CPU-s/s':>7s} {'peak MB':>8s}  RTF ratio to " + " / ".join(PEERS)
+    )
     for model in models:
-        for (name, seconds, threads), row in sorted(index.items(), key=lambda i: (i[0][2], i[0][1])):
+        for (name, seconds, threads), row in sorted(
+            index.items(), key=lambda i: (i[0][2], i[0][1])
+        ):
             if name != model:
                 continue
             ratios = []
             for peer in PEERS:
                 other = index.get((peer, seconds, threads))
                 ratios.append(f"{row['rtf'] / other['rtf']:.2f}" if other else "-")
-            print(f"{model:14s} {row['params'] / 1e6:7.2f}M {threads:3d} {seconds:5.0f}s "
-                  f"{row['rtf']:7.4f} {row['cpu_rtf']:7.4f} {row['peak_rss_mb']:8.0f}  "
-                  + " / ".join(ratios))
+            print(
+                f"{model:14s} {row['params'] / 1e6:7.2f}M {threads:3d} {seconds:5.0f}s "
+                f"{row['rtf']:7.4f} {row['cpu_rtf']:7.4f} {row['peak_rss_mb']:8.0f}  "
+                + " / ".join(ratios)
+            )
 
 
 def plot(rows):
@@ -319,11 +432,16 @@ def plot(rows):
         print("matplotlib missing: no PNG")
         return
     threads = sorted({r["threads"] for r in rows})
-    fig, axes = plt.subplots(2, len(threads), figsize=(5 * len(threads), 7), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(threads), figsize=(5 * len(threads), 7), squeeze=False
+    )
     for column, thread in enumerate(threads):
         for model in sorted({r["model"] for r in rows}):
-            data = sorted((r["seconds"], r["rtf"], r["peak_rss_mb"]) for r in rows
-                          if r["model"] == model and r["threads"] == thread)
+            data = sorted(
+                (r["seconds"], r["rtf"], r["peak_rss_mb"])
+                for r in rows
+                if r["model"] == model and r["threads"] == thread
+            )
             if not data:
                 continue
             x, rtf, rss = zip(*data)

@@ -29,14 +29,28 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import ROOT, RESULTS, ablation_study, machine, pyplot, real_speech, spectral_mask_model, write_csv
+from common import (
+    RESULTS,
+    ROOT,
+    ablation_study,
+    machine,
+    pyplot,
+    real_speech,
+    spectral_mask_model,
+    write_csv,
+)
 
 warnings.simplefilter("ignore")
 aten = torch.ops.aten
 SECONDS = 10.0
 VARIANTS = {  # the ablation's overrides (benchmarks/hparams/ablation_variants.yaml)
     label: ablation_study()["variants"][name]
-    for label, name in [("baseline", "baseline"), ("+CM", "cm"), ("+CR", "cr"), ("full", "full")]
+    for label, name in [
+        ("baseline", "baseline"),
+        ("+CM", "cm"),
+        ("+CR", "cr"),
+        ("full", "full"),
+    ]
 }
 
 
@@ -54,7 +68,9 @@ def _lstm_flops(inputs, hx, params, *args, out_shape=None, **kwargs):
     return 2 * steps * batch * sum(math.prod(p) for p in params if len(p) == 2)
 
 
-def _mkldnn_rnn_layer_flops(inputs, weight_ih, weight_hh, *args, out_shape=None, **kwargs):
+def _mkldnn_rnn_layer_flops(
+    inputs, weight_ih, weight_hh, *args, out_shape=None, **kwargs
+):
     steps, batch = inputs[0], inputs[1]  # [T, B, In]: one layer, one direction
     return 2 * steps * batch * (math.prod(weight_ih) + math.prod(weight_hh))
 
@@ -106,40 +122,67 @@ def main():
             with torch.no_grad():
                 enhanced, aux = model(audio)
             if hparams["cr_share"] > 0:
-                extra += macs(lambda: objective.contrastive_regularization(enhanced, clean, audio))
+                extra += macs(
+                    lambda: objective.contrastive_regularization(enhanced, clean, audio)
+                )
             if hparams["cm_share"] > 0 and model.cm is not None:
-                extra += macs(lambda: objective.stream_contrast(aux["streams"], clean, audio - clean))
-            rows.append({
-                "config": yaml, "variant": variant,
-                "params": sum(p.numel() for p in model.parameters()),
-                "inference_mmac_per_s": inference / SECONDS / 1e6,
-                "training_extra_mmac_per_s": extra / SECONDS / 1e6,
-            })
+                extra += macs(
+                    lambda: objective.stream_contrast(
+                        aux["streams"], clean, audio - clean
+                    )
+                )
+            rows.append(
+                {
+                    "config": yaml,
+                    "variant": variant,
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "inference_mmac_per_s": inference / SECONDS / 1e6,
+                    "training_extra_mmac_per_s": extra / SECONDS / 1e6,
+                }
+            )
     from speechbrain.lobes.models.MetricGAN import EnhancementGenerator
 
     for name, net, lengths in [
         ("MetricGAN EnhancementGenerator", EnhancementGenerator().eval(), True),
         ("spectral-mask CNNTransformerSE", spectral_mask_model().eval(), False),
     ]:
-        rows.append({
-            "config": "SpeechBrain peer", "variant": name,
-            "params": sum(p.numel() for p in net.parameters()),
-            "inference_mmac_per_s": mask_recipe_macs(net, lengths, audio) / SECONDS / 1e6,
-            "training_extra_mmac_per_s": 0.0,
-        })
-    print(f"\n{'config':18s} {'variant':32s} {'params':>9s} {'inference MMAC/s':>17s} {'training-only MMAC/s':>21s}")
+        rows.append(
+            {
+                "config": "SpeechBrain peer",
+                "variant": name,
+                "params": sum(p.numel() for p in net.parameters()),
+                "inference_mmac_per_s": mask_recipe_macs(net, lengths, audio)
+                / SECONDS
+                / 1e6,
+                "training_extra_mmac_per_s": 0.0,
+            }
+        )
+    print(
+        f"\n{'config':18s} {'variant':32s} {'params':>9s} "
+        f"{'inference MMAC/s':>17s} {'training-only MMAC/s':>21s}"
+    )
     for r in rows:
-        print(f"{r['config']:18s} {r['variant']:32s} {r['params'] / 1e6:8.3f}M "
-              f"{r['inference_mmac_per_s']:17.1f} {r['training_extra_mmac_per_s']:21.1f}")
+        print(
+            f"{r['config']:18s} {r['variant']:32s} {r['params'] / 1e6:8.3f}M "
+            f"{r['inference_mmac_per_s']:17.1f} {r['training_extra_mmac_per_s']:21.1f}"
+        )
     for yaml in ["cmse.yaml", "cmse_causal.yaml"]:
         by = {r["variant"]: r for r in rows if r["config"] == yaml}
         for plain, with_cr in [("baseline", "+CR"), ("+CM", "full")]:
-            same = (by[plain]["params"] == by[with_cr]["params"]
-                    and by[plain]["inference_mmac_per_s"] == by[with_cr]["inference_mmac_per_s"])
-            print(f"{yaml}: {with_cr} vs {plain}: CR adds "
-                  f"{by[with_cr]['params'] - by[plain]['params']} parameters and "
-                  f"{by[with_cr]['inference_mmac_per_s'] - by[plain]['inference_mmac_per_s']:.1f} "
-                  f"inference MMAC/s ({'identical' if same else 'DIFFERENT'})")
+            same = (
+                by[plain]["params"] == by[with_cr]["params"]
+                and by[plain]["inference_mmac_per_s"]
+                == by[with_cr]["inference_mmac_per_s"]
+            )
+            added_mmac = (
+                by[with_cr]["inference_mmac_per_s"] - by[plain]["inference_mmac_per_s"]
+            )
+            print(
+                f"{yaml}: {with_cr} vs {plain}: CR adds "
+                f"{by[with_cr]['params'] - by[plain]['params']} parameters and "
+                f"{added_mmac:.1f} "
+                f"inference MMAC/s ({'identical' if same else 'DIFFERENT'})"
+            )
     print(f"wrote {write_csv('model_cost', rows)}")
     plot(rows)
 
@@ -153,7 +196,9 @@ def plot(rows):
     inference = [r["inference_mmac_per_s"] for r in rows]
     extra = [r["training_extra_mmac_per_s"] for r in rows]
     ax.barh(range(len(rows)), inference, label="inference")
-    ax.barh(range(len(rows)), extra, left=inference, label="training-only (CM/CR losses)")
+    ax.barh(
+        range(len(rows)), extra, left=inference, label="training-only (CM/CR losses)"
+    )
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.set_xlabel("MMAC per second of audio")
     ax.legend(fontsize=8)

@@ -19,6 +19,7 @@ from cmse_speechbrain.losses import _time_mask, utterance_l1, utterance_rms
 
 def reference_cr(cr, enhanced, clean, noisy, lengths):
     """CR with a frozen pass per signal."""
+
     def unit(wavs):
         return wavs / utterance_rms(wavs, lengths)[:, None]
 
@@ -27,7 +28,9 @@ def reference_cr(cr, enhanced, clean, noisy, lengths):
         clean_feats = cr.representation(unit(clean), lengths)
         noisy_feats = cr.representation(unit(noisy), lengths)
     total = enhanced.new_zeros(enhanced.shape[0])
-    for weight, enh, pos, neg in zip(cr.layer_weights, enhanced_feats, clean_feats, noisy_feats):
+    for weight, enh, pos, neg in zip(
+        cr.layer_weights, enhanced_feats, clean_feats, noisy_feats
+    ):
         d_pos = utterance_l1(pos, enh, lengths)
         d_neg = utterance_l1(neg, enh, lengths)
         push = torch.minimum(d_neg, cr.push_limit * utterance_l1(pos, neg, lengths))
@@ -36,7 +39,9 @@ def reference_cr(cr, enhanced, clean, noisy, lengths):
 
 
 def reference_info_nce(loss, anchor, positive, negative, weights):
-    anchor, positive, negative = (F.normalize(x, dim=-1) for x in (anchor, positive, negative))
+    anchor, positive, negative = (
+        F.normalize(x, dim=-1) for x in (anchor, positive, negative)
+    )
     same = (anchor * positive).sum(-1, keepdim=True)
     other_kind = (anchor * negative).sum(-1, keepdim=True)
     others = torch.einsum("btd,ctd->btc", anchor, positive)
@@ -52,8 +57,12 @@ def reference_stream_loss(loss, streams, clean, noise, lengths):
     per signal."""
     level = utterance_rms(clean + noise, lengths)[:, None]
     with torch.no_grad():
-        speech = loss.representation(clean / level, lengths)[loss.layer].flatten(start_dim=2)
-        noise_feats = loss.representation(noise / level, lengths)[loss.layer].flatten(start_dim=2)
+        speech = loss.representation(clean / level, lengths)[loss.layer].flatten(
+            start_dim=2
+        )
+        noise_feats = loss.representation(noise / level, lengths)[loss.layer].flatten(
+            start_dim=2
+        )
     frames = min(speech.shape[1], streams[0][0].shape[1])
     speech, noise_feats = speech[:, :frames], noise_feats[:, :frames]
     valid = _time_mask(lengths, frames, speech.device)
@@ -67,7 +76,9 @@ def reference_stream_loss(loss, streams, clean, noise, lengths):
         rel = loss.readout(relevant[:, :frames])
         irr = loss.readout(irrelevant[:, :frames])
         contrast = reference_info_nce(loss, rel, speech, noise_feats, speech_active)
-        contrast = contrast + reference_info_nce(loss, irr, noise_feats, speech, noise_active)
+        contrast = contrast + reference_info_nce(
+            loss, irr, noise_feats, speech, noise_active
+        )
         residual = (rel - speech).pow(2).sum(-1) + (irr - noise_feats).pow(2).sum(-1)
         decomposition = (residual / scale * valid).sum() / valid.sum()
         total = total + contrast + loss.decomposition_weight * decomposition

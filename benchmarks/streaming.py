@@ -38,7 +38,9 @@ def load_model(size):
     from cmse_speechbrain.cmcr_net import CMCRNet
 
     with open(ROOT / "hparams/cmse_causal.yaml") as fin:
-        config = dict(load_hyperpyyaml(fin, {"output_folder": "/tmp/cmse_bench"})["model"].config)
+        config = dict(
+            load_hyperpyyaml(fin, {"output_folder": "/tmp/cmse_bench"})["model"].config
+        )
     if size == "offline-default size":
         config.update(channels=[16, 32, 64, 128, 256], d_model=128)
     return CMCRNet(**config).eval()
@@ -70,7 +72,10 @@ def main():
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}; {args.threads} thread(s), {args.seconds:.0f} s of real speech")
+    print(
+        f"machine: {machine()}; {args.threads} "
+        f"thread(s), {args.seconds:.0f} s of real speech"
+    )
     audio = real_speech(args.seconds)[None]
     rows = []
     for size in ["cmse_causal.yaml", "offline-default size"]:
@@ -81,27 +86,51 @@ def main():
             start = time.perf_counter()
             offline, _ = model(audio)
             offline_rtf = (time.perf_counter() - start) / args.seconds
-        rows.append({"model": size, "params": params, "mode": "offline causal", "block_ms": "",
-                     "rtf": offline_rtf, "cpu_rtf": "", "block_time_ms_mean": "",
-                     "block_time_ms_p99": "", "latency_ms": 32.0, "max_diff_vs_offline": 0.0})
+        rows.append(
+            {
+                "model": size,
+                "params": params,
+                "mode": "offline causal",
+                "block_ms": "",
+                "rtf": offline_rtf,
+                "cpu_rtf": "",
+                "block_time_ms_mean": "",
+                "block_time_ms_p99": "",
+                "latency_ms": 32.0,
+                "max_diff_vs_offline": 0.0,
+            }
+        )
         for block in args.blocks:
             streamed, wall, cpu, times, streamer = run_stream(model, audio, block)
-            rows.append({
-                "model": size, "params": params, "mode": "streaming",
-                "block_ms": 1000 * block / 16000, "rtf": wall / args.seconds,
-                "cpu_rtf": cpu / args.seconds,
-                "block_time_ms_mean": 1000 * times.mean().item(),
-                "block_time_ms_p99": 1000 * times.quantile(0.99).item(),
-                "latency_ms": 1000 * streamer.latency_seconds,
-                "max_diff_vs_offline": (streamed - offline).abs().max().item(),
-            })
-    print(f"\n{'model':22s} {'params':>7s} {'mode':15s} {'block':>7s} {'RTF':>7s} {'CPU RTF':>7s} "
-          f"{'ms/block':>8s} {'p99 ms':>7s} {'latency':>8s} {'|diff|':>8s}")
+            rows.append(
+                {
+                    "model": size,
+                    "params": params,
+                    "mode": "streaming",
+                    "block_ms": 1000 * block / 16000,
+                    "rtf": wall / args.seconds,
+                    "cpu_rtf": cpu / args.seconds,
+                    "block_time_ms_mean": 1000 * times.mean().item(),
+                    "block_time_ms_p99": 1000 * times.quantile(0.99).item(),
+                    "latency_ms": 1000 * streamer.latency_seconds,
+                    "max_diff_vs_offline": (streamed - offline).abs().max().item(),
+                }
+            )
+    print(
+        f"\n{'model':22s} {'params':>7s} {'mode':15s} {'block':>7s} "
+        f"{'RTF':>7s} {'CPU RTF':>7s} {'ms/block':>8s} "
+        f"{'p99 ms':>7s} {'latency':>8s} {'|diff|':>8s}"
+    )
     for r in rows:
         fmt = lambda v, f: format(v, f) if v != "" else "-"  # noqa: E731
-        print(f"{r['model']:22s} {r['params'] / 1e6:6.2f}M {r['mode']:15s} {fmt(r['block_ms'], '5.0f'):>5s}{'ms' if r['block_ms'] != '' else '  '} "
-              f"{r['rtf']:7.3f} {fmt(r['cpu_rtf'], '7.3f')} {fmt(r['block_time_ms_mean'], '8.2f')} "
-              f"{fmt(r['block_time_ms_p99'], '7.2f')} {r['latency_ms']:6.0f}ms {r['max_diff_vs_offline']:8.1e}")
+        print(
+            f"{r['model']:22s} {r['params'] / 1e6:6.2f}M {r['mode']:15s} "
+            f"{fmt(r['block_ms'], '5.0f'):>5s}{'ms' if r['block_ms'] != '' else '  '} "
+            f"{r['rtf']:7.3f} {fmt(r['cpu_rtf'], '7.3f')} "
+            f"{fmt(r['block_time_ms_mean'], '8.2f')} "
+            f"{fmt(r['block_time_ms_p99'], '7.2f')} {r['latency_ms']:6.0f}ms "
+            f"{r['max_diff_vs_offline']:8.1e}"
+        )
     print("targets: algorithmic latency <= 32 ms, RTF <= 0.3 on one thread")
     print(f"wrote {write_csv('streaming', rows)}")
     plot(rows)
@@ -116,7 +145,10 @@ def plot(rows):
     fig, ax = plt.subplots(figsize=(7, 4))
     labels, values, colors = [], [], []
     for r in rows:
-        labels.append(f"{r['model']}\n{r['mode']} {'' if r['block_ms'] == '' else format(r['block_ms'], '.0f') + ' ms'}")
+        labels.append(
+            f"{r['model']}\n{r['mode']} "
+            f"{'' if r['block_ms'] == '' else format(r['block_ms'], '.0f') + ' ms'}"
+        )
         values.append(r["rtf"])
         colors.append("tab:blue" if r["model"] == "cmse_causal.yaml" else "tab:gray")
     ax.barh(range(len(values)), values, color=colors)

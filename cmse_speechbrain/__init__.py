@@ -61,10 +61,33 @@ _PUBLIC = {
 }
 
 MODULES = [
-    "asr", "asr_recipe", "brain", "checkpoints", "cli", "cmcr_net", "collaboration", "corpus", "dataio",
-    "diagnostics", "distillmos_encoder", "dsp", "evaluation", "export", "inference", "init_record", "losses",
-    "metrics", "mixing", "peers", "recipe", "recognizers", "report", "reporting", "safe_yaml",
-    "speaker_encoder", "streaming",
+    "asr",
+    "asr_recipe",
+    "brain",
+    "checkpoints",
+    "cli",
+    "cmcr_net",
+    "collaboration",
+    "corpus",
+    "dataio",
+    "diagnostics",
+    "distillmos_encoder",
+    "dsp",
+    "evaluation",
+    "export",
+    "inference",
+    "init_record",
+    "losses",
+    "metrics",
+    "mixing",
+    "peers",
+    "recipe",
+    "recognizers",
+    "report",
+    "reporting",
+    "safe_yaml",
+    "speaker_encoder",
+    "streaming",
 ]
 
 __all__ = ["__version__", *_PUBLIC, *MODULES]

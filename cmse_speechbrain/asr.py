@@ -25,7 +25,6 @@ import pathlib
 
 import torch
 import torchaudio.functional as AF
-
 from speechbrain.lobes.features import Fbank
 from speechbrain.lobes.models.CRDNN import CRDNN
 from speechbrain.nnet.linear import Linear
@@ -68,7 +67,9 @@ def enhancer_checkpoint(source, filename="enhance_model.ckpt"):
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except UNSAFE_LOAD_ERRORS as error:
-        raise ValueError(f"{path}: cannot be loaded safely ({describe_load_error(error)})") from None
+        raise ValueError(
+            f"{path}: cannot be loaded safely ({describe_load_error(error)})"
+        ) from None
     return str(path)
 
 
@@ -111,8 +112,9 @@ def enhancer_from_folder(source, model_key="enhance_model", trust_code=False):
     return hparams[model_key]
 
 
-def enhance_and_mix(enhance, wavs, wav_lens, input_sample_rate, model_sample_rate,
-                    mix_weight=None):
+def enhance_and_mix(
+    enhance, wavs, wav_lens, input_sample_rate, model_sample_rate, mix_weight=None
+):
     """Enhances waveforms at the enhancer's rate and mixes in some of the input.
 
     Resamples ``wavs`` to ``model_sample_rate`` (differentiably), enhances,
@@ -150,7 +152,9 @@ def enhance_and_mix(enhance, wavs, wav_lens, input_sample_rate, model_sample_rat
     """
     length = wavs.shape[-1]
     resample = model_sample_rate != input_sample_rate
-    model_in = AF.resample(wavs, input_sample_rate, model_sample_rate) if resample else wavs
+    model_in = (
+        AF.resample(wavs, input_sample_rate, model_sample_rate) if resample else wavs
+    )
     enhanced = enhance(model_in, wav_lens)
     if isinstance(enhanced, (tuple, list)):
         enhanced = enhanced[0]
@@ -226,13 +230,18 @@ class EnhancementFrontEnd(torch.nn.Module):
         if learnable_mix:
             if mix_weight is None or not 0.0 < mix_weight < 1.0:
                 raise ValueError(
-                    f"learnable_mix needs an initial mix_weight in (0, 1), got {mix_weight}"
+                    "learnable_mix needs an initial "
+                    f"mix_weight in (0, 1), got {mix_weight}"
                 )
             logit = math.log(mix_weight / (1.0 - mix_weight))
             self.mix_logit = torch.nn.Parameter(torch.tensor(float(logit)))
         else:
             self.mix_logit = None
-        fixed = None if mix_weight is None or learnable_mix else torch.tensor(float(mix_weight))
+        fixed = (
+            None
+            if mix_weight is None or learnable_mix
+            else torch.tensor(float(mix_weight))
+        )
         self.register_buffer("fixed_mix_weight", fixed, persistent=False)
         if freeze:
             for param in self.enhancer.parameters():
@@ -274,8 +283,12 @@ class EnhancementFrontEnd(torch.nn.Module):
             [B, samples] at ``input_sample_rate``.
         """
         return enhance_and_mix(
-            self._run_enhancer, wavs, wav_lens, self.input_sample_rate,
-            self.model_sample_rate, self.mix_weight,
+            self._run_enhancer,
+            wavs,
+            wav_lens,
+            self.input_sample_rate,
+            self.model_sample_rate,
+            self.mix_weight,
         )
 
 
@@ -391,7 +404,9 @@ class EnhancedASR:
     ...         return [f"{wavs.shape[-1]} SAMPLES"] * len(wavs), None
     >>> enhancer = EnhanceCMCR.from_hparams(source=shipped_enhancer_path())
     >>> pipeline = EnhancedASR(enhancer, CountSamples(), mix_weight=0.5)
-    >>> recipe_data = pathlib.Path(__file__).parents[1] / "recipes/VoiceBank/ASR/mini_asr"
+    >>> recipe_data = (
+    ...     pathlib.Path(__file__).parents[1] / "recipes/VoiceBank/ASR/mini_asr"
+    ... )
     >>> wav = recipe_data / "noisy_testset_wav" / "axb_005.flac"
     >>> pipeline.transcribe_file(wav)
     '25041 SAMPLES'
@@ -411,8 +426,16 @@ class EnhancedASR:
         self.enhancer_rate = _sample_rate_of(enhancer) if enhancer is not None else None
 
     @classmethod
-    def from_folders(cls, enhancer_source, asr_source, asr_class=None, savedir=None,
-                     mix_weight=None, run_opts=None, trust_code=False):
+    def from_folders(
+        cls,
+        enhancer_source,
+        asr_source,
+        asr_class=None,
+        savedir=None,
+        mix_weight=None,
+        run_opts=None,
+        trust_code=False,
+    ):
         """Loads both halves from local folders, without running code from
         them (:mod:`cmse_speechbrain.safe_yaml`; ``trust_code=True``: any
         SpeechBrain YAML, with a warning).
@@ -448,7 +471,10 @@ class EnhancedASR:
             source=str(enhancer_source), run_opts=run_opts, trust_code=trust_code
         )
         asr = load_pretrained(
-            asr_class, asr_source, run_opts=run_opts, trust_code=trust_code,
+            asr_class,
+            asr_source,
+            run_opts=run_opts,
+            trust_code=trust_code,
             savedir=str(savedir or asr_source),
         )
         return cls(enhancer, asr, mix_weight=mix_weight)
@@ -459,7 +485,9 @@ class EnhancedASR:
         and ``pipeline.json`` with the mix weight)."""
         folder = pathlib.Path(folder)
         settings_path = folder / "pipeline.json"
-        settings = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        settings = (
+            json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        )
         kwargs.setdefault("mix_weight", settings.get("mix_weight"))
         return cls.from_folders(folder / "enhancer", folder / "asr", **kwargs)
 
@@ -470,7 +498,11 @@ class EnhancedASR:
             return wavs
         return enhance_and_mix(
             lambda model_in, lens: self.enhancer.enhance_batch(model_in, lengths=lens),
-            wavs, wav_lens, self.sample_rate, self.enhancer_rate, self.mix_weight,
+            wavs,
+            wav_lens,
+            self.sample_rate,
+            self.enhancer_rate,
+            self.mix_weight,
         )
 
     def transcribe_batch(self, wavs, wav_lens=None):

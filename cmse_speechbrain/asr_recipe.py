@@ -16,10 +16,9 @@ Authors
 import json
 import pathlib
 
+import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-
-import speechbrain as sb
 from speechbrain.decoders import ctc_greedy_decode
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
@@ -86,7 +85,9 @@ class EnhancedCTCBrain(sb.Brain):
             self.wer_metric.append(
                 batch.id, [h.split() for h in hyps], [w.split() for w in batch.words]
             )
-            self.cer_metric.append(batch.id, [list(h) for h in hyps], [list(w) for w in batch.words])
+            self.cer_metric.append(
+                batch.id, [list(h) for h in hyps], [list(w) for w in batch.words]
+            )
         return loss
 
     def on_stage_start(self, stage, epoch=None):
@@ -112,7 +113,9 @@ class EnhancedCTCBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 epoch_stats, train_stats=self.train_stats, valid_stats=stats
             )
-            self.checkpointer.save_and_keep_only(meta={"WER": stats["WER"]}, min_keys=["WER"])
+            self.checkpointer.save_and_keep_only(
+                meta={"WER": stats["WER"]}, min_keys=["WER"]
+            )
         elif stage == sb.Stage.TEST:
             name = getattr(self, "test_name", "test")
             self.hparams.train_logger.log_stats(
@@ -168,7 +171,10 @@ def asr_dataio_prepare(hparams):
         yield torch.LongTensor(tokenizer.encode_sequence(char_list))
 
     datasets = {}
-    manifests = {"train": hparams["train_annotation"], "valid": hparams["valid_annotation"]}
+    manifests = {
+        "train": hparams["train_annotation"],
+        "valid": hparams["valid_annotation"],
+    }
     manifests.update(named_test_sets(hparams))
     for split, manifest in manifests.items():
         datasets[split] = sb.dataio.dataset.DynamicItemDataset.from_json(
@@ -186,7 +192,9 @@ def asr_dataio_prepare(hparams):
     elif sorting == "random":
         hparams["train_dataloader_opts"]["shuffle"] = True
     else:
-        raise ValueError(f"sorting must be random, ascending or descending, got {sorting!r}")
+        raise ValueError(
+            f"sorting must be random, ascending or descending, got {sorting!r}"
+        )
 
     tokenizer.load_or_create(
         path=pathlib.Path(hparams["save_folder"]) / "tokenizer.txt",
@@ -198,8 +206,9 @@ def asr_dataio_prepare(hparams):
     )
     if len(tokenizer) > hparams["output_neurons"]:
         raise ValueError(
-            f"{len(tokenizer)} output classes (blank and characters "
-            f"{sorted(tokenizer.lab2ind)}) but output_neurons is {hparams['output_neurons']}"
+            f"{len(tokenizer)} output classes (blank and "
+            f"characters {sorted(tokenizer.lab2ind)}) but "
+            f"output_neurons is {hparams['output_neurons']}"
         )
     return datasets
 
@@ -303,8 +312,14 @@ def export_pipeline(frontend, asr_model, tokenizer, destination, blank_index=0):
         partial.write_text(json.dumps(settings), encoding="utf-8")
 
 
-def multi_condition_augmenter(enabled, noise_csv, sample_rate=16000, snr_low=0.0,
-                              snr_high=15.0, speeds=(95, 100, 105)):
+def multi_condition_augmenter(
+    enabled,
+    noise_csv,
+    sample_rate=16000,
+    snr_low=0.0,
+    snr_high=15.0,
+    speeds=(95, 100, 105),
+):
     """The augmentation of multi-condition ASR training, or None.
 
     SpeechBrain's ``Augmenter`` applying, to every training batch in turn,
@@ -347,8 +362,13 @@ def multi_condition_augmenter(enabled, noise_csv, sample_rate=16000, snr_low=0.0
         concat_original=False,
         augmentations=[
             SpeedPerturb(orig_freq=sample_rate, speeds=list(speeds)),
-            AddNoise(csv_file=str(noise_csv), snr_low=snr_low, snr_high=snr_high,
-                     noise_sample_rate=sample_rate, clean_sample_rate=sample_rate),
+            AddNoise(
+                csv_file=str(noise_csv),
+                snr_low=snr_low,
+                snr_high=snr_high,
+                noise_sample_rate=sample_rate,
+                clean_sample_rate=sample_rate,
+            ),
         ],
     )
 
@@ -368,7 +388,10 @@ def named_test_sets(hparams):
     """
     if hparams.get("test_conditions"):
         folder = pathlib.Path(hparams["output_folder"])
-        return {f"test_{c}": str(folder / f"test_{c}.json") for c in hparams["test_conditions"]}
+        return {
+            f"test_{c}": str(folder / f"test_{c}.json")
+            for c in hparams["test_conditions"]
+        }
     annotation = hparams["test_annotation"]
     if isinstance(annotation, dict):
         return dict(annotation)

@@ -38,9 +38,8 @@ import math
 import pathlib
 import time
 
-import torch
-
 import speechbrain as sb
+import torch
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 from speechbrain.utils.metric_stats import MetricStats
 
@@ -95,7 +94,9 @@ class CMSEBrain(sb.Brain):
         annealing = getattr(self.hparams, "lr_annealing", None)
         steps_per_epoch = getattr(self.hparams, "train_steps_per_epoch", None)
         if steps_per_epoch and hasattr(annealing, "num_training_steps"):
-            annealing.num_training_steps = self.hparams.epoch_counter.limit * steps_per_epoch
+            annealing.num_training_steps = (
+                self.hparams.epoch_counter.limit * steps_per_epoch
+            )
         self.fit_started = time.time()
 
     def _wrap_distributed(self):
@@ -135,7 +136,9 @@ class CMSEBrain(sb.Brain):
         measure the terms' gradient shares."""
         enhanced, aux = predictions
         clean, noisy, lengths = aux["clean"], aux["noisy"], aux["lengths"]
-        loss, terms = self.modules.objective(enhanced, clean, noisy, lengths, aux["streams"])
+        loss, terms = self.modules.objective(
+            enhanced, clean, noisy, lengths, aux["streams"]
+        )
         values = {name: value.detach().item() for name, value in terms.items()}
         if stage == sb.Stage.TRAIN and self._objective().needs_rebalance():
             shares = self._objective().rebalance(terms, self._model().parameters())
@@ -158,16 +161,19 @@ class CMSEBrain(sb.Brain):
                     metric.ids.extend(batch.id)
                     metric.scores.extend(cache[i][name] for i in batch.id)
             else:
-                pairs += [(self.noisy_pesq_metric, noisy), (self.noisy_stoi_metric, noisy)]
+                pairs += [
+                    (self.noisy_pesq_metric, noisy),
+                    (self.noisy_stoi_metric, noisy),
+                ]
             for metric, signal in pairs:
-                metric.append(
-                    batch.id, predict=signal, target=clean, lengths=lengths
-                )
+                metric.append(batch.id, predict=signal, target=clean, lengths=lengths)
             # the residual-noise metrics need the noisy input beside the clean
             # reference: both travel as the target's last dimension
             references = torch.stack([noisy, clean], dim=-1)
             for metric in (self.pause_att_metric, self.speech_level_metric):
-                metric.append(batch.id, predict=enhanced, target=references, lengths=lengths)
+                metric.append(
+                    batch.id, predict=enhanced, target=references, lengths=lengths
+                )
             if stage == sb.Stage.TEST and self.hparams.enhanced_folder:
                 self._write_enhanced(batch.id, enhanced, lengths)
         return loss
@@ -190,7 +196,11 @@ class CMSEBrain(sb.Brain):
         if fit < counter.limit:
             logger.info(
                 "Time budget %.1f min: epoch 1 took %.0f s, training for %d epochs "
-                "instead of %d", budget, elapsed, fit, counter.limit,
+                "instead of %d",
+                budget,
+                elapsed,
+                fit,
+                counter.limit,
             )
             annealing = getattr(self.hparams, "lr_annealing", None)
             if annealing is not None and hasattr(annealing, "num_training_steps"):
@@ -280,10 +290,15 @@ class CMSEBrain(sb.Brain):
             return metric
 
         # numpy on frames, cheap: in this process
-        for name, key in [("pause_att", "pause_attenuation_db"),
-                          ("speech_level", "speech_level_db")]:
-            setattr(self, f"{name}_metric",
-                    MetricStats(residual_noise_metric(key), batch_eval=False))
+        for name, key in [
+            ("pause_att", "pause_attenuation_db"),
+            ("speech_level", "speech_level_db"),
+        ]:
+            setattr(
+                self,
+                f"{name}_metric",
+                MetricStats(residual_noise_metric(key), batch_eval=False),
+            )
 
     def _stage_stats(self, stage_loss):
         stats = {"loss": stage_loss}
@@ -297,13 +312,22 @@ class CMSEBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             self.train_stats = stats
             return
-        for name in ["pesq", "stoi", "noisy_pesq", "noisy_stoi", "pause_att", "speech_level"]:
+        for name in [
+            "pesq",
+            "stoi",
+            "noisy_pesq",
+            "noisy_stoi",
+            "pause_att",
+            "speech_level",
+        ]:
             stats[name] = nanmean(getattr(self, f"{name}_metric").scores)
         if stage == sb.Stage.VALID:
             cache = self.noisy_scores.setdefault(stage, {})
-            for utt_id, pesq, stoi in zip(self.noisy_pesq_metric.ids,
-                                          self.noisy_pesq_metric.scores,
-                                          self.noisy_stoi_metric.scores):
+            for utt_id, pesq, stoi in zip(
+                self.noisy_pesq_metric.ids,
+                self.noisy_pesq_metric.scores,
+                self.noisy_stoi_metric.scores,
+            ):
                 cache[utt_id] = {"pesq": pesq, "stoi": stoi}
         stats["quality"] = quality_score(stats["pesq"], stats["stoi"])
         if stage == sb.Stage.VALID:
@@ -321,11 +345,15 @@ class CMSEBrain(sb.Brain):
                 if if_main_process():
                     reporting.plot_training_curves(
                         history.rows,
-                        pathlib.Path(self.hparams.output_folder) / "training_curves.png",
+                        pathlib.Path(self.hparams.output_folder)
+                        / "training_curves.png",
                     )
             self.checkpointer.save_and_keep_only(
-                meta={"pesq": stats["pesq"], "stoi": stats["stoi"],
-                      "quality": stats["quality"]},
+                meta={
+                    "pesq": stats["pesq"],
+                    "stoi": stats["stoi"],
+                    "quality": stats["quality"],
+                },
                 max_keys=["quality"],
             )
             self._fit_time_budget(epoch)
@@ -352,7 +380,9 @@ class CMSEBrain(sb.Brain):
                 )
             self.test_stats = stats
 
-    def evaluate_without_reference(self, dataset, name="real", max_key="quality", min_key=None):
+    def evaluate_without_reference(
+        self, dataset, name="real", max_key="quality", min_key=None
+    ):
         """Enhances recordings that have no clean reference; scores DNSMOS.
 
         Loads the best checkpoint, enhances every recording whole
@@ -397,7 +427,10 @@ class CMSEBrain(sb.Brain):
                 enhanced_folder=pathlib.Path(folder) / name if folder else None,
             )
             summary = reporting.write_dnsmos_report(
-                self.hparams.output_folder, name, rows, self.hparams.epoch_counter.current
+                self.hparams.output_folder,
+                name,
+                rows,
+                self.hparams.epoch_counter.current,
             )
         ddp_barrier()
         return summary

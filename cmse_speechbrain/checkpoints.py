@@ -69,8 +69,9 @@ class AtomicCheckpointer(Checkpointer):
             raise
         except UNSAFE_LOAD_ERRORS as error:
             raise CheckpointError(
-                f"{checkpoint.path}: cannot be loaded safely ({describe_load_error(error)})."
-                " Remove this folder to resume from an older checkpoint."
+                f"{checkpoint.path}: cannot be loaded safely "
+                f"({describe_load_error(error)}). Remove this "
+                "folder to resume from an older checkpoint."
             ) from None
 
     def _new_checkpoint_dirpath(self):
@@ -90,9 +91,7 @@ class AtomicCheckpointer(Checkpointer):
                 final_dir = super()._new_checkpoint_dirpath()
             else:
                 final_dir = self._custom_checkpoint_dirpath(name)
-            self._staging_dir = final_dir.with_name(
-                STAGING_PREFIX + final_dir.name
-            )
+            self._staging_dir = final_dir.with_name(STAGING_PREFIX + final_dir.name)
         try:
             saved = super().save_checkpoint(
                 meta=meta, end_of_epoch=end_of_epoch, verbosity=logging.DEBUG

@@ -1,4 +1,5 @@
-"""Command-line tools: ``cmse-enhance``, ``cmse-evaluate``, ``cmse-export``, ``cmse-report``.
+"""Command-line tools: ``cmse-enhance``, ``cmse-evaluate``, ``cmse-export``,
+``cmse-report``.
 
 ``cmse-enhance INPUT... -o OUTDIR`` enhances files and folders (recursively)
 with a model folder (``--source``, default: the model shipped with the
@@ -80,7 +81,6 @@ from cmse_speechbrain.evaluation import (  # noqa: F401 (METRICS, PAUSE_METRICS,
 from cmse_speechbrain.metrics import dnsmos_scores, nanmean
 
 
-
 def positive_seconds(text):
     """argparse type: a finite number of seconds above zero.
 
@@ -98,7 +98,9 @@ def positive_seconds(text):
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds above 0, got {text!r}"
+        )
     return value
 
 
@@ -152,7 +154,9 @@ def spectrogram_summary(audio, n_fft=512, hop=256, columns=2000):
     for first in range(0, frames, block):
         segment = audio[first * hop : (first + block - 1) * hop + n_fft]
         segment = torch.nn.functional.pad(segment, (0, max(0, n_fft - segment.numel())))
-        spec = torch.stft(segment, n_fft, hop, window=window, center=False, return_complex=True)
+        spec = torch.stft(
+            segment, n_fft, hop, window=window, center=False, return_complex=True
+        )
         db = 20 * torch.log10(spec.abs() + 1e-6)
         count = math.ceil(db.shape[1] / group) * group
         db = torch.nn.functional.pad(db, (0, count - db.shape[1]), value=-120.0)
@@ -172,8 +176,13 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
     for ax, audio, title in zip(axes, [noisy, enhanced], ["noisy", "enhanced"]):
         db = spectrogram_summary(audio)
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
-                  extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000])
+        ax.imshow(
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=float(db.max()) - 80,
+            extent=[0, len(audio) / sample_rate, 0, sample_rate / 2000],
+        )
         ax.set_title(title)
         ax.set_ylabel("kHz")
     axes[1].set_xlabel("seconds")
@@ -186,7 +195,11 @@ def save_spectrogram(noisy, enhanced, sample_rate, path):
 
 #: Set in the processes that ``cmse-enhance --processes N`` starts.
 LAUNCHED_ENV = "CMSE_ENHANCE_PROCESSES"
-_WORKER = "import sys\nfrom cmse_speechbrain.cli import enhance_main\nsys.exit(enhance_main())\n"
+_WORKER = (
+    "import sys\n"
+    "from cmse_speechbrain.cli import enhance_main\n"
+    "sys.exit(enhance_main())\n"
+)
 
 
 def launch_processes(count, argv):
@@ -220,13 +233,22 @@ def launch_processes(count, argv):
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as torchrun does, inherited by the processes
+    # as torchrun does, inherited by the processes
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ[LAUNCHED_ENV] = str(count)
-    # the ranks report for themselves; the launcher's own log would repeat it as an error
+    # the ranks report for themselves; the launcher's own log would repeat it as
+    # an error
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=count, run_id=str(uuid.uuid4()),
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
-                          monitor_interval=0.1)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=count,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
     try:
         elastic_launch(config, sys.executable)("-c", _WORKER, *argv)
     except ChildFailedError as error:
@@ -240,42 +262,103 @@ def launch_processes(count, argv):
 def enhance_main(argv=None):
     """Entry point of ``cmse-enhance``."""
     parser = argparse.ArgumentParser(
-        prog="cmse-enhance", description="Enhance speech files, folders or a whole corpus with CMCR-Net.",
-        epilog="Corpus mode (--manifest or --output-manifest): a rerun keeps complete outputs; under "
-               "'torchrun --nproc_per_node=N' every process enhances its share and rank 0 writes the manifest.")
-    parser.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for the enhanced files")
-    parser.add_argument("--source", default=None, help="model folder (default: the shipped model)")
-    parser.add_argument("--trust-code", action="store_true",
-                        help="load any SpeechBrain YAML from --source: it may run any code")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu, cuda, cuda:1, ... (under torchrun, cuda is cuda:LOCAL_RANK)")
-    parser.add_argument("--chunk-seconds", type=positive_seconds, default=None,
-                        help="chunk length for long files (the 1 s overlap is cut to half a chunk)")
-    parser.add_argument("--spectrogram", action="store_true", help="also write a PNG of noisy vs enhanced")
-    parser.add_argument("--no-mix-down", action="store_true", help="refuse multi-channel files instead of averaging")
-    parser.add_argument("--report", action="store_true",
-                        help="also write a listening page of noisy vs enhanced into OUTDIR/report/ "
-                             "(DNSMOS if installed)")
+        prog="cmse-enhance",
+        description="Enhance speech files, folders or a whole corpus with CMCR-Net.",
+        epilog=(
+            "Corpus mode (--manifest or --output-manifest): a rerun keeps "
+            "complete outputs; under 'torchrun --nproc_per_node=N' every "
+            "process enhances its share and rank 0 writes the manifest."
+        ),
+    )
+    parser.add_argument(
+        "inputs", nargs="*", help="audio files and/or folders (searched recursively)"
+    )
+    parser.add_argument(
+        "-o", "--output-dir", required=True, help="folder for the enhanced files"
+    )
+    parser.add_argument(
+        "--source", default=None, help="model folder (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="load any SpeechBrain YAML from --source: it may run any code",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:1, ... (under torchrun, cuda is cuda:LOCAL_RANK)",
+    )
+    parser.add_argument(
+        "--chunk-seconds",
+        type=positive_seconds,
+        default=None,
+        help="chunk length for long files (the 1 s overlap is cut to half a chunk)",
+    )
+    parser.add_argument(
+        "--spectrogram",
+        action="store_true",
+        help="also write a PNG of noisy vs enhanced",
+    )
+    parser.add_argument(
+        "--no-mix-down",
+        action="store_true",
+        help="refuse multi-channel files instead of averaging",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also write a listening page of noisy vs enhanced into OUTDIR/report/ "
+        "(DNSMOS if installed)",
+    )
     corpus = parser.add_argument_group("corpus")
-    corpus.add_argument("--manifest", default=None,
-                        help="SpeechBrain CSV (ID column) or JSON ({id: {...}}) manifest of the inputs")
-    corpus.add_argument("--data-root", default=None, help="fills $data_root (CSV) / {data_root} (JSON)")
-    corpus.add_argument("--wav-key", default=None, help="the manifest's audio field (default: wav, else noisy_wav)")
-    corpus.add_argument("--output-manifest", default=None,
-                        help="manifest of the enhanced files, .csv or .json (default with --manifest: "
-                             "OUTDIR/<its name>); failures go to <name>_failures.csv")
-    corpus.add_argument("--overwrite", action="store_true", help="enhance again the files already done")
-    corpus.add_argument("--batch-size", type=int, default=1, help="most files per batch (default 1)")
-    corpus.add_argument("--max-batch-seconds", type=positive_seconds, default=300.0,
-                        help="memory cap: most padded audio per batch, in seconds (default 300)")
-    corpus.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="bf16/fp16: autocast, CUDA only")
-    corpus.add_argument("--processes", type=int, default=None, metavar="N",
-                        help="enhance with N processes on this machine, as 'torchrun --standalone "
-                             "--nproc_per_node=N' does (one thread each unless OMP_NUM_THREADS is set; "
-                             "one GPU each with --device cuda), but failed files end in the failure "
-                             "list and status 1, not in torchrun's ChildFailedError report")
+    corpus.add_argument(
+        "--manifest",
+        default=None,
+        help="SpeechBrain CSV (ID column) or JSON ({id: {...}}) manifest of the inputs",
+    )
+    corpus.add_argument(
+        "--data-root", default=None, help="fills $data_root (CSV) / {data_root} (JSON)"
+    )
+    corpus.add_argument(
+        "--wav-key",
+        default=None,
+        help="the manifest's audio field (default: wav, else noisy_wav)",
+    )
+    corpus.add_argument(
+        "--output-manifest",
+        default=None,
+        help="manifest of the enhanced files, .csv or .json (default with --manifest: "
+        "OUTDIR/<its name>); failures go to <name>_failures.csv",
+    )
+    corpus.add_argument(
+        "--overwrite", action="store_true", help="enhance again the files already done"
+    )
+    corpus.add_argument(
+        "--batch-size", type=int, default=1, help="most files per batch (default 1)"
+    )
+    corpus.add_argument(
+        "--max-batch-seconds",
+        type=positive_seconds,
+        default=300.0,
+        help="memory cap: most padded audio per batch, in seconds (default 300)",
+    )
+    corpus.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16"],
+        default="fp32",
+        help="bf16/fp16: autocast, CUDA only",
+    )
+    corpus.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="enhance with N processes on this machine, as 'torchrun --standalone "
+        "--nproc_per_node=N' does (one thread each unless OMP_NUM_THREADS is set; "
+        "one GPU each with --device cuda), but failed files end in the failure "
+        "list and status 1, not in torchrun's ChildFailedError report",
+    )
     args = parser.parse_args(argv)
     if bool(args.inputs) == bool(args.manifest):
         parser.error("give input files/folders or --manifest (one of the two)")
@@ -285,12 +368,16 @@ def enhance_main(argv=None):
         parser.error(f"--processes must be 1 or more, got {args.processes}")
     launched = LAUNCHED_ENV in os.environ
     if args.processes is not None and "WORLD_SIZE" in os.environ and not launched:
-        parser.error("--processes starts its own processes: give it without torchrun, or use "
-                     "torchrun without it")
+        parser.error(
+            "--processes starts its own processes: give it without torchrun, or use "
+            "torchrun without it"
+        )
     logging.basicConfig(level=logging.WARNING)
     if (args.processes or 1) > 1 and not launched:
         try:
-            return launch_processes(args.processes, sys.argv[1:] if argv is None else list(argv))
+            return launch_processes(
+                args.processes, sys.argv[1:] if argv is None else list(argv)
+            )
         except KeyboardInterrupt:  # the processes report it themselves
             return 130
     from cmse_speechbrain.corpus import close_distributed, init_distributed
@@ -303,8 +390,13 @@ def enhance_main(argv=None):
                 torch.distributed.barrier()  # no rank exits while another still works
             return code
     except KeyboardInterrupt as stop:
-        signal_name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
-        print(f"cmse-enhance: stopped by {signal_name}; no partial file left", file=sys.stderr)
+        signal_name, code = (
+            ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
+        )
+        print(
+            f"cmse-enhance: stopped by {signal_name}; no partial file left",
+            file=sys.stderr,
+        )
         return code
     finally:
         close_distributed()
@@ -314,7 +406,12 @@ def _enhance(parser, args):
     from speechbrain.utils.distributed import if_main_process
 
     from cmse_speechbrain.corpus import autocast_context, enhance_corpus, rank_device
-    from cmse_speechbrain.inference import EnhanceCMCR, FileSignal, check_device, shipped_model_folder
+    from cmse_speechbrain.inference import (
+        EnhanceCMCR,
+        FileSignal,
+        check_device,
+        shipped_model_folder,
+    )
 
     def stop(message):
         if if_main_process():
@@ -328,10 +425,16 @@ def _enhance(parser, args):
     except (RuntimeError, ValueError) as error:
         return stop(error)
     source = pathlib.Path(args.source) if args.source else shipped_model_folder()
-    overrides = {} if args.chunk_seconds is None else {"chunk_seconds": args.chunk_seconds}
+    overrides = (
+        {} if args.chunk_seconds is None else {"chunk_seconds": args.chunk_seconds}
+    )
     try:
-        enhancer = EnhanceCMCR.from_hparams(source=str(source), run_opts={"device": device},
-                                            overrides=overrides, trust_code=args.trust_code)
+        enhancer = EnhanceCMCR.from_hparams(
+            source=str(source),
+            run_opts={"device": device},
+            overrides=overrides,
+            trust_code=args.trust_code,
+        )
     except (OSError, ValueError, RuntimeError, KeyError, ImportError) as error:
         problem = str(error).split(": ", 1)[-1]  # after the model file's name
         if args.chunk_seconds is not None and problem.startswith("chunk_seconds"):
@@ -345,16 +448,27 @@ def _enhance(parser, args):
 
     def spectrogram(job):  # both files read block by block: any length
         rate = enhancer.sample_rate
-        with FileSignal(job.input, rate) as noisy, FileSignal(job.output, rate) as enhanced:
+        with (
+            FileSignal(job.input, rate) as noisy,
+            FileSignal(job.output, rate) as enhanced,
+        ):
             save_spectrogram(noisy, enhanced, rate, job.output.with_suffix(".png"))
 
     try:
         summary = enhance_corpus(
-            enhancer, out_dir, inputs=args.inputs, manifest=args.manifest, data_root=args.data_root,
-            wav_key=args.wav_key, output_manifest=output_manifest,
-            resume=corpus_mode and not args.overwrite, refuse_inputs_inside=corpus_mode,
-            batch_size=args.batch_size, max_batch_seconds=args.max_batch_seconds,
-            precision=args.precision, mix_down=not args.no_mix_down,
+            enhancer,
+            out_dir,
+            inputs=args.inputs,
+            manifest=args.manifest,
+            data_root=args.data_root,
+            wav_key=args.wav_key,
+            output_manifest=output_manifest,
+            resume=corpus_mode and not args.overwrite,
+            refuse_inputs_inside=corpus_mode,
+            batch_size=args.batch_size,
+            max_batch_seconds=args.max_batch_seconds,
+            precision=args.precision,
+            mix_down=not args.no_mix_down,
             after_write=spectrogram if args.spectrogram else None,
         )
     except CorpusError as error:
@@ -362,9 +476,12 @@ def _enhance(parser, args):
     if summary is None:  # not rank 0: rank 0 reports for all
         return 0
     jobs = summary.plan.jobs
-    failures = [describe_error(printable(path), reason) if not summary.plan.manifest_input
-                else f"{key}: {describe_error(printable(path), reason)}"
-                for key, path, reason in summary.failures]
+    failures = [
+        describe_error(printable(path), reason)
+        if not summary.plan.manifest_input
+        else f"{key}: {describe_error(printable(path), reason)}"
+        for key, path, reason in summary.failures
+    ]
     if args.spectrogram:  # a kept output gets its missing PNG too
         for job in jobs:
             if job.done and not job.output.with_suffix(".png").is_file():
@@ -376,30 +493,45 @@ def _enhance(parser, args):
     kept = f" ({summary.kept} already done, kept)" if summary.kept else ""
     print(f"enhanced {done} of {len(jobs)} files into {out_dir}{kept}")
     if summary.enhanced:
-        print(f"{summary.audio_seconds / 3600:.3f} h of audio in {summary.wall_seconds:.1f} s "
-              f"with {summary.world_size} process(es): {summary.speed:.1f} h of audio per hour; "
-              f"peak RSS per process {max(summary.peak_rss_mb):.0f} MB")
+        print(
+            f"{summary.audio_seconds / 3600:.3f} h of audio in "
+            f"{summary.wall_seconds:.1f} s with {summary.world_size} "
+            f"process(es): {summary.speed:.1f} h of audio per hour; "
+            f"peak RSS per process {max(summary.peak_rss_mb):.0f} MB"
+        )
     for path in summary.manifests:
         print(f"manifest: {path}")
     if args.report:
         from cmse_speechbrain.report import write_report
 
-        keys = {job.output: job.output.relative_to(out_dir).with_suffix("").as_posix()
-                for job in jobs if job.output is not None}
+        keys = {
+            job.output: job.output.relative_to(out_dir).with_suffix("").as_posix()
+            for job in jobs
+            if job.output is not None
+        }
         try:
-            page = write_report(None, {keys[job.output]: job.input for job in jobs if job.output is not None},
-                                {"enhanced": {key: o for o, key in keys.items()}}, out_dir / "report")
+            page = write_report(
+                None,
+                {keys[job.output]: job.input for job in jobs if job.output is not None},
+                {"enhanced": {key: o for o, key in keys.items()}},
+                out_dir / "report",
+            )
             print(f"listening page: {page['page']}")
         except (OSError, ValueError, ImportError, RuntimeError) as error:
-            failures.append(f"listening page not written: {' '.join(str(error).split())}")
+            failures.append(
+                f"listening page not written: {' '.join(str(error).split())}"
+            )
     if failures:
         print(f"{len(failures)} failed:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
         if "TORCHELASTIC_RUN_ID" in os.environ and LAUNCHED_ENV not in os.environ:
-            print(f"(torchrun shows this exit status 1 as a ChildFailedError report below; "
-                  f"'cmse-enhance --processes {summary.world_size} ...' runs the same processes "
-                  "and ends here)", file=sys.stderr)
+            print(
+                "(torchrun shows this exit status 1 as a ChildFailedError "
+                f"report below; 'cmse-enhance --processes {summary.world_size} "
+                "...' runs the same processes and ends here)",
+                file=sys.stderr,
+            )
         return 1
     return 0
 
@@ -409,14 +541,19 @@ def _score_file(stem, systems, clean, use_dnsmos):
     reference = None
     if clean is not None:
         if stem not in clean:
-            raise AudioFileError(systems["enhanced"][stem], f"no clean reference {stem}.*")
+            raise AudioFileError(
+                systems["enhanced"][stem], f"no clean reference {stem}.*"
+            )
         reference = read_audio_checked(clean[stem], 16000)
     signals = {}
     for name, files in systems.items():
         if stem not in files:
             raise AudioFileError(systems["enhanced"][stem], f"no {name} file {stem}.*")
         signal = read_audio_checked(files[stem], 16000)
-        if reference is not None and abs(signal.numel() - reference.numel()) > LENGTH_TOLERANCE:
+        if (
+            reference is not None
+            and abs(signal.numel() - reference.numel()) > LENGTH_TOLERANCE
+        ):
             raise AudioFileError(
                 files[stem],
                 f"{signal.numel()} samples (at 16 kHz) but its clean reference "
@@ -428,7 +565,12 @@ def _score_file(stem, systems, clean, use_dnsmos):
             scores = score_pair(reference, signal, noisy=signals.get("noisy"))
             row.update({f"{name}_{k}": v for k, v in scores.items()})
         if use_dnsmos:
-            row.update({f"{name}_dnsmos_{k}": v for k, v in dnsmos_scores(signal, 16000).items()})
+            row.update(
+                {
+                    f"{name}_dnsmos_{k}": v
+                    for k, v in dnsmos_scores(signal, 16000).items()
+                }
+            )
     return row
 
 
@@ -445,18 +587,31 @@ def evaluate_main(argv=None):
 
 
 def _evaluate(argv):
-    parser = argparse.ArgumentParser(prog="cmse-evaluate", description="Score enhanced speech.")
+    parser = argparse.ArgumentParser(
+        prog="cmse-evaluate", description="Score enhanced speech."
+    )
     parser.add_argument("--enhanced", required=True, help="folder of enhanced files")
-    parser.add_argument("--clean", default=None, help="folder of clean references (same names)")
-    parser.add_argument("--noisy", default=None,
-                        help="folder of noisy inputs, scored as the baseline; also gives the "
-                             "residual noise (pause attenuation and speech level, dB)")
-    parser.add_argument("--dnsmos", action="store_true",
-                        help="also DNSMOS SIG/BAK/OVRL (no reference needed; the dnsmos extra)")
+    parser.add_argument(
+        "--clean", default=None, help="folder of clean references (same names)"
+    )
+    parser.add_argument(
+        "--noisy",
+        default=None,
+        help="folder of noisy inputs, scored as the baseline; also gives the "
+        "residual noise (pause attenuation and speech level, dB)",
+    )
+    parser.add_argument(
+        "--dnsmos",
+        action="store_true",
+        help="also DNSMOS SIG/BAK/OVRL (no reference needed; the dnsmos extra)",
+    )
     parser.add_argument("-o", "--output", required=True, help="per-file CSV")
     args = parser.parse_args(argv)
     if args.clean is None and not args.dnsmos:
-        parser.error("give --clean for intrusive metrics, --dnsmos for non-intrusive ones, or both")
+        parser.error(
+            "give --clean for intrusive metrics, "
+            "--dnsmos for non-intrusive ones, or both"
+        )
 
     clean = by_stem(args.clean) if args.clean else None
     systems = {"enhanced": by_stem(args.enhanced)}
@@ -478,9 +633,16 @@ def _evaluate(argv):
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+                writer.writerow(
+                    {
+                        k: (f"{v:.4f}" if isinstance(v, float) else v)
+                        for k, v in row.items()
+                    }
+                )
     print(f"{len(rows)} files scored -> {args.output}")
-    print(f"{'':10s}" + "".join(f"{SHORT_TITLES.get(m, m.upper()):>12s}" for m in metrics))
+    print(
+        f"{'':10s}" + "".join(f"{SHORT_TITLES.get(m, m.upper()):>12s}" for m in metrics)
+    )
     for name in systems:
         means = [nanmean([r[f"{name}_{m}"] for r in rows]) for m in metrics]
         print(f"{name:10s}" + "".join(f"{v:12.3f}" for v in means))
@@ -495,15 +657,37 @@ def _evaluate(argv):
 def report_main(argv=None):
     """Entry point of ``cmse-report``."""
     parser = argparse.ArgumentParser(
-        prog="cmse-report", description="Write a listening page: players, spectrograms and metrics per file.")
+        prog="cmse-report",
+        description=(
+            "Write a listening page: players, spectrograms and metrics per file."
+        ),
+    )
     parser.add_argument("--noisy", required=True, help="folder of noisy inputs")
-    parser.add_argument("--clean", default=None, help="folder of clean references (without: DNSMOS only)")
-    parser.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
-                        help="a system's output folder (repeatable; files matched by relative path)")
-    parser.add_argument("-o", "--output-dir", required=True, help="folder for index.html and its assets")
-    parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS even if speechmos is installed")
-    parser.add_argument("--link-audio", action="store_true",
-                        help="players link to the original files instead of 16-bit WAV copies")
+    parser.add_argument(
+        "--clean",
+        default=None,
+        help="folder of clean references (without: DNSMOS only)",
+    )
+    parser.add_argument(
+        "--system",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a system's output folder (repeatable; files matched by relative path)",
+    )
+    parser.add_argument(
+        "-o", "--output-dir", required=True, help="folder for index.html and its assets"
+    )
+    parser.add_argument(
+        "--no-dnsmos",
+        action="store_true",
+        help="skip DNSMOS even if speechmos is installed",
+    )
+    parser.add_argument(
+        "--link-audio",
+        action="store_true",
+        help="players link to the original files instead of 16-bit WAV copies",
+    )
     parser.add_argument("--title", default="Listening report", help="the page's title")
     args = parser.parse_args(argv)
     systems = {}
@@ -512,23 +696,37 @@ def report_main(argv=None):
         if not sep or not name or not folder:
             parser.error(f"--system {value!r}: expected NAME=DIR")
         if name in systems or name in ("noisy", "clean"):
-            parser.error(f"--system {value!r}: the name {name} is " +
-                         ("given twice" if name in systems else "reserved"))
+            parser.error(
+                f"--system {value!r}: the name {name} is "
+                + ("given twice" if name in systems else "reserved")
+            )
         systems[name] = folder
     from cmse_speechbrain.report import write_report
 
     try:
-        done = write_report(args.clean, args.noisy, systems, args.output_dir,
-                            dnsmos=False if args.no_dnsmos else None, copy_audio=not args.link_audio,
-                            title=args.title)
+        done = write_report(
+            args.clean,
+            args.noisy,
+            systems,
+            args.output_dir,
+            dnsmos=False if args.no_dnsmos else None,
+            copy_audio=not args.link_audio,
+            title=args.title,
+        )
     except KeyboardInterrupt:
         print("cmse-report: interrupted", file=sys.stderr)
         return 130
     except (OSError, ValueError, ImportError) as error:
         print(f"cmse-report: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    print(f"{done['files']} files -> {done['page']}"
-          + (f" ({done['missing']} missing or unreadable versions, shown on the page)" if done["missing"] else ""))
+    print(
+        f"{done['files']} files -> {done['page']}"
+        + (
+            f" ({done['missing']} missing or unreadable versions, shown on the page)"
+            if done["missing"]
+            else ""
+        )
+    )
     if args.link_audio:
         from cmse_speechbrain.report import LINKED_AUDIO_NOTE
 
@@ -538,14 +736,29 @@ def report_main(argv=None):
 
 def export_main(argv=None):
     """Entry point of ``cmse-export``."""
-    parser = argparse.ArgumentParser(prog="cmse-export", description="Export a training run as a model folder.")
-    parser.add_argument("run_folder", help="the recipe's output folder (hyperparams.yaml, save/)")
+    parser = argparse.ArgumentParser(
+        prog="cmse-export", description="Export a training run as a model folder."
+    )
+    parser.add_argument(
+        "run_folder", help="the recipe's output folder (hyperparams.yaml, save/)"
+    )
     parser.add_argument("destination", help="model folder to create")
-    parser.add_argument("--force", action="store_true", help="replace an existing destination")
-    parser.add_argument("--torchscript", action="store_true",
-                        help="also write the network on spectra as TorchScript (enhance_model.pt)")
-    parser.add_argument("--onnx", action="store_true",
-                        help="also write it as ONNX, opset 17 (enhance_model.onnx; needs the onnx package)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing destination"
+    )
+    parser.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="also write the network on spectra as TorchScript (enhance_model.pt)",
+    )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help=(
+            "also write it as ONNX, opset 17 "
+            "(enhance_model.onnx; needs the onnx package)"
+        ),
+    )
     args = parser.parse_args(argv)
     from cmse_speechbrain.export import export_model, export_network_files
 

@@ -113,7 +113,9 @@ class EncoderBlock(nn.Module):
     def __init__(self, in_channels, out_channels, time_kernel=2, causal=True):
         super().__init__()
         self.padding = time_padding(time_kernel, causal)
-        self.conv = nn.Conv2d(in_channels, out_channels, (3, time_kernel), stride=(2, 1))
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, (3, time_kernel), stride=(2, 1)
+        )
         self.norm = nn.BatchNorm2d(out_channels)
         self.activation = nn.ELU()
 
@@ -123,7 +125,9 @@ class EncoderBlock(nn.Module):
         return self.activation(self.norm(self.conv(x)))
 
     @torch.jit.export
-    def stream(self, x, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def stream(
+        self, x, state: List[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """New frames [B, C, F, n] of a stream -> [B, C', F', n] and the new
         state (the last ``time_kernel - 1`` input frames; an empty list at
         the start of a stream: zeros, as the offline padding)."""
@@ -155,7 +159,9 @@ class DecoderBlock(nn.Module):
 
     Example
     -------
-    >>> block = DecoderBlock(32, 2, freq_padding=0, last=True, time_kernel=3, causal=False)
+    >>> block = DecoderBlock(
+    ...     32, 2, freq_padding=0, last=True, time_kernel=3, causal=False
+    ... )
     >>> block(torch.rand(1, 32, 128, 10)).shape
     torch.Size([1, 2, 257, 10])
     >>> causal = DecoderBlock(32, 16, freq_padding=1).eval()
@@ -166,8 +172,15 @@ class DecoderBlock(nn.Module):
     True
     """
 
-    def __init__(self, in_channels, out_channels, freq_padding=0, last=False,
-                 time_kernel=2, causal=True):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        freq_padding=0,
+        last=False,
+        time_kernel=2,
+        causal=True,
+    ):
         super().__init__()
         self.padding = time_padding(time_kernel, causal)
         self.conv = nn.ConvTranspose2d(
@@ -185,7 +198,9 @@ class DecoderBlock(nn.Module):
         return self._output(x, self.padding[1], x.shape[-1])
 
     @torch.jit.export
-    def stream(self, x, state: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def stream(
+        self, x, state: List[torch.Tensor]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """New frames [B, C, F, n] of a stream -> [B, C', 2F+1(+1), n] and
         the new state (the last ``time_kernel - 1`` input frames)."""
         frames = x.shape[-1]
@@ -261,8 +276,14 @@ def check_whole(name, value, low, high):
      ...
     ValueError: sample_rate must be a whole number from 1000 to 768000, got 16000.5
     """
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= high
+    ):
+        raise ValueError(
+            f"{name} must be a whole number from {low} to {high}, got {value!r}"
+        )
 
 
 def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR, past_power=None, past_frames=0):
@@ -302,7 +323,9 @@ def spectrum_level(spec, causal=False, eps=LEVEL_FLOOR, past_power=None, past_fr
         total = power.cumsum(dim=1)
         if past_power is not None:
             total = past_power[:, None] + total
-        steps = torch.arange(1, power.shape[1] + 1, device=power.device, dtype=power.dtype)
+        steps = torch.arange(
+            1, power.shape[1] + 1, device=power.device, dtype=power.dtype
+        )
         power = total / (steps + past_frames)
     else:
         power = power.mean(dim=1, keepdim=True)
@@ -336,7 +359,9 @@ def compressed_input(spec, level, compression=0.3):
     >>> compressed_input(spec, torch.ones(1, 1, 1, 1), 0.5).flatten().tolist()
     [1.3416407108306885, 1.7888543605804443, 2.2360680103302]
     """
-    magnitude, complex_spec = compressed_spectrum(spec / level, compression, dim=1, eps=1e-12)
+    magnitude, complex_spec = compressed_spectrum(
+        spec / level, compression, dim=1, eps=1e-12
+    )
     return torch.cat([complex_spec, magnitude.unsqueeze(1)], dim=1)
 
 
@@ -456,7 +481,8 @@ class CMCRNet(nn.Module):
         self.input_compression = input_compression
         check_whole("sample_rate", sample_rate, 1000, 768000)
         check_whole("n_fft", n_fft, 16, 65536)
-        check_whole("hop_length", hop_length, 1, n_fft // 2)  # overlap-add needs overlap
+        # overlap-add needs overlap
+        check_whole("hop_length", hop_length, 1, n_fft // 2)
         self.hop_length = hop_length
         self.n_fft = n_fft
         self.stft, self.istft = stft_pair(sample_rate, n_fft, hop_length)
@@ -490,20 +516,25 @@ class CMCRNet(nn.Module):
             last = self.decoder[-1].conv
             with torch.no_grad():
                 last.weight.mul_(0.01)
-                last.bias.copy_(
-                    torch.tensor([math.atanh(1.0 / mask_bound), 0.0])
-                )
+                last.bias.copy_(torch.tensor([math.atanh(1.0 / mask_bound), 0.0]))
         bottleneck_size = channels[-1] * freqs[-1]
         self.cm = (
             CollaborationModule(
-                bottleneck_size, d_model, nhead, cm_repeats, causal,
-                attention_window, lookahead_frames,
+                bottleneck_size,
+                d_model,
+                nhead,
+                cm_repeats,
+                causal,
+                attention_window,
+                lookahead_frames,
             )
             if use_cm
             else None
         )
         self.control = (
-            SelfAttentionBottleneck(bottleneck_size, control_width, nhead, cm_repeats, causal)
+            SelfAttentionBottleneck(
+                bottleneck_size, control_width, nhead, cm_repeats, causal
+            )
             if control_width
             else None
         )
@@ -682,9 +713,9 @@ class CMCRNet(nn.Module):
         ...         attention_window=4).receptive_field_frames()
         31
         """
-        if self.control is not None or (self.cm is not None and (
-            not self.causal or self.attention_window is None
-        )):
+        if self.control is not None or (
+            self.cm is not None and (not self.causal or self.attention_window is None)
+        ):
             return None
         past = 2 * len(self.encoder) * (self.time_kernel - 1)
         if self.cm is not None:

@@ -35,7 +35,9 @@ def _merge_heads(x):
     return x.transpose(1, 2).reshape(batch, time, nhead * dim)
 
 
-def _attend(query, key, value, nhead: int, causal: bool, mask: Optional[torch.Tensor] = None):
+def _attend(
+    query, key, value, nhead: int, causal: bool, mask: Optional[torch.Tensor] = None
+):
     out = F.scaled_dot_product_attention(
         _split_heads(query, nhead),
         _split_heads(key, nhead),
@@ -47,8 +49,12 @@ def _attend(query, key, value, nhead: int, causal: bool, mask: Optional[torch.Te
 
 
 def attention_mask(
-    query_start: int, num_queries: int, key_start: int, num_keys: int,
-    window: Optional[int] = None, lookahead: int = 0,
+    query_start: int,
+    num_queries: int,
+    key_start: int,
+    num_keys: int,
+    window: Optional[int] = None,
+    lookahead: int = 0,
     device: Optional[torch.device] = None,
 ):
     """Which keys each query may attend to, for a causal windowed attention.
@@ -92,8 +98,14 @@ def attention_mask(
 
 
 def _windowed_attend(
-    query, key, value, nhead: int, window: Optional[int], lookahead: int,
-    history: int = 0, block: int = 512,
+    query,
+    key,
+    value,
+    nhead: int,
+    window: Optional[int],
+    lookahead: int,
+    history: int = 0,
+    block: int = 512,
 ):
     # Causal windowed attention, in blocks of queries so that memory stays
     # linear in the number of frames. The queries are the frames after the
@@ -104,9 +116,7 @@ def _windowed_attend(
     ):  # every query sees every key (one new frame of a stream)
         return _attend(query, key, value, nhead, False)
     if window is None or frames <= block:
-        mask = attention_mask(
-            history, frames, 0, keys, window, lookahead, query.device
-        )
+        mask = attention_mask(history, frames, 0, keys, window, lookahead, query.device)
         return _attend(query, key, value, nhead, False, mask)
     assert window is not None
     outputs: List[torch.Tensor] = []
@@ -115,13 +125,22 @@ def _windowed_attend(
         first = max(0, history + start - window + 1)
         last = min(keys, history + stop + lookahead)
         mask = attention_mask(
-            history + start, stop - start, first, last - first, window,
-            lookahead, query.device,
+            history + start,
+            stop - start,
+            first,
+            last - first,
+            window,
+            lookahead,
+            query.device,
         )
         outputs.append(
             _attend(
-                query[:, start:stop], key[:, first:last],
-                value[:, first:last], nhead, False, mask,
+                query[:, start:stop],
+                key[:, first:last],
+                value[:, first:last],
+                nhead,
+                False,
+                mask,
             )
         )
     return torch.cat(outputs, dim=1)
@@ -159,9 +178,11 @@ def windowed_mean(x, window: Optional[int] = None, lookahead: int = 0):
         span = window + lookahead
         padded = F.pad(x.transpose(1, 2), (window - 1, lookahead))
         sums = (F.avg_pool1d(padded, span, stride=1) * span).transpose(1, 2)
-        counts = (steps + lookahead).clamp(max=frames - 1) - (
-            steps - window + 1
-        ).clamp(min=0) + 1
+        counts = (
+            (steps + lookahead).clamp(max=frames - 1)
+            - (steps - window + 1).clamp(min=0)
+            + 1
+        )
     return sums / counts[None, :, None].to(x.dtype)
 
 
@@ -192,7 +213,12 @@ class _FrameAttention(nn.Module):
         # the queries are the frames after the first ``history`` keys
         if self.causal and (self.window is not None or self.lookahead):
             return _windowed_attend(
-                query, key, value, self.nhead, self.window, self.lookahead,
+                query,
+                key,
+                value,
+                self.nhead,
+                self.window,
+                self.lookahead,
                 history,
             )
         return _attend(query, key, value, self.nhead, self.causal)
@@ -204,7 +230,9 @@ class _FrameAttention(nn.Module):
                 "lookahead_frames=0"
             )
 
-    def _history(self, state: List[torch.Tensor]) -> Tuple[Optional[List[torch.Tensor]], int]:
+    def _history(
+        self, state: List[torch.Tensor]
+    ) -> Tuple[Optional[List[torch.Tensor]], int]:
         # cached frames of a stream's state (None: a new stream)
         self._check_streamable()
         if len(state) == 0:
@@ -268,7 +296,12 @@ class ContrastiveAttention(_FrameAttention):
     """
 
     def __init__(
-        self, input_size, d_model=128, nhead=4, causal=False, window=None,
+        self,
+        input_size,
+        d_model=128,
+        nhead=4,
+        causal=False,
+        window=None,
         lookahead=0,
     ):
         super().__init__()
@@ -391,7 +424,9 @@ class InteractiveAttention(_FrameAttention):
         summed streams of the last ``window - 1`` frames (an empty list at
         the start of a stream)."""
         past, history = self._history(state)
-        relevant, irrelevant, keys = self._correlate(relevant, irrelevant, past, history)
+        relevant, irrelevant, keys = self._correlate(
+            relevant, irrelevant, past, history
+        )
         summed = relevant + irrelevant
         if past is not None:
             summed = torch.cat([past[-1], summed], dim=1)
@@ -402,7 +437,9 @@ class InteractiveAttention(_FrameAttention):
         relevant, irrelevant = self.select(relevant, irrelevant, pooled)
         return relevant, irrelevant, self._keep(keys + [summed])
 
-    def _correlate(self, relevant, irrelevant, past: Optional[List[torch.Tensor]], history: int):
+    def _correlate(
+        self, relevant, irrelevant, past: Optional[List[torch.Tensor]], history: int
+    ):
         # the cross-attentions both ways, with residual and LayerNorm; keys
         # and values: relevant key, relevant value, irrelevant key and value
         keys = list(self.rel_kv(relevant).chunk(2, dim=-1))
@@ -473,8 +510,14 @@ class CollaborationModule(nn.Module):
     """
 
     def __init__(
-        self, input_size, d_model=128, nhead=4, repeats=3, causal=False,
-        window=None, lookahead=0,
+        self,
+        input_size,
+        d_model=128,
+        nhead=4,
+        repeats=3,
+        causal=False,
+        window=None,
+        lookahead=0,
     ):
         super().__init__()
         self.repeats = repeats
@@ -615,7 +658,9 @@ def matched_control_width(input_size, d_model, nhead=4):
     >>> abs(count(SelfAttentionBottleneck(896, width, 4)) - cm) / cm < 0.02
     True
     """
-    target = sum(p.numel() for p in CollaborationModule(input_size, d_model, nhead).parameters())
+    target = sum(
+        p.numel() for p in CollaborationModule(input_size, d_model, nhead).parameters()
+    )
 
     def control_parameters(width):  # projections in/out, q/k/v/out, 4x FFN, norms
         return 2 * input_size * width + 3 * input_size + 12 * width**2 + 14 * width

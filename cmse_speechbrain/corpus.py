@@ -19,10 +19,11 @@ and a manifest of them out; resumable, sharded over processes with
 * Resuming: an output that exists, reads as audio and has the input's rate
   and number of samples is done and kept, if the folder's recorded settings
   (:func:`run_settings`: the model's weights, chunking, precision) are this
-  run's; other settings are refused (:func:`check_settings`). Outputs are renamed into place
-  whole (:func:`cmse_speechbrain.dataio.atomic_output`), so a killed run
-  leaves complete files or none: no done-list is kept, and the check holds
-  however the run ended. ``resume=False`` enhances everything again.
+  run's; other settings are refused (:func:`check_settings`). Outputs are
+  renamed into place whole (:func:`cmse_speechbrain.dataio.atomic_output`),
+  so a killed run leaves complete files or none: no done-list is kept, and
+  the check holds however the run ended. ``resume=False`` enhances
+  everything again.
 * Sharding: under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) the
   process group is started as SpeechBrain does
   (``speechbrain.utils.distributed.ddp_init_group``) with gloo, since ranks
@@ -31,7 +32,8 @@ and a manifest of them out; resumable, sharded over processes with
   the results and writes the manifests. Without torchrun it is one process.
 * Batching: see :func:`batch_key` and :func:`make_batches`; files longer than
   the model's chunk go one by one, disk to disk, through
-  :meth:`EnhanceCMCR.enhance_to_file <cmse_speechbrain.inference.EnhanceCMCR.enhance_to_file>`
+  :meth:`EnhanceCMCR.enhance_to_file
+  <cmse_speechbrain.inference.EnhanceCMCR.enhance_to_file>`
   (the chunked, cross-faded path of ``enhance_batch``, one chunk in memory at
   a time), so memory does not grow with a file's length.
 * Precision: fp32, or bf16/fp16 autocast on CUDA (:func:`autocast_context`).
@@ -57,14 +59,13 @@ import time
 
 import soundfile as sf
 import torch
-from tqdm import tqdm
-
 from speechbrain.dataio.dataio import load_data_csv, load_data_json
 from speechbrain.utils.distributed import (
     ddp_init_group,
     is_distributed_initialized,
     main_process_only,
 )
+from tqdm import tqdm
 
 from cmse_speechbrain.dataio import (
     AUDIO_EXTENSIONS,
@@ -79,9 +80,34 @@ from cmse_speechbrain.dataio import (
 #: What folders are searched for: every format with a header that soundfile
 #: (libsndfile) reads, OGG Vorbis/Opus and MP3 included.
 INPUT_EXTENSIONS = AUDIO_EXTENSIONS + (
-    ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64", ".rf64", ".au",
-    ".snd", ".nist", ".sph", ".voc", ".ircam", ".sf", ".svx", ".paf", ".avr", ".sd2", ".wve",
-    ".htk", ".xi", ".mpc", ".pvf", ".sds")
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aiff",
+    ".aif",
+    ".aifc",
+    ".caf",
+    ".w64",
+    ".rf64",
+    ".au",
+    ".snd",
+    ".nist",
+    ".sph",
+    ".voc",
+    ".ircam",
+    ".sf",
+    ".svx",
+    ".paf",
+    ".avr",
+    ".sd2",
+    ".wve",
+    ".htk",
+    ".xi",
+    ".mpc",
+    ".pvf",
+    ".sds",
+)
 #: Test hook: a process SIGKILLs itself after writing this many files.
 KILL_AFTER_ENV = "CMSE_ENHANCE_KILL_AFTER"
 #: Errors that fail one file and let the run go on.
@@ -111,7 +137,8 @@ def collect_inputs(inputs, exclude=None):
     >>> (tmp / "out").mkdir()
     >>> for name in ["a.wav", "out/a.wav"]:
     ...     sf.write(tmp / name, [0.0] * 800, 16000)
-    >>> [str(rel) for _, rel in collect_inputs([tmp, tmp / "a.wav"], exclude=tmp / "out")]
+    >>> found = collect_inputs([tmp, tmp / "a.wav"], exclude=tmp / "out")
+    >>> [str(rel) for _, rel in found]
     ['a.wav']
     """
     found, seen = [], set()
@@ -128,15 +155,23 @@ def collect_inputs(inputs, exclude=None):
         if not path.is_dir():
             add(path, pathlib.Path(path.name) if path.exists() else None)
             continue
-        for folder, subfolders, files in os.walk(path, onerror=lambda e: found.append(
-                (pathlib.Path(e.filename), None, f"cannot read folder ({e.strerror})"))):
+        for folder, subfolders, files in os.walk(
+            path,
+            onerror=lambda e: found.append(
+                (pathlib.Path(e.filename), None, f"cannot read folder ({e.strerror})")
+            ),
+        ):
             subfolders[:] = sorted(
-                name for name in subfolders
-                if exclude is None or not _same_file(os.path.join(folder, name), exclude)
+                name
+                for name in subfolders
+                if exclude is None
+                or not _same_file(os.path.join(folder, name), exclude)
             )
             for name in sorted(files):
                 file = pathlib.Path(folder) / name
-                if file.suffix.lower() in INPUT_EXTENSIONS and not name.startswith(TEMPORARY_PREFIX):
+                if file.suffix.lower() in INPUT_EXTENSIONS and not name.startswith(
+                    TEMPORARY_PREFIX
+                ):
                     add(file, file.relative_to(path))
     return found
 
@@ -162,11 +197,18 @@ def plan_outputs(inputs, out_dir):
 
     Example
     -------
-    >>> plan = plan_outputs([(pathlib.Path("x/s.wav"), pathlib.Path("s.wav")),
-    ...                      (pathlib.Path("y/s.flac"), pathlib.Path("s.flac"))], pathlib.Path("out"))
+    >>> plan = plan_outputs(
+    ...     [
+    ...         (pathlib.Path("x/s.wav"), pathlib.Path("s.wav")),
+    ...         (pathlib.Path("y/s.flac"), pathlib.Path("s.flac")),
+    ...     ],
+    ...     pathlib.Path("out"),
+    ... )
     >>> [problem for _, _, problem in plan]  # doctest: +NORMALIZE_WHITESPACE
-    ['out/s.wav would also be the output of y/s.flac (enhance them in separate runs or rename one)',
-     'out/s.wav would also be the output of x/s.wav (enhance them in separate runs or rename one)']
+    ['out/s.wav would also be the output of y/s.flac (enhance them in separate
+      runs or rename one)',
+     'out/s.wav would also be the output of x/s.wav (enhance them in separate
+      runs or rename one)']
     """
     by_output = {}
     for path, relative, *problem in inputs:
@@ -180,11 +222,19 @@ def plan_outputs(inputs, out_dir):
             plan.append((path, None, problem[0] if problem else "file not found"))
             continue
         output = (out_dir / relative).with_suffix(".wav")
-        others = [other for other in by_output[os.path.abspath(output)] if other != path]
+        others = [
+            other for other in by_output[os.path.abspath(output)] if other != path
+        ]
         if others:
             names = ", ".join(str(other) for other in others)
-            plan.append((path, None, f"{output} would also be the output of {names} "
-                                     "(enhance them in separate runs or rename one)"))
+            plan.append(
+                (
+                    path,
+                    None,
+                    f"{output} would also be the output of {names} "
+                    "(enhance them in separate runs or rename one)",
+                )
+            )
         elif os.path.realpath(output) in input_files:
             plan.append((path, None, f"output {output} would overwrite an input"))
         else:
@@ -208,7 +258,7 @@ def describe_error(path, error):
 
 def _reason(path, error):
     """The problem alone, without the file name."""
-    return describe_error(path, error)[len(f"{path}: "):]
+    return describe_error(path, error)[len(f"{path}: ") :]
 
 
 def read_manifest(path, data_root=None, wav_key=None):
@@ -237,42 +287,63 @@ def read_manifest(path, data_root=None, wav_key=None):
     Example
     -------
     >>> tmp = getfixture("tmp_path")
-    >>> _ = (tmp / "m.csv").write_text("ID,duration,wav,spk\\nu1,1.5,$data_root/a.wav,p1\\n")
+    >>> _ = (tmp / "m.csv").write_text(
+    ...     "ID,duration,wav,spk\\nu1,1.5,$data_root/a.wav,p1\\n"
+    ... )
     >>> read_manifest(tmp / "m.csv", data_root="/data")
     ({'u1': {'duration': 1.5, 'wav': '/data/a.wav', 'spk': 'p1'}}, 'wav')
     >>> read_manifest(tmp / "m.csv")
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.corpus.CorpusError: ...m.csv: The item $data_root/a.wav requires replacements which
-    were not supplied. (--data-root fills $data_root in CSV, {data_root} in JSON)
+    cmse_speechbrain.corpus.CorpusError: ...m.csv: The item $data_root/a.wav
+    requires replacements which were not supplied. (--data-root fills
+    $data_root in CSV, {data_root} in JSON)
     """
     path = pathlib.Path(path)
     replacements = {} if data_root is None else {"data_root": str(data_root)}
     is_json = path.suffix.lower() == ".json"
     try:
         with open(path, "rb") as fin:
-            text = fin.read().decode("utf-8-sig")  # a byte-order mark is no part of the ID column
+            # a byte-order mark is no part of the ID column
+            text = fin.read().decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise CorpusError(f"{path}: not UTF-8 text, so not a CSV or JSON manifest") from None
+        raise CorpusError(
+            f"{path}: not UTF-8 text, so not a CSV or JSON manifest"
+        ) from None
     except OSError as error:
-        raise CorpusError(f"{path}: cannot read the manifest ({error.strerror})") from None
+        raise CorpusError(
+            f"{path}: cannot read the manifest ({error.strerror})"
+        ) from None
     if not is_json:
         _check_csv_rows(path, text)
     try:
         with _without_bom(path, text) as readable:
-            entries = (load_data_json(readable, replacements) if is_json
-                       else load_data_csv(readable, replacements))
+            entries = (
+                load_data_json(readable, replacements)
+                if is_json
+                else load_data_csv(readable, replacements)
+            )
     except (TypeError, AttributeError):  # e.g. a JSON list
-        raise CorpusError(f"{path}: expected a JSON object {{id: {{field: value}}}}") from None
+        raise CorpusError(
+            f"{path}: expected a JSON object {{id: {{field: value}}}}"
+        ) from None
     except KeyError as error:
         text = str(error.args[0]) if error.args else ""
         if is_json:
             text = f"uses {{{text}}}, which was not given"
-        hint = "" if "'ID'" in text else " (--data-root fills $data_root in CSV, {data_root} in JSON)"
+        hint = (
+            ""
+            if "'ID'" in text
+            else " (--data-root fills $data_root in CSV, {data_root} in JSON)"
+        )
         raise CorpusError(f"{path}: {text}{hint}") from None
     except (OSError, ValueError, csv.Error) as error:
-        raise CorpusError(f"{path}: cannot read the manifest ({' '.join(str(error).split())})") from None
-    if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+        raise CorpusError(
+            f"{path}: cannot read the manifest ({' '.join(str(error).split())})"
+        ) from None
+    if not isinstance(entries, dict) or not all(
+        isinstance(e, dict) for e in entries.values()
+    ):
         raise CorpusError(f"{path}: expected a JSON object {{id: {{field: value}}}}")
     if not entries:
         raise CorpusError(f"{path}: the manifest is empty")
@@ -280,14 +351,18 @@ def read_manifest(path, data_root=None, wav_key=None):
         keys = set.intersection(*(set(e) for e in entries.values()))
         wav_key = next((k for k in ("wav", "noisy_wav") if k in keys), None)
         if wav_key is None:
-            raise CorpusError(f"{path}: no 'wav' or 'noisy_wav' field in every entry (--wav-key)")
+            raise CorpusError(
+                f"{path}: no 'wav' or 'noisy_wav' field in every entry (--wav-key)"
+            )
     missing = [key for key, entry in entries.items() if not entry.get(wav_key)]
     if missing:
         raise CorpusError(f"{path}: no {wav_key!r} in entries {', '.join(missing[:5])}")
     for key, entry in entries.items():
         if not isinstance(entry[wav_key], str):
-            raise CorpusError(f"{path}: entry {key!r}: field {wav_key!r} is {entry[wav_key]!r}, "
-                              "not a file path")
+            raise CorpusError(
+                f"{path}: entry {key!r}: field {wav_key!r} is {entry[wav_key]!r}, "
+                "not a file path"
+            )
     return entries, wav_key
 
 
@@ -298,8 +373,10 @@ def _check_csv_rows(path, text):
         header = next(rows, [])
         for row in rows:
             if row and len(row) != len(header):
-                raise CorpusError(f"{path}, line {rows.line_num}: {len(row)} fields where the header "
-                                  f"has {len(header)} ({', '.join(header)})")
+                raise CorpusError(
+                    f"{path}, line {rows.line_num}: {len(row)} fields where the header "
+                    f"has {len(header)} ({', '.join(header)})"
+                )
     except csv.Error as error:
         raise CorpusError(f"{path}, line {rows.line_num}: not CSV ({error})") from None
 
@@ -326,7 +403,8 @@ def manifest_layout(paths, data_root=None):
 
     Example
     -------
-    >>> [p.as_posix() for p in manifest_layout(["/d/a/x.wav", "/d/b/y.wav", "/e/z.wav"], "/d")]
+    >>> files = ["/d/a/x.wav", "/d/b/y.wav", "/e/z.wav"]
+    >>> [p.as_posix() for p in manifest_layout(files, "/d")]
     ['a/x.wav', 'b/y.wav', 'z.wav']
     >>> [p.as_posix() for p in manifest_layout(["/d/a/x.wav", "/d/b/y.wav"])]
     ['a/x.wav', 'b/y.wav']
@@ -334,9 +412,15 @@ def manifest_layout(paths, data_root=None):
     paths = [pathlib.Path(os.path.abspath(p)) for p in paths]
     root = pathlib.Path(os.path.abspath(data_root)) if data_root else None
     outside = [p for p in paths if root is None or not p.is_relative_to(root)]
-    common = pathlib.Path(os.path.commonpath([p.parent for p in outside])) if outside else None
-    return [p.relative_to(root if root is not None and p.is_relative_to(root) else common)
-            for p in paths]
+    common = (
+        pathlib.Path(os.path.commonpath([p.parent for p in outside]))
+        if outside
+        else None
+    )
+    return [
+        p.relative_to(root if root is not None and p.is_relative_to(root) else common)
+        for p in paths
+    ]
 
 
 @dataclasses.dataclass
@@ -380,8 +464,15 @@ def output_complete(job):
     return (info.frames, info.samplerate) == (job.frames, job.rate)
 
 
-def plan_corpus(out_dir, inputs=(), manifest=None, data_root=None, wav_key=None, resume=True,
-                refuse_inputs_inside=True):
+def plan_corpus(
+    out_dir,
+    inputs=(),
+    manifest=None,
+    data_root=None,
+    wav_key=None,
+    resume=True,
+    refuse_inputs_inside=True,
+):
     """Lists the outputs to write, why some cannot be, and which are done.
 
     Arguments
@@ -408,30 +499,55 @@ def plan_corpus(out_dir, inputs=(), manifest=None, data_root=None, wav_key=None,
         entries, wav_key = read_manifest(manifest, data_root, wav_key)
         paths = [pathlib.Path(entry[wav_key]) for entry in entries.values()]
         relative = manifest_layout(paths, data_root)
-        named = [(key, entry, path, rel if path.is_file() else None)
-                 for (key, entry), path, rel in zip(entries.items(), paths, relative)]
+        named = [
+            (key, entry, path, rel if path.is_file() else None)
+            for (key, entry), path, rel in zip(entries.items(), paths, relative)
+        ]
     else:
-        named = [(found[1].with_suffix("").as_posix() if found[1] is not None else str(found[0]),
-                  {}, *found) for found in collect_inputs(inputs, exclude=out_dir)]
+        named = [
+            (
+                found[1].with_suffix("").as_posix()
+                if found[1] is not None
+                else str(found[0]),
+                {},
+                *found,
+            )
+            for found in collect_inputs(inputs, exclude=out_dir)
+        ]
     if refuse_inputs_inside:
-        inside = [path for _, _, path, rel, *_ in named
-                  if rel is not None and pathlib.Path(os.path.realpath(path)).is_relative_to(
-                      os.path.realpath(out_dir))]
+        inside = [
+            path
+            for _, _, path, rel, *_ in named
+            if rel is not None
+            and pathlib.Path(os.path.realpath(path)).is_relative_to(
+                os.path.realpath(out_dir)
+            )
+        ]
         if inside:
-            raise CorpusError(f"the output folder {out_dir} holds the input {inside[0]}"
-                              f"{f' and {len(inside) - 1} more' if len(inside) > 1 else ''}: "
-                              "inputs are never overwritten, choose another folder")
+            raise CorpusError(
+                f"the output folder {out_dir} holds the input {inside[0]}"
+                f"{f' and {len(inside) - 1} more' if len(inside) > 1 else ''}: "
+                "inputs are never overwritten, choose another folder"
+            )
     unique, index_of, items = [], {}, []
     for key, entry, path, rel, *problem in named:
-        unique_key = os.path.realpath(path) if rel is not None else ("missing", len(unique))
+        unique_key = (
+            os.path.realpath(path) if rel is not None else ("missing", len(unique))
+        )
         if unique_key not in index_of:
             index_of[unique_key] = len(unique)
             unique.append((path, rel, *problem))
         items.append((key, entry, index_of[unique_key]))
-    jobs = [Job(path, output, problem) for path, output, problem in plan_outputs(unique, out_dir)]
+    jobs = [
+        Job(path, output, problem)
+        for path, output, problem in plan_outputs(unique, out_dir)
+    ]
     for job in jobs:
         if job.problem is None and printable(job.input) != str(job.input):
-            job.problem = "the file name is not valid UTF-8 (no manifest or page can name it): rename it"
+            job.problem = (
+                "the file name is not valid UTF-8 (no manifest or page can name "
+                "it): rename it"
+            )
         if job.problem is None:
             try:
                 info = audio_info(job.input)
@@ -481,7 +597,8 @@ def batch_key(enhancer, samples):
     -------
     >>> from cmse_speechbrain.cmcr_net import CMCRNet
     >>> from cmse_speechbrain.inference import EnhanceCMCR
-    >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+    >>> net = CMCRNet(channels=[4, 8], d_model=8, nhead=2)
+    >>> enhancer = EnhanceCMCR(modules={"enhance_model": net},
     ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
     >>> [batch_key(enhancer, n) for n in (255, 16001)]
     [0, None]
@@ -520,8 +637,11 @@ def make_batches(keys, lengths, batch_size=1, max_samples=math.inf):
     batches, current = [], []
     for index in order:
         if current and (
-            keys[index] is None or keys[index] != keys[current[0]] or len(current) >= batch_size
-            or (len(current) + 1) * max(lengths[j] for j in current + [index]) > max_samples
+            keys[index] is None
+            or keys[index] != keys[current[0]]
+            or len(current) >= batch_size
+            or (len(current) + 1) * max(lengths[j] for j in current + [index])
+            > max_samples
         ):
             batches.append(current)
             current = []
@@ -559,7 +679,9 @@ def autocast_context(device, precision="fp32"):
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
     if torch.device(device).type != "cuda":
-        raise ValueError(f"--precision {precision} is autocast on CUDA only; on {device} use fp32")
+        raise ValueError(
+            f"--precision {precision} is autocast on CUDA only; on {device} use fp32"
+        )
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError("this GPU does not support bf16: use --precision fp16")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -591,14 +713,24 @@ def enhance_group(enhancer, signals, autocast):
         if len(signals) == 1:  # as enhance_file does
             return [enhancer.enhance_batch(signals[0])]
         length = max(s.numel() for s in signals)
-        batch = torch.stack([torch.nn.functional.pad(s, (0, length - s.numel())) for s in signals])
+        batch = torch.stack(
+            [torch.nn.functional.pad(s, (0, length - s.numel())) for s in signals]
+        )
         enhanced = enhancer.enhance_batch(
-            batch, torch.tensor([s.numel() / length for s in signals], dtype=torch.float64))
+            batch,
+            torch.tensor([s.numel() / length for s in signals], dtype=torch.float64),
+        )
     return [e[: s.numel()] for e, s in zip(enhanced, signals)]
 
 
-def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision="fp32",
-                 mix_down=True):
+def enhance_jobs(
+    enhancer,
+    jobs,
+    batch_size=1,
+    max_batch_seconds=None,
+    precision="fp32",
+    mix_down=True,
+):
     """Enhances and writes jobs, in batches; yields each (index, reason or None).
 
     Files are read one batch ahead in a thread. A batch that fails (e.g.
@@ -642,7 +774,9 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
                 loaded.append((index, None, None))
                 continue
             try:
-                loaded.append((index, *enhancer.read_input(jobs[index].input, mix_down)))
+                loaded.append(
+                    (index, *enhancer.read_input(jobs[index].input, mix_down))
+                )
             except FILE_ERRORS as error:
                 loaded.append((index, error, None))
         return loaded
@@ -651,7 +785,11 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
         try:
             return enhance_group(enhancer, signals, autocast)
         except RuntimeError as error:
-            return [error] if len(signals) == 1 else [out for s in signals for out in run([s])]
+            return (
+                [error]
+                if len(signals) == 1
+                else [out for s in signals for out in run([s])]
+            )
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(load, batches[0]) if batches else None
@@ -664,7 +802,9 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
                 if noisy is None:  # disk to disk, one chunk in memory at a time
                     try:
                         with autocast():
-                            enhancer.enhance_to_file(jobs[index].input, jobs[index].output, mix_down)
+                            enhancer.enhance_to_file(
+                                jobs[index].input, jobs[index].output, mix_down
+                            )
                     except FILE_ERRORS as error:
                         yield index, _reason(jobs[index].input, error)
                         continue
@@ -673,8 +813,9 @@ def enhance_jobs(enhancer, jobs, batch_size=1, max_batch_seconds=None, precision
                     yield index, _reason(jobs[index].input, noisy)
                 else:  # the actual length decides (the estimate may be off by one)
                     key = batch_key(enhancer, noisy.numel())
-                    groups.setdefault(("alone", index) if key is None else key, []).append(
-                        (index, noisy, info))
+                    groups.setdefault(
+                        ("alone", index) if key is None else key, []
+                    ).append((index, noisy, info))
             for group in groups.values():
                 outputs = run([noisy for _, noisy, _ in group])
                 for (index, _, info), enhanced in zip(group, outputs):
@@ -766,9 +907,15 @@ def write_manifests(plan, failed, output_manifest):
         job = plan.jobs[index]
         reason = job.problem or failed.get(index)
         if reason is not None:
-            failures.append({"ID": printable(key), "wav": printable(job.input), "reason": reason})
+            failures.append(
+                {"ID": printable(key), "wav": printable(job.input), "reason": reason}
+            )
         else:
-            rows[key] = {**entry, plan.wav_key: str(job.output.resolve()), "duration": job.seconds}
+            rows[key] = {
+                **entry,
+                plan.wav_key: str(job.output.resolve()),
+                "duration": job.seconds,
+            }
     with atomic_output(output_manifest) as partial:
         with open(partial, "w", newline="", encoding="utf-8") as fout:
             if output_manifest.suffix.lower() == ".json":
@@ -789,7 +936,8 @@ def write_manifests(plan, failed, output_manifest):
 
 
 def _is_our_manifest(path):
-    """Whether an existing file reads as a manifest that :func:`write_manifests` wrote."""
+    """Whether an existing file reads as a manifest that :func:`write_manifests`
+    wrote."""
     try:
         with open(path, encoding="utf-8") as fin:
             text = fin.read()
@@ -801,7 +949,8 @@ def _is_our_manifest(path):
         except ValueError:
             return False
         return isinstance(rows, dict) and all(
-            isinstance(row, dict) and "duration" in row for row in rows.values())
+            isinstance(row, dict) and "duration" in row for row in rows.values()
+        )
     header = text.split("\n", 1)[0].strip()
     return header.startswith("ID,duration,") or header == "ID,wav,reason"
 
@@ -831,27 +980,39 @@ def check_output_manifest(output_manifest, plan, input_manifest=None):
     >>> check_output_manifest(tmp / "a.wav", Plan([], []))
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.corpus.CorpusError: --output-manifest .../a.wav: must end in .csv or .json
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../a.wav: must end in
+    .csv or .json
     >>> check_output_manifest(tmp / "m.csv", Plan([Job(tmp / "m.csv")], []))
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.corpus.CorpusError: --output-manifest .../m.csv would overwrite the input .../m.csv
+    cmse_speechbrain.corpus.CorpusError: --output-manifest .../m.csv would
+    overwrite the input .../m.csv
     """
     output_manifest = pathlib.Path(output_manifest)
     if output_manifest.suffix.lower() not in (".csv", ".json"):
-        raise CorpusError(f"--output-manifest {output_manifest}: must end in .csv or .json")
-    inputs = [job.input for job in plan.jobs] + ([input_manifest] if input_manifest else [])
+        raise CorpusError(
+            f"--output-manifest {output_manifest}: must end in .csv or .json"
+        )
+    inputs = [job.input for job in plan.jobs] + (
+        [input_manifest] if input_manifest else []
+    )
     inputs = {os.path.realpath(path): path for path in inputs}
     for path in (output_manifest, failure_manifest_path(output_manifest)):
         if os.path.realpath(path) in inputs:
-            raise CorpusError(f"--output-manifest {output_manifest} would overwrite the input "
-                              f"{inputs[os.path.realpath(path)]}")
+            raise CorpusError(
+                f"--output-manifest {output_manifest} would overwrite the input "
+                f"{inputs[os.path.realpath(path)]}"
+            )
         if os.path.isdir(path):
-            raise CorpusError(f"--output-manifest {output_manifest}: {path} is a folder")
+            raise CorpusError(
+                f"--output-manifest {output_manifest}: {path} is a folder"
+            )
         if os.path.lexists(path) and not _is_our_manifest(path):
-            raise CorpusError(f"--output-manifest {output_manifest}: {path} exists and is not a "
-                              "manifest cmse-enhance wrote; it is never replaced (remove it or "
-                              "choose another name)")
+            raise CorpusError(
+                f"--output-manifest {output_manifest}: {path} exists and is not a "
+                "manifest cmse-enhance wrote; it is never replaced (remove it or "
+                "choose another name)"
+            )
 
 
 def failure_manifest_path(output_manifest):
@@ -879,7 +1040,8 @@ def run_settings(enhancer, precision="fp32", mix_down=True):
     >>> from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
     >>> enhancer = EnhanceCMCR.from_hparams(source=shipped_model_folder())
     >>> settings = run_settings(enhancer)
-    >>> settings["chunk_samples"], settings["overlap_samples"], len(settings["weights_sha256"])
+    >>> (settings["chunk_samples"], settings["overlap_samples"],
+    ...  len(settings["weights_sha256"]))
     (160000, 16000, 64)
     """
     import hashlib
@@ -887,13 +1049,27 @@ def run_settings(enhancer, precision="fp32", mix_down=True):
     digest = hashlib.sha256()
     for name, tensor in enhancer.mods.state_dict().items():
         digest.update(f"{name}:{tensor.dtype}:{list(tensor.shape)};".encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(
+            tensor.detach()
+            .cpu()
+            .reshape(-1)
+            .contiguous()
+            .view(torch.uint8)
+            .numpy()
+            .tobytes()
+        )
     model = enhancer.mods.enhance_model
     chunk, overlap = enhancer.chunking()
-    return {"weights_sha256": digest.hexdigest(), "model": type(model).__name__,
-            "config": json.loads(json.dumps(getattr(model, "config", {}), default=str)),
-            "sample_rate": enhancer.sample_rate, "chunk_samples": chunk, "overlap_samples": overlap,
-            "precision": precision, "mix_down": mix_down}
+    return {
+        "weights_sha256": digest.hexdigest(),
+        "model": type(model).__name__,
+        "config": json.loads(json.dumps(getattr(model, "config", {}), default=str)),
+        "sample_rate": enhancer.sample_rate,
+        "chunk_samples": chunk,
+        "overlap_samples": overlap,
+        "precision": precision,
+        "mix_down": mix_down,
+    }
 
 
 def check_settings(out_dir, settings, resume=True):
@@ -916,11 +1092,15 @@ def check_settings(out_dir, settings, resume=True):
             earlier = {}
         changed = [key for key in settings if earlier.get(key) != settings[key]]
         if changed:
-            names = ", ".join("the model's weights" if key == "weights_sha256" else key
-                              for key in changed)
-            raise CorpusError(f"{out_dir} holds outputs made with other settings ({names} "
-                              f"differ, see {path}): --overwrite enhances them again, or choose "
-                              "another folder")
+            names = ", ".join(
+                "the model's weights" if key == "weights_sha256" else key
+                for key in changed
+            )
+            raise CorpusError(
+                f"{out_dir} holds outputs made with other settings ({names} "
+                f"differ, see {path}): --overwrite enhances them again, or choose "
+                "another folder"
+            )
     with atomic_output(path) as partial:
         partial.write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
@@ -941,7 +1121,8 @@ def check_writable(folder):
     >>> check_writable(tmp / "a file" / "out")
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.corpus.CorpusError: .../a file/out: cannot write there (Not a directory: .../a file/out)
+    cmse_speechbrain.corpus.CorpusError: .../a file/out: cannot write there (Not a
+    directory: .../a file/out)
     """
     try:
         pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
@@ -950,7 +1131,9 @@ def check_writable(folder):
         os.remove(name)
     except OSError as error:
         where = f": {error.filename}" if error.filename else ""
-        raise CorpusError(f"{folder}: cannot write there ({error.strerror}{where})") from None
+        raise CorpusError(
+            f"{folder}: cannot write there ({error.strerror}{where})"
+        ) from None
 
 
 def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
@@ -970,10 +1153,23 @@ def _plan_or_error(*args, output_manifest=None, settings=None, **kwargs):
         return error
 
 
-def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, wav_key=None,
-                   output_manifest=None, resume=True, refuse_inputs_inside=True, batch_size=1,
-                   max_batch_seconds=None, precision="fp32", mix_down=True, after_write=None,
-                   progress=True):
+def enhance_corpus(
+    enhancer,
+    out_dir,
+    inputs=(),
+    manifest=None,
+    data_root=None,
+    wav_key=None,
+    output_manifest=None,
+    resume=True,
+    refuse_inputs_inside=True,
+    batch_size=1,
+    max_batch_seconds=None,
+    precision="fp32",
+    mix_down=True,
+    after_write=None,
+    progress=True,
+):
     """Enhances a corpus on this rank's share; rank 0 merges and returns all.
 
     Call :func:`init_distributed` first under torchrun (every rank calls
@@ -999,26 +1195,51 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
     CorpusError
         On every rank, when nothing can start.
     """
-    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) \
-        if is_distributed_initialized() else (0, 1)
+    rank, world = (
+        (torch.distributed.get_rank(), torch.distributed.get_world_size())
+        if is_distributed_initialized()
+        else (0, 1)
+    )
     start = time.perf_counter()
-    settings = run_settings(enhancer, precision, mix_down) if resume or output_manifest else None
+    settings = (
+        run_settings(enhancer, precision, mix_down)
+        if resume or output_manifest
+        else None
+    )
     plan = main_process_only(_plan_or_error)(
-        out_dir, inputs, manifest=manifest, data_root=data_root, wav_key=wav_key, resume=resume,
-        refuse_inputs_inside=refuse_inputs_inside, output_manifest=output_manifest,
-        settings=settings)
+        out_dir,
+        inputs,
+        manifest=manifest,
+        data_root=data_root,
+        wav_key=wav_key,
+        resume=resume,
+        refuse_inputs_inside=refuse_inputs_inside,
+        output_manifest=output_manifest,
+        settings=settings,
+    )
     if isinstance(plan, CorpusError):
         raise plan
     todo = [i for i, job in enumerate(plan.jobs) if job.todo]
-    mine = [todo[k] for k in shard_by_duration([plan.jobs[i].seconds for i in todo], world)[rank]]
+    mine = [
+        todo[k]
+        for k in shard_by_duration([plan.jobs[i].seconds for i in todo], world)[rank]
+    ]
     jobs = [plan.jobs[i] for i in mine]
     failed, seconds, written = {}, 0.0, 0
     kill_after = int(os.environ.get(KILL_AFTER_ENV, 0))
     desc = "enhancing" if world == 1 else f"enhancing [rank {rank}/{world}]"
-    with tqdm(total=sum(job.seconds for job in jobs), unit="s", unit_scale=True, desc=desc,
-              position=rank, disable=not progress, leave=world == 1) as bar:
-        for index, reason in enhance_jobs(enhancer, jobs, batch_size, max_batch_seconds,
-                                          precision, mix_down):
+    with tqdm(
+        total=sum(job.seconds for job in jobs),
+        unit="s",
+        unit_scale=True,
+        desc=desc,
+        position=rank,
+        disable=not progress,
+        leave=world == 1,
+    ) as bar:
+        for index, reason in enhance_jobs(
+            enhancer, jobs, batch_size, max_batch_seconds, precision, mix_down
+        ):
             job = jobs[index]
             if reason is None and after_write is not None:
                 try:
@@ -1033,8 +1254,12 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
             else:
                 failed[mine[index]] = reason
             bar.update(min(job.seconds, bar.total - bar.n))  # no rounding past the end
-    local = {"failed": failed, "seconds": seconds, "written": written,
-             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    local = {
+        "failed": failed,
+        "seconds": seconds,
+        "written": written,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
     gathered = [local]
     if world > 1:
         gathered = [None] * world if rank == 0 else None
@@ -1042,12 +1267,22 @@ def enhance_corpus(enhancer, out_dir, inputs=(), manifest=None, data_root=None, 
     if rank != 0:
         return None
     failed = {k: v for part in gathered for k, v in part["failed"].items()}
-    manifests = write_manifests(plan, failed, output_manifest) if output_manifest else ()
-    failures = [(key, plan.jobs[i].input, plan.jobs[i].problem or failed[i])
-                for key, _, i in plan.items if plan.jobs[i].problem or i in failed]
+    manifests = (
+        write_manifests(plan, failed, output_manifest) if output_manifest else ()
+    )
+    failures = [
+        (key, plan.jobs[i].input, plan.jobs[i].problem or failed[i])
+        for key, _, i in plan.items
+        if plan.jobs[i].problem or i in failed
+    ]
     return Summary(
-        plan=plan, failures=failures, enhanced=sum(p["written"] for p in gathered),
-        kept=sum(job.done for job in plan.jobs), audio_seconds=sum(p["seconds"] for p in gathered),
-        wall_seconds=time.perf_counter() - start, world_size=world,
-        peak_rss_mb=[p["peak_rss_mb"] for p in gathered], manifests=manifests,
+        plan=plan,
+        failures=failures,
+        enhanced=sum(p["written"] for p in gathered),
+        kept=sum(job.done for job in plan.jobs),
+        audio_seconds=sum(p["seconds"] for p in gathered),
+        wall_seconds=time.perf_counter() - start,
+        world_size=world,
+        peak_rss_mb=[p["peak_rss_mb"] for p in gathered],
+        manifests=manifests,
     )

@@ -19,10 +19,9 @@ import random
 import tempfile
 
 import soundfile as sf
+import speechbrain as sb
 import torch
 import torchaudio.functional as AF
-
-import speechbrain as sb
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 TEMPORARY_PREFIX = ".cmse-"  # atomic_output's partial files
@@ -68,7 +67,8 @@ def audio_info(path):
     >>> audio_info(tmp / "1hz.wav")
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.dataio.AudioFileError: .../1hz.wav: sampling rate 1 Hz is outside 4000-768000 Hz (a broken header?)
+    cmse_speechbrain.dataio.AudioFileError: .../1hz.wav: sampling rate 1 Hz is
+    outside 4000-768000 Hz (a broken header?)
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -79,13 +79,20 @@ def audio_info(path):
         raise AudioFileError(path, f"not a readable audio file ({error})") from None
     if info.frames == 0:
         raise AudioFileError(path, "empty audio (0 samples)")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:  # resampling would explode
-        raise AudioFileError(path, f"sampling rate {info.samplerate} Hz is outside "
-                                   f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (a broken header?)")
+    if (
+        not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE
+    ):  # resampling would explode
+        raise AudioFileError(
+            path,
+            f"sampling rate {info.samplerate} Hz is outside "
+            f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz (a broken header?)",
+        )
     return info
 
 
-def read_audio_checked(path, sample_rate=16000, min_samples=1, segment_samples=None, rng=random):
+def read_audio_checked(
+    path, sample_rate=16000, min_samples=1, segment_samples=None, rng=random
+):
     """Reads a file as a mono float32 tensor at ``sample_rate``.
 
     Arguments
@@ -128,7 +135,11 @@ def read_audio_checked(path, sample_rate=16000, min_samples=1, segment_samples=N
             frames = -1
     try:
         audio, rate = sf.read(
-            os.fsencode(path), start=start, frames=frames, dtype="float32", always_2d=True
+            os.fsencode(path),
+            start=start,
+            frames=frames,
+            dtype="float32",
+            always_2d=True,
         )
     except Exception as error:
         raise AudioFileError(path, f"cannot decode audio ({error})") from None
@@ -170,8 +181,11 @@ def atomic_output(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     # a short temporary name, so that a 255-character file name still works
     # the writer's process id in the name tells a stale partial (remove_stale_partials)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
-                                    suffix=path.suffix[:16], dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-",
+        suffix=path.suffix[:16],
+        dir=path.parent,
+    )
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
     try:
@@ -199,7 +213,9 @@ def scratch_file(folder, suffix=""):
     """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder)
+    fd, name = tempfile.mkstemp(
+        prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix, dir=folder
+    )
     os.close(fd)
     try:
         yield pathlib.Path(name)
@@ -235,7 +251,11 @@ class AudioBlocks:
     def __init__(self, path):
         self.path = path
         info = audio_info(path)
-        self.frames, self.samplerate, self.channels = info.frames, info.samplerate, info.channels
+        self.frames, self.samplerate, self.channels = (
+            info.frames,
+            info.samplerate,
+            info.channels,
+        )
         try:
             self._file = sf.SoundFile(os.fsencode(path))
         except Exception as error:  # soundfile raises several types
@@ -343,7 +363,9 @@ def write_audio_atomic(path, audio, sample_rate, subtype="PCM_16", scale_to_fit=
     >>> tmp = getfixture("tmp_path")
     >>> write_audio_atomic(tmp / "a.wav", torch.zeros(160), 16000)
     1.0
-    >>> write_audio_atomic(tmp / "b.wav", torch.full((160,), 2.0), 16000, scale_to_fit=True)
+    >>> write_audio_atomic(
+    ...     tmp / "b.wav", torch.full((160,), 2.0), 16000, scale_to_fit=True
+    ... )
     0.5
     >>> sorted(p.name for p in tmp.iterdir())
     ['a.wav', 'b.wav']
@@ -391,7 +413,8 @@ def preload_audio(paths, sample_rate=16000, min_samples=1):
     >>> import numpy as np
     >>> tmp = getfixture("tmp_path")
     >>> sf.write(tmp / "a.wav", np.zeros(800), 16000)
-    >>> {k.split("/")[-1]: v.shape for k, v in preload_audio([str(tmp / "a.wav")]).items()}
+    >>> loaded = preload_audio([str(tmp / "a.wav")])
+    >>> {k.split("/")[-1]: v.shape for k, v in loaded.items()}
     {'a.wav': torch.Size([800])}
     """
     from tqdm import tqdm
@@ -399,8 +422,9 @@ def preload_audio(paths, sample_rate=16000, min_samples=1):
     unique = sorted(set(paths))
     return {
         path: read_audio_checked(path, sample_rate, min_samples)
-        for path in tqdm(unique, desc="reading training audio", unit="file",
-                         disable=len(unique) < 50)
+        for path in tqdm(
+            unique, desc="reading training audio", unit="file", disable=len(unique) < 50
+        )
     }
 
 
@@ -500,9 +524,13 @@ def enhancement_dataio_prep(hparams):
             replacements={"data_root": hparams["data_folder"]},
         )
         if hparams.get("preload_train_audio"):
-            cache.update(preload_audio(
-                [entry["clean_wav"] for entry in train.data.values()], sample_rate, min_samples
-            ))
+            cache.update(
+                preload_audio(
+                    [entry["clean_wav"] for entry in train.data.values()],
+                    sample_rate,
+                    min_samples,
+                )
+            )
         train.add_dynamic_item(clean_train_pipeline)
         train.set_output_keys(["id", "clean_sig"])
     else:
@@ -537,5 +565,7 @@ def enhancement_dataio_prep(hparams):
         )
         hparams["train_dataloader_opts"]["shuffle"] = False
     elif sorting != "random":
-        raise ValueError(f"sorting must be random, ascending or descending, got {sorting!r}")
+        raise ValueError(
+            f"sorting must be random, ascending or descending, got {sorting!r}"
+        )
     return datasets

@@ -90,19 +90,27 @@ def gate_statistics(model, pairs, snrs=(0.0, 10.0, 20.0), n_fft=512, hop_length=
     """
     correlations, means, stds = [], {snr: [] for snr in snrs}, []
     for clean, noise in pairs:
-        energy = 10 * torch.log10(frame_energy(clean[None], n_fft, hop_length)[0] + 1e-10)
+        energy = 10 * torch.log10(
+            frame_energy(clean[None], n_fft, hop_length)[0] + 1e-10
+        )
         for snr in snrs:
-            gate = gate_trace(model, _mix(clean, noise, snr)).mean(dim=-1)  # [passes, T]
+            # [passes, T]
+            gate = gate_trace(model, _mix(clean, noise, snr)).mean(dim=-1)
             frames = min(gate.shape[1], energy.numel())
             trace, target = gate[:, :frames].numpy(), energy[:frames].numpy()
-            correlations.append([
-                float(np.corrcoef(t, target)[0, 1]) if t.std() > 0 else 0.0 for t in trace
-            ])
+            correlations.append(
+                [
+                    float(np.corrcoef(t, target)[0, 1]) if t.std() > 0 else 0.0
+                    for t in trace
+                ]
+            )
             means[snr].append(trace.mean(axis=1))
             stds.append(float(trace.std(axis=1).mean()))
     return {
         "speech_correlation": np.mean(correlations, axis=0).tolist(),
-        "mean_gate": {snr: np.mean(values, axis=0).tolist() for snr, values in means.items()},
+        "mean_gate": {
+            snr: np.mean(values, axis=0).tolist() for snr, values in means.items()
+        },
         "time_std": float(np.mean(stds)),
     }
 
@@ -177,7 +185,13 @@ def _probe_r2(features, targets, folds, groups, ridges=RIDGE_GRID):
             for part in (0, 1):
                 fit, held = train & (inner != part), train & (inner == part)
                 if fit.any() and held.any():
-                    error += ((targets[held] - _ridge_predict(features, targets, fit, held, ridge)) ** 2).sum()
+                    error += (
+                        (
+                            targets[held]
+                            - _ridge_predict(features, targets, fit, held, ridge)
+                        )
+                        ** 2
+                    ).sum()
             return error
 
         best = min(ridges, key=inner_error) if len(ridges) > 1 else ridges[0]
@@ -186,18 +200,20 @@ def _probe_r2(features, targets, folds, groups, ridges=RIDGE_GRID):
     return float(1.0 - residual / ((targets - targets.mean()) ** 2).sum())
 
 
-def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256, ridges=RIDGE_GRID):
+def stream_probe(
+    model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256, ridges=RIDGE_GRID
+):
     """How much each bottleneck stream tells about the speech vs the noise.
 
     A linear probe: per stream, a ridge regression from the stream's
     features in a frame to the clean speech's and to the noise's frame
     energy (dB, floored 60 dB below the loudest frame) in that frame,
     trained and tested on different utterances (2 folds: alternate groups
-    of 4 ``pairs`` from 8 pairs on, else alternate pairs). Its R^2 says how much of each source's
-    energy the stream encodes linearly. A CM that splits speech from noise
-    has a relevant stream that predicts the speech better than the noise
-    (and an irrelevant stream the other way round); a plain self-attention
-    control has no reason to favour either.
+    of 4 ``pairs`` from 8 pairs on, else alternate pairs). Its R^2 says how
+    much of each source's energy the stream encodes linearly. A CM that splits
+    speech from noise has a relevant stream that predicts the speech better
+    than the noise (and an irrelevant stream the other way round); a plain
+    self-attention control has no reason to favour either.
 
     Arguments
     ---------
@@ -234,13 +250,19 @@ def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256,
     if len(pairs) < 2:
         raise ValueError("stream_probe needs at least 2 (speech, noise) pairs")
     features, speech, noise, folds, utterances = {}, [], [], [], []
-    group = 4 if len(pairs) >= 8 else 1  # alternate groups of 4 pairs (noises cycle in 4s)
+    # alternate groups of 4 pairs (noises cycle in 4s)
+    group = 4 if len(pairs) >= 8 else 1
     for index, (clean, noise_signal) in enumerate(pairs):
         for snr in snrs:
             noisy = _mix(clean, noise_signal, snr)
             streams = bottleneck_streams(model, noisy)
-            frames = min(len(next(iter(streams.values()))), 1 + clean.numel() // hop_length)
-            energies = [_energy_db(signal, n_fft, hop_length) for signal in (clean, noisy - clean)]
+            frames = min(
+                len(next(iter(streams.values()))), 1 + clean.numel() // hop_length
+            )
+            energies = [
+                _energy_db(signal, n_fft, hop_length)
+                for signal in (clean, noisy - clean)
+            ]
             frames = min([frames] + [e.numel() for e in energies])
             for name, values in streams.items():
                 features.setdefault(name, []).append(values[:frames])
@@ -253,8 +275,10 @@ def stream_probe(model, pairs, snrs=(0.0, 5.0, 10.0), n_fft=512, hop_length=256,
     result = {}
     for name, values in features.items():
         values = np.concatenate(values).astype(np.float64)
-        result[name] = {"speech_r2": _probe_r2(values, speech, folds, utterances, ridges),
-                        "noise_r2": _probe_r2(values, noise, folds, utterances, ridges)}
+        result[name] = {
+            "speech_r2": _probe_r2(values, speech, folds, utterances, ridges),
+            "noise_r2": _probe_r2(values, noise, folds, utterances, ridges),
+        }
     return result
 
 
@@ -280,17 +304,34 @@ def plot_gate(model, clean, noise, snr_db, path, sample_rate=16000, title=""):
     frames = min(gate.shape[1], energy.numel())
     seconds = frames * hop / sample_rate
     fig, axes = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
-    for ax, signal, name in [(axes[0], noisy, f"noisy ({snr_db:g} dB)"), (axes[1], clean, "clean")]:
-        spec = torch.stft(signal, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    for ax, signal, name in [
+        (axes[0], noisy, f"noisy ({snr_db:g} dB)"),
+        (axes[1], clean, "clean"),
+    ]:
+        spec = torch.stft(
+            signal, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True
+        )
         db = 20 * torch.log10(spec.abs() + 1e-6)
-        ax.imshow(db.numpy(), origin="lower", aspect="auto", vmin=float(db.max()) - 80,
-                  extent=[0, spec.shape[1] * hop / sample_rate, 0, sample_rate / 2000])
+        ax.imshow(
+            db.numpy(),
+            origin="lower",
+            aspect="auto",
+            vmin=float(db.max()) - 80,
+            extent=[0, spec.shape[1] * hop / sample_rate, 0, sample_rate / 2000],
+        )
         ax.set_ylabel("kHz")
         ax.set_title(name)
     last = gate[-1, :frames]
     order = torch.argsort(last.mean(dim=0))
-    image = axes[2].imshow(last[:, order].T.numpy(), origin="lower", aspect="auto", vmin=0, vmax=1,
-                           extent=[0, seconds, 0, last.shape[1]], cmap="viridis")
+    image = axes[2].imshow(
+        last[:, order].T.numpy(),
+        origin="lower",
+        aspect="auto",
+        vmin=0,
+        vmax=1,
+        extent=[0, seconds, 0, last.shape[1]],
+        cmap="viridis",
+    )
     axes[2].set_ylabel("channel (sorted)")
     axes[2].set_title("gate z of the last CM pass (1: speech-relevant stream)")
     fig.colorbar(image, ax=axes[2], fraction=0.02, pad=0.01)
@@ -299,7 +340,9 @@ def plot_gate(model, clean, noise, snr_db, path, sample_rate=16000, title=""):
         axes[3].plot(times, trace.numpy(), label=f"mean gate, pass {index + 1}")
     axes[3].set_ylabel("mean gate")
     twin = axes[3].twinx()
-    twin.plot(times, energy[:frames].numpy(), color="grey", alpha=0.6, label="clean energy")
+    twin.plot(
+        times, energy[:frames].numpy(), color="grey", alpha=0.6, label="clean energy"
+    )
     twin.set_ylabel("clean frame energy (dB)")
     axes[3].legend(loc="upper left", fontsize=7)
     axes[3].set_xlabel("seconds")

@@ -91,13 +91,18 @@ def _state_dict_mapping():
         for kind in ("weight", "bias"):
             # Distill-MOS's Sequential interleaves each conv with a LeakyReLU
             mapping[f"convs.{index}.{kind}"] = f"cnn.cnn.{2 * index}.{kind}"
-    for name, source in (("input_norm", "norm_input"), ("projection_norm", "transformer.norm")):
+    for name, source in (
+        ("input_norm", "norm_input"),
+        ("projection_norm", "transformer.norm"),
+    ):
         for kind in ("weight", "bias", "running_mean", "running_var"):
             mapping[f"{name}.{kind}"] = f"{_CKPT_PREFIX}{source}.{kind}"
     for kind in ("weight", "bias"):
         mapping[f"projection.{kind}"] = f"{_CKPT_PREFIX}transformer.linear_proj.{kind}"
     mapping["positions"] = f"{_CKPT_PREFIX}transformer.position_encoding.pe"
-    layer = nn.TransformerEncoderLayer(MODEL_SIZE, HEADS, 2 * MODEL_SIZE, batch_first=True)
+    layer = nn.TransformerEncoderLayer(
+        MODEL_SIZE, HEADS, 2 * MODEL_SIZE, batch_first=True
+    )
     for index in range(TRANSFORMER_LAYERS):
         for key in layer.state_dict():
             mapping[f"layers.{index}.{key}"] = (
@@ -252,7 +257,9 @@ class DistillMOSRepresentation(nn.Module):
         for name, source in _state_dict_mapping().items():
             value = checkpoint.get(source)
             if not torch.is_tensor(value):
-                raise ValueError(f"{path} is not a Distill-MOS weight file: no {source!r}")
+                raise ValueError(
+                    f"{path} is not a Distill-MOS weight file: no {source!r}"
+                )
             if value.shape != own[name].shape:
                 raise ValueError(
                     f"{path}: {source!r} has shape {tuple(value.shape)}, "
@@ -277,7 +284,9 @@ class DistillMOSRepresentation(nn.Module):
             return_complex=True,
         )
         spec = torch.view_as_real(spec)  # [B, F, T, 2]
-        magnitude = torch.sqrt(spec.pow(2).sum(-1, keepdim=True) + self.magnitude_floor**2)
+        magnitude = torch.sqrt(
+            spec.pow(2).sum(-1, keepdim=True) + self.magnitude_floor**2
+        )
         return (spec * magnitude.pow(COMPRESSION - 1.0)).permute(0, 3, 1, 2)
 
     def _frame_mask(self, lengths, batch, frames, device):
@@ -310,7 +319,9 @@ class DistillMOSRepresentation(nn.Module):
         magnitude = wavs.detach().abs()
         if lengths is not None:  # the peak of the valid samples
             valid = torch.round(lengths.to(wavs.device) * wavs.shape[-1])
-            magnitude = magnitude * (torch.arange(wavs.shape[-1], device=wavs.device) < valid[:, None])
+            magnitude = magnitude * (
+                torch.arange(wavs.shape[-1], device=wavs.device) < valid[:, None]
+            )
         peak = magnitude.amax(dim=-1, keepdim=True)
         x = self._compressed_spectrum(wavs / (peak + 1e-8))
         for conv in self.convs:

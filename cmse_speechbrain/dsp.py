@@ -29,10 +29,20 @@ def stft_pair(sample_rate, n_fft, hop_length):
     """
     win_ms = 1000.0 * n_fft / sample_rate
     hop_ms = 1000.0 * hop_length / sample_rate
-    stft = STFT(sample_rate, win_length=win_ms, hop_length=hop_ms, n_fft=n_fft,
-                window_fn=torch.hamming_window)
-    istft = ISTFT(sample_rate, n_fft=n_fft, win_length=win_ms, hop_length=hop_ms,
-                  window_fn=torch.hamming_window)
+    stft = STFT(
+        sample_rate,
+        win_length=win_ms,
+        hop_length=hop_ms,
+        n_fft=n_fft,
+        window_fn=torch.hamming_window,
+    )
+    istft = ISTFT(
+        sample_rate,
+        n_fft=n_fft,
+        win_length=win_ms,
+        hop_length=hop_ms,
+        window_fn=torch.hamming_window,
+    )
     return stft, istft
 
 
@@ -100,8 +110,13 @@ def resample(signal, orig_rate, new_rate):
         return AF.resample(signal, orig_rate, new_rate)
     from scipy.signal import resample_poly  # a SpeechBrain dependency
 
-    out = resample_poly(signal.detach().cpu().double().numpy(), up, down, axis=-1,
-                        window=_lowpass(max(up, down)))
+    out = resample_poly(
+        signal.detach().cpu().double().numpy(),
+        up,
+        down,
+        axis=-1,
+        window=_lowpass(max(up, down)),
+    )
     return torch.from_numpy(out).to(signal.dtype)
 
 
@@ -126,8 +141,11 @@ def resampled_length(samples, orig_rate, new_rate):
 
     Example
     -------
-    >>> [resampled_length(n, 44100, 16000) == resample(torch.zeros(n), 44100, 16000).numel()
-    ...  for n in (1, 441, 100001)]
+    >>> [
+    ...     resampled_length(n, 44100, 16000)
+    ...     == resample(torch.zeros(n), 44100, 16000).numel()
+    ...     for n in (1, 441, 100001)
+    ... ]
     [True, True, True]
     >>> resampled_length(7999, 7999, 16000)
     16000
@@ -201,5 +219,7 @@ def chunk_weights(length, starts, chunk, overlap, device=None):
     >>> torch.allclose(total, torch.ones(10))
     True
     """
-    return [chunk_weight(index, starts, length, chunk, overlap, device)
-            for index in range(len(starts))]
+    return [
+        chunk_weight(index, starts, length, chunk, overlap, device)
+        for index in range(len(starts))
+    ]

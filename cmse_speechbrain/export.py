@@ -52,9 +52,8 @@ import zipfile
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from torch import nn
-
 from speechbrain.utils.checkpoints import Checkpointer
+from torch import nn
 
 from cmse_speechbrain.dataio import atomic_output
 from cmse_speechbrain.init_record import init_yaml
@@ -77,7 +76,9 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def inference_yaml(model, run_name="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0):
+def inference_yaml(
+    model, run_name="", checkpoint="", chunk_seconds=10.0, overlap_seconds=1.0
+):
     """The inference YAML text of a network, written from its own record.
 
     The network is written as its class and the arguments it was built
@@ -113,7 +114,9 @@ def inference_yaml(model, run_name="", checkpoint="", chunk_seconds=10.0, overla
     """
     origin = ""
     if run_name or checkpoint:
-        origin = f'# Exported from training run "{run_name}", checkpoint {checkpoint}.\n'
+        origin = (
+            f'# Exported from training run "{run_name}", checkpoint {checkpoint}.\n'
+        )
     return INFERENCE_YAML.format(
         origin=origin,
         sample_rate=model.config["sample_rate"],
@@ -156,7 +159,8 @@ def check_model_folder(folder, model, model_key="enhance_model"):
     >>> check_model_folder(folder, CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16))
     Traceback (most recent call last):
     ...
-    ValueError: .../hyperparams.yaml: rebuilds CMCRNet with nhead=2, the network has nhead=4
+    ValueError: .../hyperparams.yaml: rebuilds CMCRNet with nhead=2, the network
+    has nhead=4
     """
     from cmse_speechbrain.safe_yaml import load_hyperparams
 
@@ -164,19 +168,35 @@ def check_model_folder(folder, model, model_key="enhance_model"):
     rebuilt = load_hyperparams(path)[model_key]
     name = type(model).__name__
     if type(rebuilt) is not type(model):
-        raise ValueError(f"{path}: rebuilds a {type(rebuilt).__name__}, the network is a {name}")
+        raise ValueError(
+            f"{path}: rebuilds a {type(rebuilt).__name__}, the network is a {name}"
+        )
     for key in dict(model.config, **rebuilt.config):
-        mine, theirs = model.config.get(key, "(missing)"), rebuilt.config.get(key, "(missing)")
+        mine, theirs = (
+            model.config.get(key, "(missing)"),
+            rebuilt.config.get(key, "(missing)"),
+        )
         if mine != theirs:
-            raise ValueError(f"{path}: rebuilds {name} with {key}={theirs!r}, the network has {key}={mine!r}")
+            raise ValueError(
+                f"{path}: rebuilds {name} with {key}={theirs!r}, "
+                f"the network has {key}={mine!r}"
+            )
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     rebuilt_shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     if shapes != rebuilt_shapes:
-        raise ValueError(f"{path}: rebuilds {name} with other parameters than the network's")
+        raise ValueError(
+            f"{path}: rebuilds {name} with other parameters than the network's"
+        )
 
 
-def export_model(run_folder, destination, max_key="quality", overwrite=False,
-                 chunk_seconds=10.0, overlap_seconds=1.0):
+def export_model(
+    run_folder,
+    destination,
+    max_key="quality",
+    overwrite=False,
+    chunk_seconds=10.0,
+    overlap_seconds=1.0,
+):
     """Exports the best checkpoint of a training run as a model folder.
 
     Arguments
@@ -215,16 +235,25 @@ def export_model(run_folder, destination, max_key="quality", overwrite=False,
         hparams = load_hyperpyyaml(fin)
     model = hparams["modules"]["model"]
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent)
+    )
     try:
         shutil.copyfile(checkpoint.paramfiles["model"], staging / "enhance_model.ckpt")
         (staging / "hyperparams.yaml").write_text(
-            inference_yaml(model, run_folder.resolve().name, checkpoint.path.name,
-                           chunk_seconds, overlap_seconds),
+            inference_yaml(
+                model,
+                run_folder.resolve().name,
+                checkpoint.path.name,
+                chunk_seconds,
+                overlap_seconds,
+            ),
             encoding="utf-8",
         )
         check_model_folder(staging, model)
-        meta = {k: v for k, v in checkpoint.meta.items() if isinstance(v, (int, float, str))}
+        meta = {
+            k: v for k, v in checkpoint.meta.items() if isinstance(v, (int, float, str))
+        }
         (staging / "checkpoint_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         staging.chmod(0o755)
         if destination.exists():
@@ -323,8 +352,10 @@ def _write_without_debug_tables(archive, path, root):
     """Rewrites a TorchScript archive without its ``.debug_pkl`` tables
     (source file paths of the machine it was traced on), under the folder
     name ``root``; TorchScript loads it the same."""
-    with zipfile.ZipFile(io.BytesIO(archive)) as source, \
-            zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+    with (
+        zipfile.ZipFile(io.BytesIO(archive)) as source,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target,
+    ):
         for info in source.infolist():
             if info.filename.endswith(".debug_pkl"):
                 continue
@@ -397,7 +428,9 @@ def export_network_files(model_folder, torchscript=True, onnx=True):
 
     folder = pathlib.Path(model_folder)
     # traced on the CPU, whatever device SpeechBrain would pick
-    model = EnhanceCMCR.from_hparams(source=str(folder), run_opts={"device": "cpu"}).mods.enhance_model
+    model = EnhanceCMCR.from_hparams(
+        source=str(folder), run_opts={"device": "cpu"}
+    ).mods.enhance_model
     written = []
     if torchscript:
         written.append(export_torchscript(model, folder / "enhance_model.pt"))
@@ -430,10 +463,14 @@ def check_onnx(model, path="<onnx>"):
     from cmse_speechbrain.safe_yaml import UnsafeModelError
 
     if model.functions:
-        raise UnsafeModelError(path, None, f"defines functions ({model.functions[0].name}): not allowed")
+        raise UnsafeModelError(
+            path, None, f"defines functions ({model.functions[0].name}): not allowed"
+        )
     for opset in model.opset_import:
         if opset.domain not in ONNX_DOMAINS:
-            raise UnsafeModelError(path, None, f"imports the operator domain {opset.domain!r}: not allowed")
+            raise UnsafeModelError(
+                path, None, f"imports the operator domain {opset.domain!r}: not allowed"
+            )
     graphs = [model.graph]
     while graphs:
         graph = graphs.pop()
@@ -441,14 +478,25 @@ def check_onnx(model, path="<onnx>"):
         for node in graph.node:
             if node.domain not in ONNX_DOMAINS:
                 raise UnsafeModelError(
-                    path, None, f"node {node.name!r} uses the custom operator {node.domain}.{node.op_type}"
+                    path,
+                    None,
+                    f"node {node.name!r} uses the custom "
+                    f"operator {node.domain}.{node.op_type}",
                 )
             for attribute in node.attribute:
-                graphs.extend(list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else []))
-                tensors.extend(list(attribute.tensors) + ([attribute.t] if attribute.HasField("t") else []))
+                graphs.extend(
+                    list(attribute.graphs)
+                    + ([attribute.g] if attribute.HasField("g") else [])
+                )
+                tensors.extend(
+                    list(attribute.tensors)
+                    + ([attribute.t] if attribute.HasField("t") else [])
+                )
         for tensor in tensors:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                raise UnsafeModelError(path, None, f"tensor {tensor.name!r} is stored in an external file")
+                raise UnsafeModelError(
+                    path, None, f"tensor {tensor.name!r} is stored in an external file"
+                )
     onnx.checker.check_model(model)
 
 
@@ -467,7 +515,9 @@ class OnnxNetwork:
 
     def __call__(self, spec):
         """Noisy spectrum [B, 2, F, T] -> enhanced spectrum [B, 2, F, T]."""
-        (enhanced,) = self.session.run(None, {"noisy_spectrum": spec.detach().cpu().numpy()})
+        (enhanced,) = self.session.run(
+            None, {"noisy_spectrum": spec.detach().cpu().numpy()}
+        )
         return torch.from_numpy(enhanced)
 
 
@@ -492,11 +542,14 @@ def load_network(path, trust_code=False):
     -------
     >>> from cmse_speechbrain.cmcr_net import CMCRNet
     >>> model = CMCRNet(channels=[4, 8, 8, 8, 8], d_model=16, nhead=2).eval()
-    >>> path = export_torchscript(model, getfixture("tmp_path") / "net.pt", example_seconds=0.5)
+    >>> path = export_torchscript(
+    ...     model, getfixture("tmp_path") / "net.pt", example_seconds=0.5
+    ... )
     >>> load_network(path)
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.safe_yaml.UnsafeModelError: .../net.pt: TorchScript is a program ...
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../net.pt: TorchScript is a
+    program ...
     """
     from cmse_speechbrain.safe_yaml import UnsafeModelError
 
@@ -519,13 +572,16 @@ def load_network(path, trust_code=False):
     if path.suffix == ".pt":
         if not trust_code:
             raise UnsafeModelError(
-                path, None,
-                "TorchScript is a program (its code runs when loaded and may call any "
-                "operator, reading files included) and cannot be checked; load the .onnx "
-                "file, or use trust_code=True only if you trust its author",
+                path,
+                None,
+                "TorchScript is a program (its code runs when loaded and may call "
+                "any operator, reading files included) and cannot be checked; load "
+                "the .onnx file, or use trust_code=True only if you trust its author",
             )
-        warnings.warn(f"{path}: TorchScript loaded with trust_code=True: it may run any code",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: TorchScript loaded with trust_code=True: it may run any code",
+            stacklevel=2,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
             warnings.simplefilter("ignore", DeprecationWarning)

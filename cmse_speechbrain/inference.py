@@ -35,18 +35,8 @@ import pathlib
 
 import soundfile as sf
 import torch
-
 from speechbrain.inference.interfaces import Pretrained
 
-from cmse_speechbrain.safe_yaml import UNSAFE_LOAD_ERRORS, describe_load_error
-from cmse_speechbrain.dsp import (
-    chunk_starts,
-    chunk_weight,
-    fit_length,
-    resample,
-    resample_ratio,
-    resampled_length,
-)
 from cmse_speechbrain.dataio import (
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -57,7 +47,21 @@ from cmse_speechbrain.dataio import (
     read_audio_checked,
     scratch_file,
 )
-from cmse_speechbrain.safe_yaml import check_weights_loaded, load_pretrained, random_weights_error
+from cmse_speechbrain.dsp import (
+    chunk_starts,
+    chunk_weight,
+    fit_length,
+    resample,
+    resample_ratio,
+    resampled_length,
+)
+from cmse_speechbrain.safe_yaml import (
+    UNSAFE_LOAD_ERRORS,
+    check_weights_loaded,
+    describe_load_error,
+    load_pretrained,
+    random_weights_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +101,17 @@ def check_device(device):
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise RuntimeError(f"{device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+        raise RuntimeError(
+            f"{device!r} is not a device (cpu, cuda, cuda:1, ...)"
+        ) from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(f"CUDA is not available (device {device!r})")
         count = torch.cuda.device_count()
         if parsed.index is not None and parsed.index >= count:
-            raise RuntimeError(f"there is no CUDA device {parsed.index} ({count} found)")
+            raise RuntimeError(
+                f"there is no CUDA device {parsed.index} ({count} found)"
+            )
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"MPS is not available (device {device!r})")
 
@@ -132,7 +140,8 @@ class ResampledReader:
     >>> signal = torch.randn(50000, generator=torch.Generator().manual_seed(0))
     >>> reader = ResampledReader(lambda a, b: signal[a:b], signal.numel(), 44100, 16000)
     >>> whole = resample(signal, 44100, 16000)
-    >>> len(reader) == whole.numel(), torch.allclose(reader.read(5000, 9000), whole[5000:9000], atol=1e-6)
+    >>> (len(reader) == whole.numel(),
+    ...  torch.allclose(reader.read(5000, 9000), whole[5000:9000], atol=1e-6))
     (True, True)
     """
 
@@ -154,7 +163,9 @@ class ResampledReader:
         start, stop = max(0, start), min(stop, len(self))
         if self.orig_rate == self.new_rate or stop <= start:
             return self._read(start, stop)
-        first = (start // self.up) * self.down - self.margin  # whole periods: same phases
+        first = (
+            start // self.up
+        ) * self.down - self.margin  # whole periods: same phases
         first = max(0, first)
         last = min(self.length, -(-stop // self.up) * self.down + self.margin)
         out = resample(self._read(first, last), self.orig_rate, self.new_rate)
@@ -188,8 +199,9 @@ class FileSignal:
     def __init__(self, path, sample_rate):
         self.blocks = AudioBlocks(path)
         self.info = self.blocks  # frames, samplerate, channels
-        self.reader = ResampledReader(self.blocks.read, self.blocks.frames,
-                                      self.blocks.samplerate, sample_rate)
+        self.reader = ResampledReader(
+            self.blocks.read, self.blocks.frames, self.blocks.samplerate, sample_rate
+        )
 
     def __len__(self):
         return len(self.reader)
@@ -230,7 +242,9 @@ class _FloatFile:
         if stop <= start:
             return torch.zeros(0)
         self._file.seek(4 * start)
-        return torch.from_numpy(np.fromfile(self._file, dtype=np.float32, count=stop - start))
+        return torch.from_numpy(
+            np.fromfile(self._file, dtype=np.float32, count=stop - start)
+        )
 
     def close(self):
         self._file.close()
@@ -251,13 +265,21 @@ def check_output_name(path):
     """
     path = pathlib.Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give a file name such as {path / 'enhanced.wav'}")
+        raise ValueError(
+            f"{path}: is a folder; give a file name such as {path / 'enhanced.wav'}"
+        )
     extension = path.suffix.lower()
     if not extension:
         raise ValueError(f"{path}: no extension, so no audio format; use .wav or .flac")
-    audio_format = {".aif": "AIFF", ".aifc": "AIFF"}.get(extension, extension[1:].upper())
-    if audio_format not in sf.available_formats() or not sf.check_format(audio_format, "PCM_16"):
-        raise ValueError(f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac")
+    audio_format = {".aif": "AIFF", ".aifc": "AIFF"}.get(
+        extension, extension[1:].upper()
+    )
+    if audio_format not in sf.available_formats() or not sf.check_format(
+        audio_format, "PCM_16"
+    ):
+        raise ValueError(
+            f"{path}: cannot write 16-bit PCM audio as {extension}; use .wav or .flac"
+        )
     return path
 
 
@@ -317,12 +339,25 @@ class EnhanceCMCR(Pretrained):
 
     #: ``from_hparams`` arguments of SpeechBrain's that a local folder does not
     #: need: accepted and ignored (nothing is fetched, no hub, no code file).
-    FETCH_ARGUMENTS = ("huggingface_cache_dir", "revision", "use_auth_token", "pymodule_file",
-                       "local_strategy", "fetch_config")
+    FETCH_ARGUMENTS = (
+        "huggingface_cache_dir",
+        "revision",
+        "use_auth_token",
+        "pymodule_file",
+        "local_strategy",
+        "fetch_config",
+    )
 
     @classmethod
-    def from_hparams(cls, source, hparams_file="hyperparams.yaml", savedir=None,
-                     trust_code=False, download_only=False, **kwargs):
+    def from_hparams(
+        cls,
+        source,
+        hparams_file="hyperparams.yaml",
+        savedir=None,
+        trust_code=False,
+        download_only=False,
+        **kwargs,
+    ):
         """Loads a local model folder (never a hub lookup), without running
         code from it.
 
@@ -377,14 +412,19 @@ class EnhanceCMCR(Pretrained):
             if not trust_code:
                 raise  # safe loading names the file itself
             if isinstance(error, KeyError) and error.args == ("pretrainer",):
-                raise random_weights_error(folder / hparams_file, ["enhance_model"]) from None
+                raise random_weights_error(
+                    folder / hparams_file, ["enhance_model"]
+                ) from None
             raise ValueError(
                 f"{folder}: a checkpoint in this model folder cannot be loaded safely "
                 f"({describe_load_error(error)})"
             ) from None
         if trust_code:  # safe loading checks it itself
-            check_weights_loaded(enhancer.mods, getattr(enhancer.hparams, "pretrainer", None),
-                                 folder / hparams_file)
+            check_weights_loaded(
+                enhancer.mods,
+                getattr(enhancer.hparams, "pretrainer", None),
+                folder / hparams_file,
+            )
         try:
             enhancer.check_settings()
         except ValueError as error:
@@ -403,13 +443,24 @@ class EnhanceCMCR(Pretrained):
         """
         from cmse_speechbrain.cmcr_net import CMCRNet, check_whole
 
-        check_whole("sample_rate", self.hparams.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
-        check_whole("min_audio_samples", getattr(self.hparams, "min_audio_samples", 1), 1,
-                    10 * self.hparams.sample_rate)
+        check_whole(
+            "sample_rate", self.hparams.sample_rate, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE
+        )
+        check_whole(
+            "min_audio_samples",
+            getattr(self.hparams, "min_audio_samples", 1),
+            1,
+            10 * self.hparams.sample_rate,
+        )
         model = self.mods.enhance_model
-        if isinstance(model, CMCRNet) and model.config["sample_rate"] != self.sample_rate:
-            raise ValueError(f"sample_rate {self.sample_rate} is not the rate of enhance_model "
-                             f"({model.config['sample_rate']})")
+        if (
+            isinstance(model, CMCRNet)
+            and model.config["sample_rate"] != self.sample_rate
+        ):
+            raise ValueError(
+                f"sample_rate {self.sample_rate} is not the rate of enhance_model "
+                f"({model.config['sample_rate']})"
+            )
         self.chunking()
 
     @property
@@ -439,11 +490,16 @@ class EnhanceCMCR(Pretrained):
         overlap_seconds = getattr(self.hparams, "chunk_overlap_seconds", 1.0)
         if seconds is None or seconds == 0:
             return 0, 0
-        for name, value in [("chunk_seconds", seconds), ("chunk_overlap_seconds", overlap_seconds)]:
+        for name, value in [
+            ("chunk_seconds", seconds),
+            ("chunk_overlap_seconds", overlap_seconds),
+        ]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number of seconds, got {value!r}")
             if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite positive number of seconds, got {value}")
+                raise ValueError(
+                    f"{name} must be a finite positive number of seconds, got {value}"
+                )
         shortest = int(getattr(self.hparams, "min_audio_samples", 1))
         chunk = round(seconds * self.sample_rate)
         if chunk < 2 * shortest:
@@ -473,7 +529,8 @@ class EnhanceCMCR(Pretrained):
         Example
         -------
         >>> from cmse_speechbrain.cmcr_net import CMCRNet
-        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        >>> net = CMCRNet(channels=[4, 8], d_model=8, nhead=2)
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": net},
         ...                        hparams={"sample_rate": 16000, "chunk_seconds": 1.0})
         >>> [enhancer.batch_key(n) for n in (255, 256, 511, 16000, 16001)]
         [0, 1, 1, 62, None]
@@ -512,45 +569,64 @@ class EnhanceCMCR(Pretrained):
         Example
         -------
         >>> from cmse_speechbrain.cmcr_net import CMCRNet
-        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
-        ...                        hparams={"sample_rate": 16000, "min_audio_samples": 512})
+        >>> net = CMCRNet(channels=[4, 8], d_model=8, nhead=2)
+        >>> enhancer = EnhanceCMCR(
+        ...     modules={"enhance_model": net},
+        ...     hparams={"sample_rate": 16000, "min_audio_samples": 512},
+        ... )
         >>> enhancer.check_batch(torch.zeros(2, 1000), torch.tensor([1.0, 0.6]))[1]
         [1000, 600]
         >>> enhancer.check_batch(torch.zeros(1000, 1))
         Traceback (most recent call last):
          ...
-        ValueError: enhance_batch: too short: 1 samples per signal, need at least 512 (a [N, 1] tensor is N signals of one sample; give [1, N])
+        ValueError: enhance_batch: too short: 1 samples per signal, need at least
+        512 (a [N, 1] tensor is N signals of one sample; give [1, N])
         """
         if not isinstance(noisy, torch.Tensor):
-            raise TypeError(f"enhance_batch: expected a torch.Tensor [batch, samples], got "
-                            f"{type(noisy).__name__} (torch.from_numpy converts an array)")
+            raise TypeError(
+                f"enhance_batch: expected a torch.Tensor [batch, samples], got "
+                f"{type(noisy).__name__} (torch.from_numpy converts an array)"
+            )
         if not noisy.is_floating_point():
-            raise TypeError(f"enhance_batch: {noisy.dtype} samples; give float samples in "
-                            "[-1, 1] (int16: divide by 32768)")
+            raise TypeError(
+                f"enhance_batch: {noisy.dtype} samples; give float samples in "
+                "[-1, 1] (int16: divide by 32768)"
+            )
         if noisy.dim() not in (1, 2):
-            raise ValueError(f"enhance_batch: expected [batch, samples] or [samples], got shape "
-                             f"{list(noisy.shape)}")
+            raise ValueError(
+                f"enhance_batch: expected [batch, samples] or [samples], got shape "
+                f"{list(noisy.shape)}"
+            )
         if noisy.numel() == 0:
             raise ValueError(f"enhance_batch: empty input, shape {list(noisy.shape)}")
         noisy = noisy.unsqueeze(0) if noisy.dim() == 1 else noisy
         shortest = int(getattr(self.hparams, "min_audio_samples", 1))
         if noisy.shape[1] < shortest:
-            raise ValueError(f"enhance_batch: too short: {noisy.shape[1]} samples per signal, need "
-                             f"at least {shortest} (a [N, 1] tensor is N signals of one sample; "
-                             "give [1, N])")
+            raise ValueError(
+                f"enhance_batch: too short: {noisy.shape[1]} samples per signal, need "
+                f"at least {shortest} (a [N, 1] tensor is N signals of one sample; "
+                "give [1, N])"
+            )
         if not torch.isfinite(noisy).all():
             raise ValueError("enhance_batch: the input has NaN or infinite samples")
         if lengths is None:
             return noisy.float(), None
         lengths = torch.as_tensor(lengths, dtype=torch.float64).flatten().cpu()
-        if lengths.numel() != noisy.shape[0] or not ((lengths > 0) & (lengths <= 1)).all():
-            raise ValueError(f"enhance_batch: lengths must be {noisy.shape[0]} relative lengths "
-                             f"in (0, 1], got {lengths.tolist()}")
+        if (
+            lengths.numel() != noisy.shape[0]
+            or not ((lengths > 0) & (lengths <= 1)).all()
+        ):
+            raise ValueError(
+                f"enhance_batch: lengths must be {noisy.shape[0]} relative lengths "
+                f"in (0, 1], got {lengths.tolist()}"
+            )
         sizes = [max(1, round(float(length) * noisy.shape[1])) for length in lengths]
         short = [k for k, size in enumerate(sizes) if size < shortest]
         if short:
-            raise ValueError(f"enhance_batch: signal {short[0]} is too short: {sizes[short[0]]} "
-                             f"samples, need at least {shortest}")
+            raise ValueError(
+                f"enhance_batch: signal {short[0]} is too short: {sizes[short[0]]} "
+                f"samples, need at least {shortest}"
+            )
         return noisy.float(), None if min(sizes) == noisy.shape[1] else sizes
 
     @torch.no_grad()
@@ -578,12 +654,14 @@ class EnhanceCMCR(Pretrained):
         Example
         -------
         >>> from cmse_speechbrain.cmcr_net import CMCRNet
-        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        >>> net = CMCRNet(channels=[4, 8], d_model=8, nhead=2)
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": net},
         ...                        hparams={"sample_rate": 16000})
         >>> a, b = torch.rand(3000) - 0.5, torch.rand(1800) - 0.5
         >>> batch = torch.stack([a, torch.nn.functional.pad(b, (0, 1200))])
         >>> out = enhancer.enhance_batch(batch, torch.tensor([1.0, 0.6]))
-        >>> torch.allclose(out[1, :1800], enhancer.enhance_batch(b), atol=1e-5), out[1, 1800:].abs().max().item()
+        >>> (torch.allclose(out[1, :1800], enhancer.enhance_batch(b), atol=1e-5),
+        ...  out[1, 1800:].abs().max().item())
         (True, 0.0)
         """
         squeeze = isinstance(noisy, torch.Tensor) and noisy.dim() == 1
@@ -595,10 +673,14 @@ class EnhanceCMCR(Pretrained):
             groups = {}
             for index, size in enumerate(sizes):
                 key = self.batch_key(size)
-                groups.setdefault(("alone", index) if key is None else key, []).append(index)
+                groups.setdefault(("alone", index) if key is None else key, []).append(
+                    index
+                )
             enhanced = torch.zeros_like(noisy)
             for members in groups.values():
-                batch = torch.zeros(len(members), max(sizes[i] for i in members), device=noisy.device)
+                batch = torch.zeros(
+                    len(members), max(sizes[i] for i in members), device=noisy.device
+                )
                 for row, index in enumerate(members):
                     batch[row, : sizes[index]] = noisy[index, : sizes[index]]
                 out = self._enhance_padded(batch)
@@ -617,7 +699,9 @@ class EnhanceCMCR(Pretrained):
                 starts = chunk_starts(length, chunk, overlap)
                 enhanced = torch.zeros_like(noisy)
                 for index, start in enumerate(starts):
-                    weight = chunk_weight(index, starts, length, chunk, overlap, noisy.device)
+                    weight = chunk_weight(
+                        index, starts, length, chunk, overlap, noisy.device
+                    )
                     piece = noisy[:, start : start + chunk]
                     enhanced[:, start : start + piece.shape[1]] += (
                         self._enhance(piece, None).float() * weight
@@ -645,10 +729,14 @@ class EnhanceCMCR(Pretrained):
         info = audio_info(filename)
         if info.channels > 1 and not mix_down:
             raise AudioFileError(
-                filename, f"has {info.channels} channels; mono expected (mix_down=False)"
+                filename,
+                f"has {info.channels} channels; mono expected (mix_down=False)",
             )
-        noisy = resample(read_audio_checked(filename, info.samplerate),
-                         info.samplerate, self.sample_rate)
+        noisy = resample(
+            read_audio_checked(filename, info.samplerate),
+            info.samplerate,
+            self.sample_rate,
+        )
         shortest = getattr(self.hparams, "min_audio_samples", 1)
         if noisy.numel() < shortest:
             raise AudioFileError(
@@ -690,7 +778,11 @@ class EnhanceCMCR(Pretrained):
         # resampling there and back rounds the length up: keep the input's
         enhanced = fit_length(enhanced, info.frames)
         if output_filename is not None:
-            self._write_pcm([enhanced], info.samplerate, self.check_output(filename, output_filename))
+            self._write_pcm(
+                [enhanced],
+                info.samplerate,
+                self.check_output(filename, output_filename),
+            )
         return enhanced
 
     def check_output(self, filename, output_filename):
@@ -748,11 +840,13 @@ class EnhanceCMCR(Pretrained):
         -------
         >>> import numpy as np
         >>> from cmse_speechbrain.cmcr_net import CMCRNet
-        >>> enhancer = EnhanceCMCR(modules={"enhance_model": CMCRNet(channels=[4, 8], d_model=8, nhead=2)},
+        >>> net = CMCRNet(channels=[4, 8], d_model=8, nhead=2)
+        >>> enhancer = EnhanceCMCR(modules={"enhance_model": net},
         ...                        hparams={"sample_rate": 16000, "chunk_seconds": 0.5,
         ...                                 "chunk_overlap_seconds": 0.1})
         >>> tmp = getfixture("tmp_path")
-        >>> sf.write(tmp / "in.wav", np.random.default_rng(0).uniform(-0.3, 0.3, 44100 * 2), 44100)
+        >>> noisy = np.random.default_rng(0).uniform(-0.3, 0.3, 44100 * 2)
+        >>> sf.write(tmp / "in.wav", noisy, 44100)
         >>> enhancer.enhance_to_file(tmp / "in.wav", tmp / "out.wav")
         1.0
         >>> sf.info(tmp / "out.wav").frames, sorted(p.name for p in tmp.iterdir())
@@ -763,7 +857,8 @@ class EnhanceCMCR(Pretrained):
         info = audio_info(filename)
         if info.channels > 1 and not mix_down:
             raise AudioFileError(
-                filename, f"has {info.channels} channels; mono expected (mix_down=False)"
+                filename,
+                f"has {info.channels} channels; mono expected (mix_down=False)",
             )
         length = resampled_length(info.frames, info.samplerate, self.sample_rate)
         if chunk == 0 or length <= chunk:  # one chunk: in memory, bounded anyway
@@ -772,28 +867,40 @@ class EnhanceCMCR(Pretrained):
             return self._write_pcm([enhanced], info.samplerate, output)
         with contextlib.ExitStack() as stack:
             noisy = stack.enter_context(FileSignal(filename, self.sample_rate))
-            scratch = _FloatFile(stack.enter_context(scratch_file(output.parent, ".f32")))
+            scratch = _FloatFile(
+                stack.enter_context(scratch_file(output.parent, ".f32"))
+            )
             stack.callback(scratch.close)
             self._enhance_chunks(noisy, scratch, chunk, overlap, filename)
             if info.samplerate != self.sample_rate:  # back to the input's rate
-                back = ResampledReader(scratch.read, scratch.length, self.sample_rate, info.samplerate)
-                at_rate = _FloatFile(stack.enter_context(scratch_file(output.parent, ".f32")))
+                back = ResampledReader(
+                    scratch.read, scratch.length, self.sample_rate, info.samplerate
+                )
+                at_rate = _FloatFile(
+                    stack.enter_context(scratch_file(output.parent, ".f32"))
+                )
                 stack.callback(at_rate.close)
                 block = max(1, chunk * info.samplerate // self.sample_rate)
                 for start in range(0, info.frames, block):
-                    piece = fit_length(back.read(start, min(start + block, info.frames)),
-                                       min(block, info.frames - start))
+                    piece = fit_length(
+                        back.read(start, min(start + block, info.frames)),
+                        min(block, info.frames - start),
+                    )
                     if not torch.isfinite(piece).all():
                         raise AudioFileError(filename, self.NON_FINITE)
                     at_rate.append(piece)
                 scratch = at_rate
             block = max(1, chunk)
-            blocks = (scratch.read(a, a + block) for a in range(0, scratch.length, block))
+            blocks = (
+                scratch.read(a, a + block) for a in range(0, scratch.length, block)
+            )
             return self._write_pcm(blocks, info.samplerate, output, scratch)
 
     #: Why a file whose enhanced signal is not finite fails.
-    NON_FINITE = ("the enhanced signal has NaN or infinite samples "
-                  "(input far beyond full scale?); nothing written")
+    NON_FINITE = (
+        "the enhanced signal has NaN or infinite samples "
+        "(input far beyond full scale?); nothing written"
+    )
 
     def _enhance_chunks(self, noisy, scratch, chunk, overlap, filename):
         """Enhances ``noisy`` (sliceable) chunk by chunk into ``scratch``,
@@ -805,13 +912,19 @@ class EnhanceCMCR(Pretrained):
         with self.inference_ctx:
             for index, start in enumerate(starts):
                 piece = noisy[start : start + chunk].to(self.device).unsqueeze(0)
-                weight = chunk_weight(index, starts, length, chunk, overlap, self.device)
+                weight = chunk_weight(
+                    index, starts, length, chunk, overlap, self.device
+                )
                 out = self._enhance(piece, None).float()[0] * weight
                 if not torch.isfinite(out).all():
                     raise AudioFileError(filename, self.NON_FINITE)
                 if carried is not None:
                     out[: carried.numel()] += carried
-                final = starts[index + 1] - start if index + 1 < len(starts) else out.numel()
+                final = (
+                    starts[index + 1] - start
+                    if index + 1 < len(starts)
+                    else out.numel()
+                )
                 scratch.append(out[:final])
                 carried = out[final:]
 
@@ -824,12 +937,19 @@ class EnhanceCMCR(Pretrained):
             peak = max(float(b.abs().max()) for b in blocks)
         else:
             step = max(1, rate)
-            peak = max(float(source.read(a, a + step).abs().max())
-                       for a in range(0, source.length, step))
-        with atomic_output(output) as partial, sf.SoundFile(
-                str(partial), "w", samplerate=rate, channels=1, subtype="PCM_16") as fout:
+            peak = max(
+                float(source.read(a, a + step).abs().max())
+                for a in range(0, source.length, step)
+            )
+        with (
+            atomic_output(output) as partial,
+            sf.SoundFile(
+                str(partial), "w", samplerate=rate, channels=1, subtype="PCM_16"
+            ) as fout,
+        ):
             for block in blocks:
-                fout.write((block / peak if peak > 1.0 else block).numpy())  # never clip
+                # never clip
+                fout.write((block / peak if peak > 1.0 else block).numpy())
         if peak > 1.0:
             logger.warning("%s: peak %.2f, scaled to 1.0", output, peak)
             return 1.0 / peak
@@ -860,11 +980,16 @@ class EnhanceCMCR(Pretrained):
         """
         unknown = set(kwargs) - {"savedir", "source"}
         if unknown:
-            raise TypeError(f"enhance_file() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+            raise TypeError(
+                "enhance_file() got an unexpected "
+                f"keyword argument {sorted(unknown)[0]!r}"
+            )
         if output_filename is not None:
             check_output_name(output_filename)  # before the work
         noisy, info = self.read_input(filename, mix_down)
-        return self.write_output(self.enhance_batch(noisy), info, filename, output_filename)
+        return self.write_output(
+            self.enhance_batch(noisy), info, filename, output_filename
+        )
 
     def forward(self, noisy, lengths=None):
         """Same as :meth:`enhance_batch`."""

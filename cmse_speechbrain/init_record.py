@@ -95,7 +95,8 @@ def init_yaml(module, indent=4):
     Example
     -------
     >>> from cmse_speechbrain.cmcr_net import CMCRNet
-    >>> print(init_yaml(CMCRNet(channels=[4, 8, 8, 8, 8]), indent=2))  # doctest: +ELLIPSIS
+    >>> net = CMCRNet(channels=[4, 8, 8, 8, 8])
+    >>> print(init_yaml(net, indent=2))  # doctest: +ELLIPSIS
     !new:cmse_speechbrain.cmcr_net.CMCRNet
       sample_rate: 16000
       n_fft: 512
@@ -115,6 +116,9 @@ def init_yaml(module, indent=4):
         except (TypeError, ValueError):
             readable = False
         if not readable:
-            raise TypeError(f"{cls.__qualname__}: argument {name}={value!r} cannot be written to a YAML")
+            raise TypeError(
+                f"{cls.__qualname__}: argument "
+                f"{name}={value!r} cannot be written to a YAML"
+            )
         lines.append(f"{' ' * indent}{name}: {text}")
     return "\n".join(lines)

@@ -166,7 +166,10 @@ def frozen_features(representation, signals, lengths=None):
         lengths = lengths.repeat(len(signals))
     with torch.no_grad():
         feats = representation(torch.cat(signals), lengths)
-    return [[level[i * batch : (i + 1) * batch] for level in feats] for i in range(len(signals))]
+    return [
+        [level[i * batch : (i + 1) * batch] for level in feats]
+        for i in range(len(signals))
+    ]
 
 
 class RandomConvRepresentation(nn.Module):
@@ -228,8 +231,7 @@ class RandomConvRepresentation(nn.Module):
             bound = (6.0 / (in_channels * 6)) ** 0.5  # He-uniform for ELU
             with torch.no_grad():
                 conv.weight.copy_(
-                    (torch.rand(conv.weight.shape, generator=generator) * 2 - 1)
-                    * bound
+                    (torch.rand(conv.weight.shape, generator=generator) * 2 - 1) * bound
                 )
                 conv.bias.zero_()
             conv.requires_grad_(False)
@@ -286,7 +288,9 @@ class SSLRepresentation(nn.Module):
     [(2, 10, 8), (2, 10, 8)]
     """
 
-    def __init__(self, ssl_model, layer_groups=((1, 2, 3), (4, 5, 6), (7, 8, 9), (10, 11, 12))):
+    def __init__(
+        self, ssl_model, layer_groups=((1, 2, 3), (4, 5, 6), (7, 8, 9), (10, 11, 12))
+    ):
         super().__init__()
         self.ssl_model = ssl_model
         self.layer_groups = [list(group) for group in layer_groups]
@@ -427,7 +431,8 @@ class ContrastiveRegularization(nn.Module):
     ... )
     >>> clean = torch.sin(torch.arange(8000) / 10.0).unsqueeze(0)
     >>> noisy = clean + 0.5 * torch.randn(1, 8000)
-    >>> round(float(cr(clean, clean, noisy)), 4), round(float(cr(noisy, clean, noisy)), 4)
+    >>> (round(float(cr(clean, clean, noisy)), 4),
+    ...  round(float(cr(noisy, clean, noisy)), 4))
     (0.0, 1.0)
     >>> bool(cr(0.5 * noisy, clean, noisy) == cr(noisy, clean, noisy))
     True
@@ -567,7 +572,9 @@ class CurricularNegative(nn.Module):
     Example
     -------
     >>> baseline = lambda noisy: 0.5 * noisy
-    >>> hard = CurricularNegative("noisy+baseline", baseline, start_steps=10, ramp_steps=10)
+    >>> hard = CurricularNegative(
+    ...     "noisy+baseline", baseline, start_steps=10, ramp_steps=10
+    ... )
     >>> [hard.weight(step) for step in (0, 10, 15, 20, 100)]
     [0.0, 0.0, 0.125, 0.25, 0.25]
     >>> hard(torch.ones(1, 4)).tolist()
@@ -577,11 +584,18 @@ class CurricularNegative(nn.Module):
     """
 
     def __init__(
-        self, negatives="noisy", model=None, start_steps=0, ramp_steps=2000, final_weight=0.25
+        self,
+        negatives="noisy",
+        model=None,
+        start_steps=0,
+        ramp_steps=2000,
+        final_weight=0.25,
     ):
         super().__init__()
         if negatives not in CR_NEGATIVES:
-            raise ValueError(f"cr_negatives must be one of {CR_NEGATIVES}, got {negatives!r}")
+            raise ValueError(
+                f"cr_negatives must be one of {CR_NEGATIVES}, got {negatives!r}"
+            )
         if negatives == "noisy+baseline" and model is None:
             raise ValueError(
                 "cr_negatives: noisy+baseline needs the model trained without CR: "
@@ -615,7 +629,9 @@ class CurricularNegative(nn.Module):
         if out.dim() == 3:  # [B, 1, samples]
             out = out[:, 0]
         if out.shape[-1] != noisy.shape[-1]:
-            out = F.pad(out, (0, max(0, noisy.shape[-1] - out.shape[-1])))[..., : noisy.shape[-1]]
+            out = F.pad(out, (0, max(0, noisy.shape[-1] - out.shape[-1])))[
+                ..., : noisy.shape[-1]
+            ]
         return out.detach()
 
 
@@ -718,17 +734,29 @@ class StreamContrastiveLoss(nn.Module):
         loudest = energy.max(dim=1, keepdim=True).values
         return (energy > self.active_ratio * loudest).float()
 
-    def _info_nce(self, anchor, anchor_norm, positive, positive_norm, negative,
-                  negative_norm, weights):
+    def _info_nce(
+        self,
+        anchor,
+        anchor_norm,
+        positive,
+        positive_norm,
+        negative,
+        negative_norm,
+        weights,
+    ):
         # Cosine similarities of the read-out h(x) = W x with targets y, in
         # the stream space: h(x).y = x.(W^T y) and |h(x)| = sqrt(x^T W^T W x)
         # (``positive``, ``negative``: W^T y; ``*_norm``: |y| or |h(x)|,
         # floored at 1e-12 as F.normalize does).
         scale = 1.0 / (anchor_norm[..., None] * self.temperature)
         same = (anchor * positive).sum(-1, keepdim=True) / positive_norm[..., None]
-        other_kind = (anchor * negative).sum(-1, keepdim=True) / negative_norm[..., None]
+        other_kind = (anchor * negative).sum(-1, keepdim=True) / negative_norm[
+            ..., None
+        ]
         # the same kind at the same frame of the other utterances
-        others = torch.bmm(anchor.transpose(0, 1), positive.permute(1, 2, 0))  # [T, B, C]
+        others = torch.bmm(
+            anchor.transpose(0, 1), positive.permute(1, 2, 0)
+        )  # [T, B, C]
         others = others.transpose(0, 1) / positive_norm.t()[None] * scale
         diagonal = torch.eye(anchor.shape[0], dtype=torch.bool, device=anchor.device)
         others = others.masked_fill(diagonal[:, None, :], float("-inf"))
@@ -773,12 +801,16 @@ class StreamContrastiveLoss(nn.Module):
             rel_norm = rel_sq.clamp(min=1e-24).sqrt()
             irr_norm = irr_sq.clamp(min=1e-24).sqrt()
             rel_speech, irr_noise = (rel * speech_w).sum(-1), (irr * noise_w).sum(-1)
-            contrast = self._info_nce(rel, rel_norm, speech_w, speech_norm, noise_w,
-                                      noise_norm, speech_active)
-            contrast = contrast + self._info_nce(irr, irr_norm, noise_w, noise_norm,
-                                                 speech_w, speech_norm, noise_active)
+            contrast = self._info_nce(
+                rel, rel_norm, speech_w, speech_norm, noise_w, noise_norm, speech_active
+            )
+            contrast = contrast + self._info_nce(
+                irr, irr_norm, noise_w, noise_norm, speech_w, speech_norm, noise_active
+            )
             # |h(r) - s|^2 + |h(i) - n|^2
-            residual = (rel_sq - 2 * rel_speech + speech_sq) + (irr_sq - 2 * irr_noise + noise_sq)
+            residual = (rel_sq - 2 * rel_speech + speech_sq) + (
+                irr_sq - 2 * irr_noise + noise_sq
+            )
             decomposition = (residual / scale * valid).sum() / valid.sum()
             total = total + contrast + self.decomposition_weight * decomposition
         return total / len(streams)
@@ -825,9 +857,11 @@ class ReconstructionLoss(nn.Module):
     True
     >>> terms = ReconstructionLoss(overestimate_weight=1.0).terms
     >>> noise = torch.randn(2, 8000) * 0.03
-    >>> bool(terms(clean + noise, clean)["overestimate"] > 0)  # residual noise: penalised
+    >>> # residual noise: penalised
+    >>> bool(terms(clean + noise, clean)["overestimate"] > 0)
     True
-    >>> float(terms(0.5 * clean, clean)["overestimate"])  # attenuated speech: not this term
+    >>> # attenuated speech: not this term
+    >>> float(terms(0.5 * clean, clean)["overestimate"])
     0.0
     """
 
@@ -868,7 +902,9 @@ class ReconstructionLoss(nn.Module):
         }
         if self.overestimate_weight:
             excess = F.relu(enh_mag - clean_mag)
-            terms["overestimate"] = masked_mse(excess, torch.zeros_like(excess), lengths)
+            terms["overestimate"] = masked_mse(
+                excess, torch.zeros_like(excess), lengths
+            )
         return terms
 
     def combine(self, terms):
@@ -1004,7 +1040,9 @@ class CMCRObjective(nn.Module):
         terms = self.reconstruction.terms(enhanced, clean, lengths, scale)
         terms["recon"] = loss = self.reconstruction.combine(terms)
         ramp = self.ramp()
-        use_cm = self.stream_contrast is not None and self.shares["cm"] > 0 and bool(streams)
+        use_cm = (
+            self.stream_contrast is not None and self.shares["cm"] > 0 and bool(streams)
+        )
         use_cr = self.contrastive_regularization is not None and self.shares["cr"] > 0
         noise = noisy - clean
         references = targets = hard_negative = None
@@ -1013,16 +1051,22 @@ class CMCRObjective(nn.Module):
             hard_weight = self.curricular_negative.weight(int(self.step))
             if hard_weight > 0:
                 hard_negative = self.curricular_negative(noisy)
-        if use_cm and use_cr and (
-            self.stream_contrast.representation
-            is self.contrastive_regularization.representation
+        if (
+            use_cm
+            and use_cr
+            and (
+                self.stream_contrast.representation
+                is self.contrastive_regularization.representation
+            )
         ):  # one frozen pass for the CR references and the CM targets
             signals = self.contrastive_regularization.reference_inputs(
                 clean, noisy, lengths, hard_negative
             )
             split = len(signals)
             signals += self.stream_contrast.target_inputs(clean, noise, lengths)
-            feats = frozen_features(self.stream_contrast.representation, signals, lengths)
+            feats = frozen_features(
+                self.stream_contrast.representation, signals, lengths
+            )
             references, targets = feats[:split], feats[split:]
         if use_cm:
             terms["cm"] = self.stream_contrast(streams, clean, noise, lengths, targets)
@@ -1070,7 +1114,9 @@ class CMCRObjective(nn.Module):
                 continue
             term_norm = norm(terms[name])
             old = self.weights[index].clone()
-            shares[name] = float(self.ramp() * old * term_norm / recon_norm.clamp(min=1e-12))
+            shares[name] = float(
+                self.ramp() * old * term_norm / recon_norm.clamp(min=1e-12)
+            )
             if term_norm > 0:
                 target = self.shares[name] * recon_norm / term_norm
                 momentum = self.rebalance_momentum if old > 0 else 0.0

@@ -74,16 +74,64 @@ def nanmean(scores):
 # on 30 ms Hanning frames with a quarter-frame hop. This follows Loizou's
 # MATLAB composite.m (and its common Python ports), with wide-band PESQ.
 
-_CENTRE_FREQS = np.array([
-    50.0, 120.0, 190.0, 260.0, 330.0, 400.0, 470.0, 540.0, 617.372, 703.378,
-    798.717, 904.128, 1020.38, 1148.30, 1288.72, 1442.54, 1610.70, 1794.16,
-    1993.93, 2211.08, 2446.71, 2701.97, 2978.04, 3276.17, 3597.63,
-])
-_BANDWIDTHS = np.array([
-    70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 70.0, 77.3724, 86.0056, 95.3398,
-    105.411, 116.256, 127.914, 140.423, 153.823, 168.154, 183.457, 199.776,
-    217.153, 235.631, 255.255, 276.072, 298.126, 321.465, 346.136,
-])
+_CENTRE_FREQS = np.array(
+    [
+        50.0,
+        120.0,
+        190.0,
+        260.0,
+        330.0,
+        400.0,
+        470.0,
+        540.0,
+        617.372,
+        703.378,
+        798.717,
+        904.128,
+        1020.38,
+        1148.30,
+        1288.72,
+        1442.54,
+        1610.70,
+        1794.16,
+        1993.93,
+        2211.08,
+        2446.71,
+        2701.97,
+        2978.04,
+        3276.17,
+        3597.63,
+    ]
+)
+_BANDWIDTHS = np.array(
+    [
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        70.0,
+        77.3724,
+        86.0056,
+        95.3398,
+        105.411,
+        116.256,
+        127.914,
+        140.423,
+        153.823,
+        168.154,
+        183.457,
+        199.776,
+        217.153,
+        235.631,
+        255.255,
+        276.072,
+        298.126,
+        321.465,
+        346.136,
+    ]
+)
 
 
 def _frames(signal, sample_rate):
@@ -145,7 +193,9 @@ def log_likelihood_ratio(clean, enhanced, sample_rate=16000, alpha=0.95):
     _, enh_poly = _lpc(enh_frames, order)
     values = []
     for r, a_clean, a_enh in zip(clean_acf, clean_poly, enh_poly):
-        toeplitz = r[np.abs(np.arange(order + 1)[:, None] - np.arange(order + 1)[None, :])]
+        toeplitz = r[
+            np.abs(np.arange(order + 1)[:, None] - np.arange(order + 1)[None, :])
+        ]
         numerator = a_enh @ toeplitz @ a_enh
         denominator = a_clean @ toeplitz @ a_clean
         values.append(np.log(max(numerator, 1e-12) / max(denominator, 1e-12)))
@@ -159,7 +209,10 @@ def _critical_band_filters(n_fft, sample_rate):
     f0 = _CENTRE_FREQS / (sample_rate / 2) * half
     bw = _BANDWIDTHS / (sample_rate / 2) * half
     norm = np.log(_BANDWIDTHS[0]) - np.log(_BANDWIDTHS)
-    filters = np.exp(-11 * ((bins[None, :] - np.floor(f0)[:, None]) / bw[:, None]) ** 2 + norm[:, None])
+    filters = np.exp(
+        -11 * ((bins[None, :] - np.floor(f0)[:, None]) / bw[:, None]) ** 2
+        + norm[:, None]
+    )
     return filters * (filters > np.exp(-30 / (2 * 2.303)))
 
 
@@ -188,15 +241,23 @@ def _local_peaks(energy, slope):
 
 def weighted_spectral_slope(clean, enhanced, sample_rate=16000, alpha=0.95):
     """Mean WSS distance over the best ``alpha`` fraction of frames (Klatt)."""
-    clean_energy = _band_energies(_frames(np.asarray(clean, float), sample_rate)[0], sample_rate)
-    enh_energy = _band_energies(_frames(np.asarray(enhanced, float), sample_rate)[0], sample_rate)
+    clean_energy = _band_energies(
+        _frames(np.asarray(clean, float), sample_rate)[0], sample_rate
+    )
+    enh_energy = _band_energies(
+        _frames(np.asarray(enhanced, float), sample_rate)[0], sample_rate
+    )
     k_max, k_locmax = 20.0, 1.0
     distances = []
     for ce, ee in zip(clean_energy, enh_energy):
         cs, es = np.diff(ce), np.diff(ee)
         cp, ep = _local_peaks(ce, cs), _local_peaks(ee, es)
-        w_clean = k_max / (k_max + ce.max() - ce[:-1]) * k_locmax / (k_locmax + cp - ce[:-1])
-        w_enh = k_max / (k_max + ee.max() - ee[:-1]) * k_locmax / (k_locmax + ep - ee[:-1])
+        w_clean = (
+            k_max / (k_max + ce.max() - ce[:-1]) * k_locmax / (k_locmax + cp - ce[:-1])
+        )
+        w_enh = (
+            k_max / (k_max + ee.max() - ee[:-1]) * k_locmax / (k_locmax + ep - ee[:-1])
+        )
         weights = (w_clean + w_enh) / 2
         distances.append((weights * (cs - es) ** 2).sum() / weights.sum())
     distances = np.sort(np.asarray(distances))
@@ -234,7 +295,9 @@ def composite_scores(clean, enhanced, sample_rate=16000, pesq_score=None):
     clean = np.asarray(clean, float)
     enhanced = np.asarray(enhanced, float)
     if pesq_score is None:
-        pesq_score = pesq_wb(torch.from_numpy(enhanced), torch.from_numpy(clean), sample_rate)
+        pesq_score = pesq_wb(
+            torch.from_numpy(enhanced), torch.from_numpy(clean), sample_rate
+        )
     llr = log_likelihood_ratio(clean, enhanced, sample_rate)
     wss = weighted_spectral_slope(clean, enhanced, sample_rate)
     ssnr = segmental_snr(clean, enhanced, sample_rate)
@@ -264,7 +327,9 @@ def si_sdr(clean, enhanced):
     enhanced = np.asarray(enhanced, float) - np.mean(enhanced)
     target = np.dot(enhanced, clean) / (np.dot(clean, clean) + 1e-12) * clean
     residual = enhanced - target
-    return float(10 * np.log10((target**2).sum() / ((residual**2).sum() + 1e-12) + 1e-12))
+    return float(
+        10 * np.log10((target**2).sum() / ((residual**2).sum() + 1e-12) + 1e-12)
+    )
 
 
 def _frame_powers(signal, frame, hop):
@@ -276,8 +341,16 @@ def _frame_powers(signal, frame, hop):
     return (frames**2).mean(axis=1)
 
 
-def pause_attenuation(enhanced, noisy, clean, sample_rate=16000, frame_ms=32.0,
-                      hop_ms=16.0, pause_db=40.0, speech_db=20.0):
+def pause_attenuation(
+    enhanced,
+    noisy,
+    clean,
+    sample_rate=16000,
+    frame_ms=32.0,
+    hop_ms=16.0,
+    pause_db=40.0,
+    speech_db=20.0,
+):
     """Noise removed in the speech pauses and the change of the speech level, in dB.
 
     The clean reference decides which frames are which: a frame is a
@@ -312,14 +385,16 @@ def pause_attenuation(enhanced, noisy, clean, sample_rate=16000, frame_ms=32.0,
     -------
     >>> rng = np.random.default_rng(0)
     >>> t = np.arange(32000) / 16000
-    >>> clean = np.where(t < 1.0, np.sin(2 * np.pi * 200 * t), 0.0)  # 1 s speech, 1 s pause
+    >>> # 1 s speech, 1 s pause
+    >>> clean = np.where(t < 1.0, np.sin(2 * np.pi * 200 * t), 0.0)
     >>> noise = 0.05 * rng.standard_normal(t.size)
     >>> scores = pause_attenuation(clean + 0.1 * noise, clean + noise, clean)
     >>> round(scores["pause_attenuation_db"], 1), round(scores["speech_level_db"], 1)
     (20.0, 0.0)
     >>> pause_attenuation(clean + noise, clean + noise, clean)["pause_attenuation_db"]
     0.0
-    >>> round(pause_attenuation(0.5 * clean, clean + noise, clean)["speech_level_db"], 1)
+    >>> attenuated = pause_attenuation(0.5 * clean, clean + noise, clean)
+    >>> round(attenuated["speech_level_db"], 1)
     -6.0
     """
     signals = []
@@ -330,7 +405,9 @@ def pause_attenuation(enhanced, noisy, clean, sample_rate=16000, frame_ms=32.0,
     length = min(s.size for s in signals)
     frame = max(1, int(round(frame_ms * sample_rate / 1000)))
     hop = max(1, int(round(hop_ms * sample_rate / 1000)))
-    enhanced_p, noisy_p, clean_p = (_frame_powers(s[:length], frame, hop) for s in signals)
+    enhanced_p, noisy_p, clean_p = (
+        _frame_powers(s[:length], frame, hop) for s in signals
+    )
     result = {"pause_attenuation_db": math.nan, "speech_level_db": math.nan}
     if clean_p.size == 0 or clean_p.max() <= 0:
         return result
@@ -339,10 +416,12 @@ def pause_attenuation(enhanced, noisy, clean, sample_rate=16000, frame_ms=32.0,
     tiny = 1e-20
     if pauses.any() and noisy_p[pauses].sum() > tiny:
         result["pause_attenuation_db"] = float(
-            10 * np.log10(noisy_p[pauses].sum() / max(enhanced_p[pauses].sum(), tiny)))
+            10 * np.log10(noisy_p[pauses].sum() / max(enhanced_p[pauses].sum(), tiny))
+        )
     if speech.any():
         result["speech_level_db"] = float(
-            10 * np.log10(max(enhanced_p[speech].sum(), tiny) / clean_p[speech].sum()))
+            10 * np.log10(max(enhanced_p[speech].sum(), tiny) / clean_p[speech].sum())
+        )
     return result
 
 

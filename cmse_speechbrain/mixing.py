@@ -165,7 +165,9 @@ def valid_mask(signal, lengths=None):
     return (steps[None, :] < samples[:, None]).to(signal.dtype)
 
 
-def mix_at_snr(speech, noise, snr_db, level_db, lengths=None, target=None, max_peak=0.99):
+def mix_at_snr(
+    speech, noise, snr_db, level_db, lengths=None, target=None, max_peak=0.99
+):
     """Mixes speech and noise at given SNRs and levels (the one mixing rule
     of training, validation and test sets).
 
@@ -194,7 +196,8 @@ def mix_at_snr(speech, noise, snr_db, level_db, lengths=None, target=None, max_p
     >>> speech = torch.sin(torch.arange(1000.0))[None]
     >>> noisy, target = mix_at_snr(speech, torch.randn(1, 1000), torch.tensor([10.0]),
     ...                            torch.tensor([-20.0]))
-    >>> round(float(10 * torch.log10(target.pow(2).sum() / (noisy - target).pow(2).sum())), 2)
+    >>> snr = 10 * torch.log10(target.pow(2).sum() / (noisy - target).pow(2).sum())
+    >>> round(float(snr), 2)
     10.0
     >>> round(float(20 * torch.log10(noisy.pow(2).mean().sqrt())), 2)
     -20.0
@@ -203,7 +206,9 @@ def mix_at_snr(speech, noise, snr_db, level_db, lengths=None, target=None, max_p
     target = speech if target is None else target
     speech, noise, target = speech * valid, noise * valid, target * valid
     noise_power = _masked_power(noise, valid).clamp(min=1e-12)
-    gain = torch.sqrt(_masked_power(speech, valid) / (noise_power * 10 ** (snr_db / 10)))
+    gain = torch.sqrt(
+        _masked_power(speech, valid) / (noise_power * 10 ** (snr_db / 10))
+    )
     noisy = speech + gain[:, None] * noise
     rms = _masked_power(noisy, valid).sqrt().clamp(min=1e-8)
     peak = noisy.abs().max(dim=1).values.clamp(min=1e-8)
@@ -296,10 +301,15 @@ class OnTheFlyMixer(nn.Module):
         super().__init__()
         if reverb_target not in ("early", "reverberant", "dry"):
             raise ValueError(
-                f"reverb_target must be 'early', 'reverberant' or 'dry', got {reverb_target!r}"
+                "reverb_target must be 'early', 'reverberant' "
+                f"or 'dry', got {reverb_target!r}"
             )
-        for name, value in [("reverb_prob", reverb_prob), ("second_noise_prob", second_noise_prob),
-                            ("babble_prob", babble_prob), ("tilt_prob", tilt_prob)]:
+        for name, value in [
+            ("reverb_prob", reverb_prob),
+            ("second_noise_prob", second_noise_prob),
+            ("babble_prob", babble_prob),
+            ("tilt_prob", tilt_prob),
+        ]:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if snr_low > snr_high or level_low > level_high:
@@ -356,7 +366,9 @@ class OnTheFlyMixer(nn.Module):
         lengths = bank["lengths"][files]
         offsets = (torch.rand(count, device=device) * lengths).long()
         steps = torch.arange(samples, device=device)
-        index = bank["starts"][files, None] + (offsets[:, None] + steps) % lengths[:, None]
+        index = (
+            bank["starts"][files, None] + (offsets[:, None] + steps) % lengths[:, None]
+        )
         return bank["audio"][index]
 
     def _tilt(self, noise, chosen):
@@ -371,16 +383,22 @@ class OnTheFlyMixer(nn.Module):
         unit = noise / _masked_power(noise, valid).sqrt().clamp(min=1e-8)[:, None]
         if self.second_noise_prob > 0:
             second = self.noise_segments(count, noise.shape[1], device)
-            second = second / _masked_power(second, valid).sqrt().clamp(min=1e-8)[:, None]
+            second = (
+                second / _masked_power(second, valid).sqrt().clamp(min=1e-8)[:, None]
+            )
             chosen = (torch.rand(count, device=device) < self.second_noise_prob).float()
             gain = 10 ** (_uniform(-5, 5, count, device) / 20)
             unit = unit + (chosen * gain)[:, None] * second
         if self.babble_prob > 0 and count > 1:
             talkers = min(self.babble_talkers, count - 1)
-            babble = sum(torch.roll(speech, shifts, dims=0) for shifts in range(1, talkers + 1))
+            babble = sum(
+                torch.roll(speech, shifts, dims=0) for shifts in range(1, talkers + 1)
+            )
             babble = babble * valid
             power = _masked_power(babble, valid).sqrt()
-            chosen = ((torch.rand(count, device=device) < self.babble_prob) & (power > 1e-6)).float()
+            chosen = (
+                (torch.rand(count, device=device) < self.babble_prob) & (power > 1e-6)
+            ).float()
             gain = 10 ** (_uniform(-5, 5, count, device) / 20) / power.clamp(min=1e-8)
             unit = unit + (chosen * gain)[:, None] * babble
         if self.tilt_prob > 0:
@@ -399,8 +417,10 @@ class OnTheFlyMixer(nn.Module):
             target = fft_convolve(speech, self._rirs["early"][index]) * valid
         else:
             target = wet if self.reverb_target == "reverberant" else speech
-        return (torch.where(chosen[:, None], wet, speech),
-                torch.where(chosen[:, None], target, speech))
+        return (
+            torch.where(chosen[:, None], wet, speech),
+            torch.where(chosen[:, None], target, speech),
+        )
 
     @torch.no_grad()
     def forward(self, clean, lengths=None):
@@ -478,7 +498,9 @@ def write_fixed_mixtures(
     >>> t = np.arange(16000) / 16000
     >>> sf.write(tmp / "tone.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
     >>> sf.write(tmp / "hiss.wav", np.random.default_rng(0).normal(0, 0.1, 8000), 16000)
-    >>> manifest = write_fixed_mixtures([tmp / "tone.wav"], [tmp / "hiss.wav"], [5.0], tmp / "set")
+    >>> manifest = write_fixed_mixtures(
+    ...     [tmp / "tone.wav"], [tmp / "hiss.wav"], [5.0], tmp / "set"
+    ... )
     >>> entry = manifest["tone"]
     >>> entry["snr"], entry["length"], pathlib.Path(entry["noisy_wav"]).exists()
     (5.0, 1.0, True)
@@ -494,7 +516,7 @@ def write_fixed_mixtures(
         clean = read_audio_checked(clean_file, sample_rate)
         utt_id = pathlib.Path(clean_file).stem
         if start_seconds is not None:
-            clean = clean[int(start_seconds * sample_rate):]
+            clean = clean[int(start_seconds * sample_rate) :]
             utt_id = f"{utt_id}_{start_seconds:g}s"
             if clean.numel() < sample_rate:
                 continue
@@ -502,11 +524,17 @@ def write_fixed_mixtures(
         i, index = index, index + 1
         noise = noises[i % len(noises)]
         noise = noise.repeat(clean.numel() // noise.numel() + 2)
-        start = int(torch.randint(0, noise.numel() - clean.numel() + 1, (1,), generator=generator))
+        start = int(
+            torch.randint(
+                0, noise.numel() - clean.numel() + 1, (1,), generator=generator
+            )
+        )
         snr = float(snrs[i % len(snrs)])
         noisy, target = mix_at_snr(
-            clean[None], noise[None, start : start + clean.numel()],
-            torch.tensor([snr]), torch.tensor([level_db]),
+            clean[None],
+            noise[None, start : start + clean.numel()],
+            torch.tensor([snr]),
+            torch.tensor([level_db]),
         )
         paths = {}
         for kind, signal in [("noisy", noisy[0]), ("clean", target[0])]:

@@ -25,10 +25,9 @@ import time
 import numpy as np
 import torch
 import torchaudio.functional as AF
-from torch import nn
-
 from speechbrain.lobes.models.MetricGAN import EnhancementGenerator
 from speechbrain.processing.features import spectral_magnitude
+from torch import nn
 
 from cmse_speechbrain.dsp import stft_pair
 
@@ -187,12 +186,16 @@ class _PeerDenoiser:
         squeeze = wavs.dim() == 1
         batch = wavs.unsqueeze(0) if squeeze else wavs
         if batch.dim() != 2:
-            raise ValueError(f"expected [batch, samples] or [samples], got {tuple(wavs.shape)}")
+            raise ValueError(
+                f"expected [batch, samples] or [samples], got {tuple(wavs.shape)}"
+            )
         total = batch.shape[1]
         if lengths is None:
             lengths = torch.ones(len(batch))
         enhanced = torch.zeros(batch.shape, dtype=torch.float32)
-        for row, (wav, rel) in enumerate(zip(batch.detach().cpu().float(), lengths.cpu())):
+        for row, (wav, rel) in enumerate(
+            zip(batch.detach().cpu().float(), lengths.cpu())
+        ):
             n = min(total, int(round(float(rel) * total)))
             if n > 0:
                 enhanced[row, :n] = _fit(self._enhance_one(wav[:n].contiguous()), n)
@@ -241,7 +244,9 @@ class _Frames48k(_PeerDenoiser):
         self.setup_seconds += time.perf_counter() - start
         try:
             for i in range(0, padded.size, self.frame):
-                self._process(state, padded[i : i + self.frame], out[i : i + self.frame])
+                self._process(
+                    state, padded[i : i + self.frame], out[i : i + self.frame]
+                )
         finally:
             self._free_state(state)
         y = torch.from_numpy(out[self.delay : self.delay + x.numel()] / self.scale)
@@ -311,16 +316,22 @@ class DeepFilterNet3(_Frames48k):
             raise RuntimeError(f"{library}: frame length {hop}, expected {self.frame}")
 
     def _new_state(self):
-        state = self._lib.df_create(str(self.model_path).encode(), self.atten_lim_db, None)
+        state = self._lib.df_create(
+            str(self.model_path).encode(), self.atten_lim_db, None
+        )
         if not state:
-            raise RuntimeError(f"{self.model_path}: DeepFilterNet could not load this model")
+            raise RuntimeError(
+                f"{self.model_path}: DeepFilterNet could not load this model"
+            )
         return state
 
     def _free_state(self, state):
         self._lib.df_free(state)
 
     def _process(self, state, frame_in, frame_out):
-        self._lib.df_process_frame(state, _float_pointer(frame_in), _float_pointer(frame_out))
+        self._lib.df_process_frame(
+            state, _float_pointer(frame_in), _float_pointer(frame_out)
+        )
 
 
 class RNNoise(_Frames48k):
@@ -347,7 +358,8 @@ class RNNoise(_Frames48k):
 
     def __init__(self):
         super().__init__()
-        spec = importlib.util.find_spec("pyrnnoise")  # not imported: its CLI pulls in plots
+        # not imported: its CLI pulls in plots
+        spec = importlib.util.find_spec("pyrnnoise")
         if spec is None or not spec.submodule_search_locations:
             raise _missing("RNNoise", "pyrnnoise")
         names = {"darwin": "librnnoise.dylib", "win32": "rnnoise.dll"}
@@ -366,7 +378,8 @@ class RNNoise(_Frames48k):
         lib.rnnoise_process_frame.restype = ctypes.c_float
         if lib.rnnoise_get_frame_size() != self.frame:
             raise RuntimeError(
-                f"{library}: frame size {lib.rnnoise_get_frame_size()}, expected {self.frame}"
+                f"{library}: frame size "
+                f"{lib.rnnoise_get_frame_size()}, expected {self.frame}"
             )
         self._lib = lib
 
@@ -381,7 +394,9 @@ class RNNoise(_Frames48k):
 
     def _process(self, state, frame_in, frame_out):
         # rnnoise_process_frame(state, out, in); returns the voice probability
-        self._lib.rnnoise_process_frame(state, _float_pointer(frame_out), _float_pointer(frame_in))
+        self._lib.rnnoise_process_frame(
+            state, _float_pointer(frame_out), _float_pointer(frame_in)
+        )
 
 
 class NoiseReduce(_PeerDenoiser):
@@ -417,4 +432,8 @@ class NoiseReduce(_PeerDenoiser):
         return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
-PEERS = {"deepfilternet3": DeepFilterNet3, "rnnoise": RNNoise, "noisereduce": NoiseReduce}
+PEERS = {
+    "deepfilternet3": DeepFilterNet3,
+    "rnnoise": RNNoise,
+    "noisereduce": NoiseReduce,
+}

@@ -14,9 +14,8 @@ import pathlib
 import shutil
 import sys
 
-from hyperpyyaml import load_hyperpyyaml
-
 import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.sampler import ReproducibleRandomSampler
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
@@ -117,7 +116,9 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
     steps_per_epoch = hparams.get("train_steps_per_epoch")
     if steps_per_epoch:  # on-the-fly crops: an epoch is a number of steps
         train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
-            datasets["train"], seed=hparams["seed"], replacement=True,
+            datasets["train"],
+            seed=hparams["seed"],
+            replacement=True,
             num_samples=steps_per_epoch * train_loader_kwargs["batch_size"],
         )
         train_loader_kwargs["shuffle"] = False

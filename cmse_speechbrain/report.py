@@ -61,15 +61,28 @@ from cmse_speechbrain.metrics import (
 
 logger = logging.getLogger(__name__)
 
-INTRUSIVE = {"pesq": "PESQ", "stoi": "STOI", "csig": "CSIG", "cbak": "CBAK", "covl": "COVL",
-             "si_sdr": "SI-SDR", "pause_attenuation_db": "pause attenuation dB",
-             "speech_level_db": "speech level dB"}
-DNSMOS = {"dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK", "dnsmos_ovrl": "DNSMOS OVRL"}
+INTRUSIVE = {
+    "pesq": "PESQ",
+    "stoi": "STOI",
+    "csig": "CSIG",
+    "cbak": "CBAK",
+    "covl": "COVL",
+    "si_sdr": "SI-SDR",
+    "pause_attenuation_db": "pause attenuation dB",
+    "speech_level_db": "speech level dB",
+}
+DNSMOS = {
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+}
 METRIC_RATE = 16000
 #: Said on a page whose players link to the original files (``copy_audio=False``).
-LINKED_AUDIO_NOTE = ("The players link to the original audio files by paths relative to this page: "
-                     "move the page only together with them (or write it with copies, without "
-                     "--link-audio).")
+LINKED_AUDIO_NOTE = (
+    "The players link to the original audio files by paths relative to this page: "
+    "move the page only together with them (or write it with copies, without "
+    "--link-audio)."
+)
 DYNAMIC_RANGE_DB = 80.0
 SPECTROGRAM_DPI = 64
 PANEL_INCHES = (3.6, 2.4)
@@ -109,7 +122,9 @@ def audio_files(source, exclude=None):
             raise OSError(f"{path}: {problem[0] if problem else 'cannot read'}")
         key = page_key(relative.with_suffix("").as_posix())
         if key in files:
-            logger.warning("%s: same name as %s; the report uses the first", path, files[key])
+            logger.warning(
+                "%s: same name as %s; the report uses the first", path, files[key]
+            )
             continue
         files[key] = path
     return files
@@ -125,8 +140,11 @@ def page_key(key):
     >>> page_key("../../etc/x"), page_key("/abs/y"), page_key("sub/ok")
     ('__/__/etc/x', 'abs/y', 'sub/ok')
     """
-    parts = [("__" if part == ".." else part) for part in printable(key).split("/")
-             if part not in ("", ".")]
+    parts = [
+        ("__" if part == ".." else part)
+        for part in printable(key).split("/")
+        if part not in ("", ".")
+    ]
     return "/".join(parts) or "_"
 
 
@@ -151,7 +169,9 @@ def mean_interval(values, confidence=0.95):
     mean = float(values.mean())
     if n < 2:
         return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    half = float(
+        stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    )
     return mean, mean - half, mean + half, n
 
 
@@ -172,14 +192,17 @@ def _at_metric_rate(audio, rate):
 
 
 def _scores(signal, reference, noisy, use_dnsmos):
-    """The metrics of one version of a file (16 kHz tensors), and why some are absent ("").
+    """The metrics of one version of a file (16 kHz tensors), and why some are
+    absent ("").
 
     The residual-noise metrics need the noisy input (None: not scored)."""
     scores, problems = {}, []
     if reference is not None:
         if abs(signal.numel() - reference.numel()) > LENGTH_TOLERANCE:
-            problems.append(f"{signal.numel()} samples at 16 kHz but the clean reference has "
-                            f"{reference.numel()}: not scored against it")
+            problems.append(
+                f"{signal.numel()} samples at 16 kHz but the clean reference has "
+                f"{reference.numel()}: not scored against it"
+            )
         else:
             n = min(signal.numel(), reference.numel())
             sig, ref = signal[:n].double(), reference[:n].double()
@@ -187,11 +210,19 @@ def _scores(signal, reference, noisy, use_dnsmos):
             scores.update({k: composite[k] for k in ("pesq", "csig", "cbak", "covl")})
             scores["stoi"] = stoi_score(sig, ref, METRIC_RATE)
             scores["si_sdr"] = si_sdr(ref.numpy(), sig.numpy())
-            if noisy is not None and abs(noisy.numel() - reference.numel()) <= LENGTH_TOLERANCE:
+            if (
+                noisy is not None
+                and abs(noisy.numel() - reference.numel()) <= LENGTH_TOLERANCE
+            ):
                 scores.update(pause_attenuation(sig, noisy, ref, METRIC_RATE))
     if use_dnsmos:
         try:
-            scores.update({f"dnsmos_{k}": v for k, v in dnsmos_scores(signal, METRIC_RATE).items()})
+            scores.update(
+                {
+                    f"dnsmos_{k}": v
+                    for k, v in dnsmos_scores(signal, METRIC_RATE).items()
+                }
+            )
         except (ValueError, RuntimeError) as error:
             problems.append(f"no DNSMOS ({' '.join(str(error).split())})")
     return scores, "; ".join(problems)
@@ -199,7 +230,9 @@ def _scores(signal, reference, noisy, use_dnsmos):
 
 def _spectrogram_db(audio, rate):
     n_fft = _n_fft(rate)
-    spec = torch.stft(audio, n_fft, n_fft // 2, window=torch.hann_window(n_fft), return_complex=True)
+    spec = torch.stft(
+        audio, n_fft, n_fft // 2, window=torch.hann_window(n_fft), return_complex=True
+    )
     return (20 * torch.log10(spec.abs() + 1e-6)).numpy()
 
 
@@ -239,28 +272,46 @@ def save_spectrograms(panels, path):
         Width and height in pixels.
     """
     plt = _pyplot()
-    specs = [None if item is None else (_spectrogram_db(*item), *item) for _, item in panels]
+    specs = [
+        None if item is None else (_spectrogram_db(*item), *item) for _, item in panels
+    ]
     peaks = [float(s[0].max()) for s in specs if s is not None]
     vmax = max(peaks) if peaks else 0.0
-    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_INCHES[0] * len(panels), PANEL_INCHES[1]),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(PANEL_INCHES[0] * len(panels), PANEL_INCHES[1]),
+        sharey=True,
+        squeeze=False,
+    )
     image = None
     for ax, (title, _), spec in zip(axes[0], panels, specs):
         ax.set_title(_plain(title), fontsize=9)
         if spec is None:
-            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes
+            )
             ax.set_xticks([])
             continue
         db, audio, rate = spec
-        image = ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - DYNAMIC_RANGE_DB,
-                          vmax=vmax, extent=[0, len(audio) / rate, 0, rate / 2000],
-                          interpolation="nearest")
+        image = ax.imshow(
+            db,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=vmax - DYNAMIC_RANGE_DB,
+            vmax=vmax,
+            extent=[0, len(audio) / rate, 0, rate / 2000],
+            interpolation="nearest",
+        )
         ax.set_xlabel("s", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("kHz", fontsize=8)
     fig.tight_layout()
     if image is not None:
-        fig.colorbar(image, ax=list(axes[0]), pad=0.01, fraction=0.02).ax.tick_params(labelsize=7)
+        fig.colorbar(image, ax=list(axes[0]), pad=0.01, fraction=0.02).ax.tick_params(
+            labelsize=7
+        )
     with atomic_output(path) as partial:
         fig.savefig(partial, dpi=SPECTROGRAM_DPI, format="png")
     size = fig.get_size_inches() * SPECTROGRAM_DPI
@@ -273,12 +324,23 @@ def plot_per_file(keys, scores, rows, metrics, path):
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 2.2 * len(metrics)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(metrics), 1, figsize=(10, 2.2 * len(metrics)), sharex=True, squeeze=False
+    )
     x = np.arange(1, len(keys) + 1)
     for ax, metric in zip(axes[:, 0], metrics):
         for k, name in enumerate(rows):
             y = [scores[name].get(key, {}).get(metric, math.nan) for key in keys]
-            ax.plot(x, y, "os^vD<>"[k % 7], ms=4, ls="none", color=f"C{k}", alpha=0.8, label=_plain(name))
+            ax.plot(
+                x,
+                y,
+                "os^vD<>"[k % 7],
+                ms=4,
+                ls="none",
+                color=f"C{k}",
+                alpha=0.8,
+                label=_plain(name),
+            )
         ax.set_ylabel({**INTRUSIVE, **DNSMOS}[metric])
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -291,12 +353,17 @@ def plot_per_file(keys, scores, rows, metrics, path):
 
 
 def _url(path):
-    return html.escape(urllib.parse.quote(os.fsencode(pathlib.PurePath(path).as_posix())))
+    return html.escape(
+        urllib.parse.quote(os.fsencode(pathlib.PurePath(path).as_posix()))
+    )
 
 
 def _number(value, metric):
-    return "–" if value is None or not math.isfinite(value) else (
-        f"{value:.3f}" if metric == "stoi" else f"{value:.2f}")
+    return (
+        "–"
+        if value is None or not math.isfinite(value)
+        else (f"{value:.3f}" if metric == "stoi" else f"{value:.2f}")
+    )
 
 
 STYLE = """
@@ -342,8 +409,12 @@ if (/[?&]selftest\b/.test(location.search)) {
     waits.push(new Promise(function (done) {
       var item = {src: audio.getAttribute("src")};
       result.audio.push(item);
-      audio.addEventListener("loadedmetadata", function () { item.duration = audio.duration; done(); });
-      audio.addEventListener("error", function () { item.error = "cannot load"; done(); });
+      audio.addEventListener("loadedmetadata", function () {
+        item.duration = audio.duration; done();
+      });
+      audio.addEventListener("error", function () {
+        item.error = "cannot load"; done();
+      });
       audio.preload = "metadata";
       audio.load();
     }));
@@ -373,7 +444,8 @@ window.selftestErrors = [];
 window.addEventListener("error", function (e) {
   var t = e.target;
   window.selftestErrors.push(t && t !== window && t.tagName ?
-    "cannot load " + t.tagName.toLowerCase() + " " + (t.getAttribute("src") || "") : String(e.message));
+    "cannot load " + t.tagName.toLowerCase() + " " + (t.getAttribute("src") || "") :
+    String(e.message));
 }, true);
 (function (original) {
   console.error = function () {
@@ -385,26 +457,51 @@ window.addEventListener("error", function (e) {
 
 
 def _summary_table(rows, columns, stats):
-    head = "".join(f"<th>{html.escape(title)}</th>" for title in ["system", "files", *columns.values()])
+    head = "".join(
+        f"<th>{html.escape(title)}</th>"
+        for title in ["system", "files", *columns.values()]
+    )
     body = []
     for name in rows:
         n = max((stats[name][m][3] for m in columns), default=0)
-        cells = [f'<td data-v="{html.escape(name)}">{html.escape(name)}</td>', f'<td data-v="{n}">{n}</td>']
+        cells = [
+            f'<td data-v="{html.escape(name)}">{html.escape(name)}</td>',
+            f'<td data-v="{n}">{n}</td>',
+        ]
         for metric in columns:
             mean, low, high, count = stats[name][metric]
             if count == 0:
                 cells.append('<td data-v="">–</td>')
                 continue
-            interval = "" if count < 2 else (
-                f"<br><small>[{_number(low, metric)}, {_number(high, metric)}]</small>")
-            cells.append(f'<td data-v="{mean:.6g}">{_number(mean, metric)}{interval}</td>')
+            interval = (
+                ""
+                if count < 2
+                else (
+                    f"<br><small>[{_number(low, metric)}, "
+                    f"{_number(high, metric)}]</small>"
+                )
+            )
+            cells.append(
+                f'<td data-v="{mean:.6g}">{_number(mean, metric)}{interval}</td>'
+            )
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f'<table class="sortable" id="summary"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (
+        f'<table class="sortable" id="summary"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
-def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy_audio=True,
-                 title="Listening report", progress=True):
+def write_report(
+    clean_dir,
+    noisy_dir,
+    systems,
+    output_dir,
+    *,
+    dnsmos=None,
+    copy_audio=True,
+    title="Listening report",
+    progress=True,
+):
     """Writes ``output_dir/index.html``: players, spectrograms and metrics.
 
     Arguments
@@ -443,9 +540,10 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
     >>> rng = np.random.default_rng(0)
     >>> for folder in ["noisy", "quiet"]:
     ...     (tmp / folder).mkdir()
-    ...     sf.write(tmp / folder / "take 1.wav", 0.1 * rng.standard_normal(8000), 16000)
-    >>> done = write_report(None, tmp / "noisy", {"quiet": tmp / "quiet"}, tmp / "report",
-    ...                     dnsmos=False, progress=False)
+    ...     noisy = 0.1 * rng.standard_normal(8000)
+    ...     sf.write(tmp / folder / "take 1.wav", noisy, 16000)
+    >>> done = write_report(None, tmp / "noisy", {"quiet": tmp / "quiet"},
+    ...                     tmp / "report", dnsmos=False, progress=False)
     >>> done["files"], done["missing"], done["page"].name
     (1, 0, 'index.html')
     >>> sorted(p.name for p in (tmp / "report").iterdir())
@@ -454,7 +552,9 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
     output_dir = pathlib.Path(output_dir)
     reserved = {"noisy", "clean"} & set(systems)
     if reserved:
-        raise ValueError(f"system name {sorted(reserved)[0]!r} is reserved; give it another name")
+        raise ValueError(
+            f"system name {sorted(reserved)[0]!r} is reserved; give it another name"
+        )
     if dnsmos is None:
         try:
             importlib.import_module("speechmos.dnsmos")
@@ -462,19 +562,36 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
         except ImportError:
             dnsmos = False
     columns = {"noisy": audio_files(noisy_dir, exclude=output_dir)}
-    columns.update({name: audio_files(folder, exclude=output_dir) for name, folder in systems.items()})
+    columns.update(
+        {
+            name: audio_files(folder, exclude=output_dir)
+            for name, folder in systems.items()
+        }
+    )
     if clean_dir is not None:
         columns["clean"] = audio_files(clean_dir, exclude=output_dir)
-    folders = {name: "noisy" if name == "noisy" else "clean" if name == "clean" else f"system{k}"
-               for k, name in enumerate(columns)}
-    keys = sorted(set().union(*(files for name, files in columns.items() if name != "clean")))
+    folders = {
+        name: "noisy"
+        if name == "noisy"
+        else "clean"
+        if name == "clean"
+        else f"system{k}"
+        for k, name in enumerate(columns)
+    }
+    keys = sorted(
+        set().union(*(files for name, files in columns.items() if name != "clean"))
+    )
     rows = [name for name in columns if name != "clean" or dnsmos]
-    metrics = (list(INTRUSIVE) if clean_dir is not None else []) + (list(DNSMOS) if dnsmos else [])
+    metrics = (list(INTRUSIVE) if clean_dir is not None else []) + (
+        list(DNSMOS) if dnsmos else []
+    )
 
     scores = {name: {} for name in columns}
     problems = {name: {} for name in columns}
     sections, csv_rows, missing = [], [], 0
-    for index, key in enumerate(tqdm(keys, desc="report", unit="file", disable=not progress)):
+    for index, key in enumerate(
+        tqdm(keys, desc="report", unit="file", disable=not progress)
+    ):
         loaded = {}
         for name, files in columns.items():
             if key not in files:
@@ -490,94 +607,188 @@ def write_report(clean_dir, noisy_dir, systems, output_dir, *, dnsmos=None, copy
         for name in rows:
             if name not in loaded:
                 continue
-            scores[name][key], problem = _scores(at_rate[name], None if name == "clean" else reference,
-                                                 at_rate.get("noisy"), dnsmos)
+            scores[name][key], problem = _scores(
+                at_rate[name],
+                None if name == "clean" else reference,
+                at_rate.get("noisy"),
+                dnsmos,
+            )
             if clean_dir is not None and reference is None and name != "clean":
-                problem = "; ".join(filter(None, ["not scored: no clean reference", problem]))
+                problem = "; ".join(
+                    filter(None, ["not scored: no clean reference", problem])
+                )
             if problem:
                 problems[name][key] = problem
         for name in rows:
-            csv_rows.append({"file": key, "system": name, **scores[name].get(key, {}),
-                             "problem": problems[name].get(key, "")})
+            csv_rows.append(
+                {
+                    "file": key,
+                    "system": name,
+                    **scores[name].get(key, {}),
+                    "problem": problems[name].get(key, ""),
+                }
+            )
 
         players = []
         for name, files in columns.items():
             label = html.escape(name)
             if name not in loaded:
                 reason = html.escape(problems[name][key])
-                players.append(f'<figure class="missing"><figcaption>{label}</figcaption>'
-                               f"missing: {reason}</figure>")
+                players.append(
+                    f'<figure class="missing"><figcaption>{label}</figcaption>'
+                    f"missing: {reason}</figure>"
+                )
                 continue
             if copy_audio:
                 relative = pathlib.PurePosixPath("audio", folders[name], key + ".wav")
-                write_audio_atomic(output_dir / relative, *loaded[name], scale_to_fit=True)
+                write_audio_atomic(
+                    output_dir / relative, *loaded[name], scale_to_fit=True
+                )
             else:
-                relative = os.path.relpath(os.path.abspath(files[key]), os.path.abspath(output_dir))
-            players.append(f"<figure><figcaption>{label}</figcaption>"
-                           f'<audio controls preload="none" src="{_url(relative)}"></audio></figure>')
+                relative = os.path.relpath(
+                    os.path.abspath(files[key]), os.path.abspath(output_dir)
+                )
+            players.append(
+                f"<figure><figcaption>{label}</figcaption>"
+                f'<audio controls preload="none" src="{_url(relative)}"></audio>'
+                "</figure>"
+            )
         image = pathlib.PurePosixPath("spectrograms", key + ".png")
-        width, height = save_spectrograms([(name, loaded.get(name)) for name in columns],
-                                          output_dir / image)
+        width, height = save_spectrograms(
+            [(name, loaded.get(name)) for name in columns], output_dir / image
+        )
         table = ""
         if metrics:
-            head = "".join(f"<th>{html.escape(t)}</th>" for t in
-                           ["", *({**INTRUSIVE, **DNSMOS}[m] for m in metrics)])
+            head = "".join(
+                f"<th>{html.escape(t)}</th>"
+                for t in ["", *({**INTRUSIVE, **DNSMOS}[m] for m in metrics)]
+            )
             lines = []
             for name in rows:
-                cells = "".join(f"<td>{_number(scores[name].get(key, {}).get(m), m)}</td>" for m in metrics)
+                cells = "".join(
+                    f"<td>{_number(scores[name].get(key, {}).get(m), m)}</td>"
+                    for m in metrics
+                )
                 note = problems[name].get(key)
-                note = f' <small class="missing">{html.escape(note)}</small>' if note else ""
+                note = (
+                    f' <small class="missing">{html.escape(note)}</small>'
+                    if note
+                    else ""
+                )
                 lines.append(f"<tr><td>{html.escape(name)}{note}</td>{cells}</tr>")
             table = f'<table class="metrics"><tr>{head}</tr>{"".join(lines)}</table>'
         sections.append(
-            f'<section id="f{index}"><h3>{html.escape(key)}</h3><div class="players">{"".join(players)}</div>'
-            f'<img loading="lazy" src="{_url(image)}" width="{width}" height="{height}" '
-            f'alt="spectrograms of {html.escape(key)}">{table}</section>')
+            f'<section id="f{index}"><h3>{html.escape(key)}</h3>'
+            f'<div class="players">{"".join(players)}</div>'
+            f'<img loading="lazy" src="{_url(image)}" '
+            f'width="{width}" height="{height}" '
+            f'alt="spectrograms of {html.escape(key)}">{table}</section>'
+        )
 
-    summary = {name: {m: mean_interval(scores[name].get(k, {}).get(m) for k in keys) for m in metrics}
-               for name in rows}
-    plotted = [m for m in (["pesq", "stoi"] if clean_dir is not None else ["dnsmos_ovrl"]) if m in metrics]
+    summary = {
+        name: {
+            m: mean_interval(scores[name].get(k, {}).get(m) for k in keys)
+            for m in metrics
+        }
+        for name in rows
+    }
+    plotted = [
+        m
+        for m in (["pesq", "stoi"] if clean_dir is not None else ["dnsmos_ovrl"])
+        if m in metrics
+    ]
     if plotted and keys:
-        plot_per_file(keys, scores, [r for r in rows if r != "clean"], plotted, output_dir / "per_file.png")
+        plot_per_file(
+            keys,
+            scores,
+            [r for r in rows if r != "clean"],
+            plotted,
+            output_dir / "per_file.png",
+        )
     if metrics:
         with atomic_output(output_dir / "metrics.csv") as partial:
             with open(partial, "w", newline="", encoding="utf-8") as out:
-                writer = csv.DictWriter(out, fieldnames=["file", "system", *metrics, "problem"])
+                writer = csv.DictWriter(
+                    out, fieldnames=["file", "system", *metrics, "problem"]
+                )
                 writer.writeheader()
                 for row in csv_rows:
-                    writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+                    writer.writerow(
+                        {
+                            k: f"{v:.4f}" if isinstance(v, float) else v
+                            for k, v in row.items()
+                        }
+                    )
 
-    notes = [f"{len(keys)} files; {len(systems)} system(s): {html.escape(', '.join(systems)) or 'none'}."]
+    notes = [
+        f"{len(keys)} files; {len(systems)} system(s): "
+        f"{html.escape(', '.join(systems)) or 'none'}."
+    ]
     if clean_dir is None:
-        notes.append("No clean references: only DNSMOS (no PESQ, STOI, CSIG, CBAK, COVL, SI-SDR, "
-                     "pause attenuation, speech level).")
+        notes.append(
+            "No clean references: only DNSMOS (no PESQ, STOI, CSIG, "
+            "CBAK, COVL, SI-SDR, pause attenuation, speech level)."
+        )
     else:
-        notes.append("PESQ-WB, STOI, CSIG/CBAK/COVL and SI-SDR against the clean file, at 16 kHz. "
-                     "Residual noise: pause attenuation = how much less power than the noisy input "
-                     "in the pauses of the clean file (larger: less residual noise), speech level = "
-                     "power against the clean file in its speech (0: kept; negative: speech "
-                     "attenuated too), both in dB; – where a file has no pause.")
+        notes.append(
+            "PESQ-WB, STOI, CSIG/CBAK/COVL and SI-SDR against the clean "
+            "file, at 16 kHz. Residual noise: pause attenuation = how much "
+            "less power than the noisy input in the pauses of the clean file "
+            "(larger: less residual noise), speech level = power against the "
+            "clean file in its speech (0: kept; negative: speech attenuated "
+            "too), both in dB; – where a file has no pause."
+        )
     if not copy_audio:
         notes.append(LINKED_AUDIO_NOTE)
-    notes.append("DNSMOS P.835 from speechmos (no reference)." if dnsmos else
-                 "DNSMOS not computed (pip install 'cmse-speechbrain[dnsmos]').")
-    notes.append("Summary: mean over the files scored, with its 95 % Student-t interval in brackets; "
-                 "click a column to sort. Spectrograms of one file share one colour scale "
-                 f"({DYNAMIC_RANGE_DB:.0f} dB below its loudest version).")
+    notes.append(
+        "DNSMOS P.835 from speechmos (no reference)."
+        if dnsmos
+        else "DNSMOS not computed (pip install 'cmse-speechbrain[dnsmos]')."
+    )
+    notes.append(
+        "Summary: mean over the files scored, with its 95 % Student-t interval "
+        "in brackets; click a column to sort. Spectrograms of one file share "
+        f"one colour scale ({DYNAMIC_RANGE_DB:.0f} dB below its loudest version)."
+    )
     if missing:
-        notes.append(f'<span class="missing">{missing} version(s) missing or unreadable: see the files.</span>')
+        notes.append(
+            f'<span class="missing">{missing} version(s) '
+            "missing or unreadable: see the files.</span>"
+        )
     parts = [f"<h1>{html.escape(title)}</h1>", *(f"<p>{note}</p>" for note in notes)]
     if metrics:
-        parts += ["<h2>Summary</h2>", _summary_table(rows, {m: {**INTRUSIVE, **DNSMOS}[m] for m in metrics},
-                                                       summary)]
+        parts += [
+            "<h2>Summary</h2>",
+            _summary_table(
+                rows, {m: {**INTRUSIVE, **DNSMOS}[m] for m in metrics}, summary
+            ),
+        ]
     if plotted and keys:
-        parts.append(f'<img src="per_file.png" alt="per-file {" and ".join(plotted)} of each system">')
-    parts += ["<h2>Files</h2>", "<nav>" + " ".join(
-        f'<a href="#f{k}">{html.escape(key)}</a>' for k, key in enumerate(keys)) + "</nav>", *sections]
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><script>{ERROR_CAPTURE}</script><style>{STYLE}</style>"
-            "</head><body>\n" + "\n".join(parts) +
-            f'\n<pre id="selftest" hidden></pre><script>{SCRIPT}</script></body></html>\n')
+        parts.append(
+            '<img src="per_file.png" alt="per-file '
+            f'{" and ".join(plotted)} of each system">'
+        )
+    parts += [
+        "<h2>Files</h2>",
+        "<nav>"
+        + " ".join(
+            f'<a href="#f{k}">{html.escape(key)}</a>' for k, key in enumerate(keys)
+        )
+        + "</nav>",
+        *sections,
+    ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><script>{ERROR_CAPTURE}</script><style>{STYLE}</style>"
+        "</head><body>\n"
+        + "\n".join(parts)
+        + f'\n<pre id="selftest" hidden></pre><script>{SCRIPT}</script></body></html>\n'
+    )
     with atomic_output(output_dir / "index.html") as partial:
         partial.write_text(page, encoding="utf-8")
-    return {"page": output_dir / "index.html", "files": len(keys), "missing": missing, "summary": summary}
+    return {
+        "page": output_dir / "index.html",
+        "files": len(keys),
+        "missing": missing,
+        "summary": summary,
+    }

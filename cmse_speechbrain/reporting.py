@@ -26,8 +26,14 @@ from cmse_speechbrain.metrics import dnsmos_scores, nanmean
 
 logger = logging.getLogger(__name__)
 
-TEST_COLUMNS = ["noisy_pesq", "enhanced_pesq", "noisy_stoi", "enhanced_stoi",
-                "enhanced_pause_attenuation_db", "enhanced_speech_level_db"]
+TEST_COLUMNS = [
+    "noisy_pesq",
+    "enhanced_pesq",
+    "noisy_stoi",
+    "enhanced_stoi",
+    "enhanced_pause_attenuation_db",
+    "enhanced_speech_level_db",
+]
 DNSMOS_KEYS = ["sig", "bak", "ovrl"]
 
 
@@ -57,7 +63,9 @@ def report_path(output_folder, stem, suffix, set_name=None):
     return pathlib.Path(output_folder) / f"{name}{suffix}"
 
 
-def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_name=None):
+def write_test_report(
+    output_folder, ids, scores, stats, checkpoint_epoch, set_name=None
+):
     """Writes one test set's per-utterance scores and summary; logs a table.
 
     Arguments
@@ -101,7 +109,8 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
     u1,1.5000,2.0000,0.8000,0.9000,12.0000,-1.0000
     u2,1.2000,1.8000,0.7000,0.8000,nan,-0.5000
     >>> summary["enhanced"], summary["checkpoint_epoch"]
-    ({'pesq': 1.9, 'stoi': 0.85, 'pause_attenuation_db': 12.0, 'speech_level_db': -0.75}, 3)
+    ({'pesq': 1.9, 'stoi': 0.85, 'pause_attenuation_db': 12.0,
+      'speech_level_db': -0.75}, 3)
     """
     rows = zip(ids, *(scores[column] for column in TEST_COLUMNS))
     _write_text(
@@ -111,9 +120,12 @@ def write_test_report(output_folder, ids, scores, stats, checkpoint_epoch, set_n
     summary = {
         "utterances": len(ids),
         "noisy": {"pesq": stats["noisy_pesq"], "stoi": stats["noisy_stoi"]},
-        "enhanced": {"pesq": stats["pesq"], "stoi": stats["stoi"],
-                     "pause_attenuation_db": stats["pause_att"],
-                     "speech_level_db": stats["speech_level"]},
+        "enhanced": {
+            "pesq": stats["pesq"],
+            "stoi": stats["stoi"],
+            "pause_attenuation_db": stats["pause_att"],
+            "speech_level_db": stats["speech_level"],
+        },
         "checkpoint_epoch": checkpoint_epoch,
     }
     _write_text(
@@ -139,13 +151,16 @@ def dnsmos_available(name="real"):
     except ImportError:
         logger.warning(
             "DNSMOS of %s skipped: the speechmos package is not installed "
-            "(pip install 'cmse-speechbrain[dnsmos]')", name,
+            "(pip install 'cmse-speechbrain[dnsmos]')",
+            name,
         )
         return False
     return True
 
 
-def score_without_reference(enhance, dataset, sample_rate, count=None, enhanced_folder=None):
+def score_without_reference(
+    enhance, dataset, sample_rate, count=None, enhanced_folder=None
+):
     """Enhances recordings without a clean reference and scores DNSMOS.
 
     Each recording is enhanced whole; DNSMOS P.835 SIG, BAK and OVRL of the
@@ -181,13 +196,17 @@ def score_without_reference(enhance, dataset, sample_rate, count=None, enhanced_
         if enhanced_folder:
             write_audio_atomic(
                 pathlib.Path(enhanced_folder) / f"{item['id']}.wav",
-                enhanced, sample_rate, scale_to_fit=True,
+                enhanced,
+                sample_rate,
+                scale_to_fit=True,
             )
-        rows.append((
-            item["id"],
-            dnsmos_scores(noisy.cpu(), sample_rate),
-            dnsmos_scores(enhanced, sample_rate),
-        ))
+        rows.append(
+            (
+                item["id"],
+                dnsmos_scores(noisy.cpu(), sample_rate),
+                dnsmos_scores(enhanced, sample_rate),
+            )
+        )
     return rows
 
 
@@ -236,11 +255,17 @@ def write_dnsmos_report(output_folder, name, rows, checkpoint_epoch):
         "enhanced": {k: nanmean([r[2][k] for r in rows]) for k in keys},
         "checkpoint_epoch": checkpoint_epoch,
     }
-    _write_text(output / f"dnsmos_{name}_summary.json", json.dumps(summary, indent=2) + "\n")
-    table = [f"DNSMOS of {name} ({len(rows)} recordings, no reference)",
-             f"{'':10s}" + "".join(f"{k.upper():>7s}" for k in keys)]
+    _write_text(
+        output / f"dnsmos_{name}_summary.json", json.dumps(summary, indent=2) + "\n"
+    )
+    table = [
+        f"DNSMOS of {name} ({len(rows)} recordings, no reference)",
+        f"{'':10s}" + "".join(f"{k.upper():>7s}" for k in keys),
+    ]
     for which in ["noisy", "enhanced"]:
-        table.append(f"{which:10s}" + "".join(f"{summary[which][k]:7.3f}" for k in keys))
+        table.append(
+            f"{which:10s}" + "".join(f"{summary[which][k]:7.3f}" for k in keys)
+        )
     logger.info("\n" + "\n".join(table))
     return summary
 
@@ -267,8 +292,10 @@ def plot_training_curves(rows, path):
     Example
     -------
     >>> path = getfixture("tmp_path") / "curves.png"
-    >>> rows = [{"epoch": 1, "train_loss": 2.0, "valid_pesq": 1.5, "valid_noisy_pesq": 1.2},
-    ...         {"epoch": 2, "train_loss": 1.0, "valid_pesq": 1.8, "valid_noisy_pesq": 1.2}]
+    >>> rows = [
+    ...     {"epoch": 1, "train_loss": 2.0, "valid_pesq": 1.5, "valid_noisy_pesq": 1.2},
+    ...     {"epoch": 2, "train_loss": 1.0, "valid_pesq": 1.8, "valid_noisy_pesq": 1.2},
+    ... ]
     >>> plot_training_curves(rows, path) == path.exists()
     True
     """

@@ -52,8 +52,18 @@ from ruamel.yaml.tag import Tag
 # What torch.load(weights_only=True) raises for pickled code (refused), a
 # truncated archive or a file that is no checkpoint at all.
 # Garbage (a text file, a cut pickle) raises any of the others.
-UNSAFE_LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
-                      IndexError, KeyError, TypeError, AttributeError, struct.error)
+UNSAFE_LOAD_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    struct.error,
+)
 
 
 def describe_load_error(error):
@@ -179,7 +189,9 @@ def _read_yaml(path):
         raise UnsafeModelError(path, None, "is not a regular file")
     if info.st_size > MAX_YAML_BYTES:
         raise UnsafeModelError(
-            path, None, f"is {info.st_size} bytes; a model YAML may have {MAX_YAML_BYTES}"
+            path,
+            None,
+            f"is {info.st_size} bytes; a model YAML may have {MAX_YAML_BYTES}",
         )
     try:
         with open(real, encoding="utf-8") as fin:
@@ -256,26 +268,36 @@ class _Checker:
             if match is None:
                 self._fail(
                     node,
-                    f"{shown} {value!r}: only a plain reference such as <key> is allowed "
-                    "(no attribute access, arithmetic or string building)",
+                    f"{shown} {value!r}: only a plain reference such as <key> is "
+                    "allowed (no attribute access, arithmetic or string building)",
                 )
             target = self._target(match.group(1))
             return 0 if target is None else self._size(target, sizes, active, depth + 1)
         if tag.startswith("!new:"):
             name = tag[len("!new:") :]
             if not is_allowed_class(name):
-                self._fail(node, f"{shown}: {name} is not a class a model folder may build; {_TRUST_HINT}")
+                self._fail(
+                    node,
+                    f"{shown}: {name} is not a class a "
+                    f"model folder may build; {_TRUST_HINT}",
+                )
             if name == "speechbrain.utils.parameter_transfer.Pretrainer":
                 self._check_pretrainer(node)
             return 0
         if tag.startswith("!name:"):
             name = tag[len("!name:") :]
             if name not in ALLOWED_FUNCTIONS:
-                self._fail(node, f"{shown}: {name} is not a function a model folder may name; {_TRUST_HINT}")
+                self._fail(
+                    node,
+                    f"{shown}: {name} is not a function a "
+                    f"model folder may name; {_TRUST_HINT}",
+                )
             return 0
         if tag.startswith("!include:"):
             return self._check_include(node, tag[len("!include:") :])
-        self._fail(node, f"{shown}: this tag is not allowed in a model folder; {_TRUST_HINT}")
+        self._fail(
+            node, f"{shown}: this tag is not allowed in a model folder; {_TRUST_HINT}"
+        )
 
     def _check_tuple(self, node):
         """A ``(a, b)`` string becomes a tuple: its items must be plain data."""
@@ -289,7 +311,10 @@ class _Checker:
         while stack:
             item = stack.pop()
             if item.tag not in _STANDARD_TAGS:
-                self._fail(node, f"the tuple {node.value!r} holds the tag {_tag_text(item.tag)}")
+                self._fail(
+                    node,
+                    f"the tuple {node.value!r} holds the tag {_tag_text(item.tag)}",
+                )
             if isinstance(item, yaml.MappingNode):
                 stack.extend(v for pair in item.value for v in pair)
             elif isinstance(item, yaml.SequenceNode):
@@ -302,8 +327,8 @@ class _Checker:
             if key.value not in PRETRAINER_ARGS:
                 self._fail(
                     key,
-                    f"Pretrainer argument {key.value!r} is not allowed in a model folder "
-                    "(its files are read from <name>.ckpt beside the YAML)",
+                    f"Pretrainer argument {key.value!r} is not allowed in a model "
+                    "folder (its files are read from <name>.ckpt beside the YAML)",
                 )
 
     def _target(self, reference, hops=0):
@@ -332,9 +357,16 @@ class _Checker:
         real = pathlib.Path(os.path.realpath(target))
         real_root = pathlib.Path(os.path.realpath(self.root))
         if real_root not in real.parents:
-            self._fail(node, f"!include:{filename}: the file is outside the model folder {self.root}")
+            self._fail(
+                node,
+                f"!include:{filename}: the file is "
+                f"outside the model folder {self.root}",
+            )
         if include_depth >= MAX_INCLUDE_DEPTH:
-            self._fail(node, f"!include:{filename}: includes nested deeper than {MAX_INCLUDE_DEPTH}")
+            self._fail(
+                node,
+                f"!include:{filename}: includes nested deeper than {MAX_INCLUDE_DEPTH}",
+            )
         try:
             text = _read_yaml(target)
         except FileNotFoundError as error:
@@ -375,7 +407,8 @@ def check_hyperparams(path, root=None):
     >>> check_hyperparams(tmp / "hyperparams.yaml")
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.safe_yaml.UnsafeModelError: .../hyperparams.yaml, line 2: !apply:os.system: this tag is not allowed in a model folder; ...
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../hyperparams.yaml, line 2:
+    !apply:os.system: this tag is not allowed in a model folder; ...
     """
     path = pathlib.Path(path)
     root = pathlib.Path(root) if root is not None else path.parent
@@ -403,7 +436,9 @@ def _node_arguments(loader, node):
 
 def _refused(node, tag):
     # The checker refuses these first, with the line in the file itself.
-    return UnsafeModelError("<resolved YAML>", node.start_mark.line + 1, f"{tag}: not allowed")
+    return UnsafeModelError(
+        "<resolved YAML>", node.start_mark.line + 1, f"{tag}: not allowed"
+    )
 
 
 def _construct_new(loader, name, node):
@@ -427,7 +462,9 @@ def _construct_tuple(loader, node):
     try:
         return tuple(yaml.safe_load("[" + text[1:-1] + "]"))
     except yaml.YAMLError:
-        raise ValueError(f"line {node.start_mark.line + 1}: {text!r} is not a tuple") from None
+        raise ValueError(
+            f"line {node.start_mark.line + 1}: {text!r} is not a tuple"
+        ) from None
 
 
 class _ModelLoader(SafeLoader):
@@ -451,7 +488,9 @@ _ModelLoader.add_multi_constructor("!name:", _construct_name)
 _ModelLoader.add_constructor("!tuple", _construct_tuple)
 
 
-def load_hyperparams(path, overrides=None, overrides_must_match=True, trust_code=False, root=None):
+def load_hyperparams(
+    path, overrides=None, overrides_must_match=True, trust_code=False, root=None
+):
     """Loads a model folder's HyperPyYAML file without running code from it.
 
     Arguments
@@ -489,14 +528,24 @@ def load_hyperparams(path, overrides=None, overrides_must_match=True, trust_code
             return load_hyperpyyaml(fin, overrides, overrides_must_match)
     text = check_hyperparams(path, root)
     try:
-        resolved = resolve_references(_NamedStream(text, str(path)), overrides, overrides_must_match)
+        resolved = resolve_references(
+            _NamedStream(text, str(path)), overrides, overrides_must_match
+        )
     except (ruamel.yaml.YAMLError, ValueError, KeyError, TypeError) as error:
         problem = " ".join(str(error).split())
-        raise ValueError(f"{path}: a reference cannot be resolved ({problem})") from None
+        raise ValueError(
+            f"{path}: a reference cannot be resolved ({problem})"
+        ) from None
     loader = _ModelLoader(resolved)
     try:
         hparams = loader.get_single_data()
-    except (yaml.YAMLError, ruamel.yaml.YAMLError, TypeError, ValueError, ArithmeticError) as error:
+    except (
+        yaml.YAMLError,
+        ruamel.yaml.YAMLError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+    ) as error:
         problem = " ".join(str(error).split())
         raise ValueError(f"{path}: cannot build the model ({problem})") from None
     finally:
@@ -544,7 +593,9 @@ def load_parameters(loadables, folder):
     for name, obj in loadables.items():
         path = folder / f"{name}.ckpt"
         if pathlib.Path(str(name)).name != str(name) or str(name).startswith("."):
-            raise ValueError(f"{folder}: loadable name {name!r} is not a plain file name")
+            raise ValueError(
+                f"{folder}: loadable name {name!r} is not a plain file name"
+            )
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing")
         check_inside(folder, path)
@@ -557,16 +608,29 @@ def load_parameters(loadables, folder):
                 ) from None
             if not isinstance(state, dict):
                 raise ValueError(f"{path}: cannot be loaded safely (not a state dict)")
-            broken = next((key for key, value in state.items() if isinstance(value, torch.Tensor)
-                           and value.is_floating_point() and not torch.isfinite(value).all()), None)
+            broken = next(
+                (
+                    key
+                    for key, value in state.items()
+                    if isinstance(value, torch.Tensor)
+                    and value.is_floating_point()
+                    and not torch.isfinite(value).all()
+                ),
+                None,
+            )
             if broken is not None:
-                raise ValueError(f"{path}: the weights {broken!r} hold NaN or infinite values")
+                raise ValueError(
+                    f"{path}: the weights {broken!r} hold NaN or infinite values"
+                )
             try:
-                obj.load_state_dict(hook_on_loading_state_dict_checkpoint(state), strict=True)
+                obj.load_state_dict(
+                    hook_on_loading_state_dict_checkpoint(state), strict=True
+                )
             except RuntimeError as error:
                 problem = " ".join(str(error).split())
                 raise ValueError(
-                    f"{path}: does not fit the network of this model folder ({problem[:300]})"
+                    f"{path}: does not fit the network of "
+                    f"this model folder ({problem[:300]})"
                 ) from None
             continue
         hook = get_default_hook(obj, DEFAULT_TRANSFER_HOOKS)
@@ -591,7 +655,8 @@ def check_inside(folder, path):
     >>> check_inside(tmp / "model", tmp / "model" / "hyperparams.yaml")
     Traceback (most recent call last):
      ...
-    cmse_speechbrain.safe_yaml.UnsafeModelError: .../model/hyperparams.yaml: links to .../secret.yaml, outside the model folder
+    cmse_speechbrain.safe_yaml.UnsafeModelError: .../model/hyperparams.yaml: links
+    to .../secret.yaml, outside the model folder
     """
     real = pathlib.Path(os.path.realpath(path))
     if pathlib.Path(os.path.realpath(folder)) not in real.parents:
@@ -622,13 +687,23 @@ def check_weights_loaded(modules, pretrainer, where):
     >>> check_weights_loaded({"net": net, "norm": torch.nn.Identity()}, None, "h.yaml")
     Traceback (most recent call last):
      ...
-    ValueError: h.yaml: no 'pretrainer' loads the weights of 'net': refusing random weights
+    ValueError: h.yaml: no 'pretrainer' loads the weights of 'net': refusing random
+    weights
     """
     loadables = getattr(pretrainer, "loadables", None) or {}
-    loaded = {id(m) for obj in loadables.values() if isinstance(obj, torch.nn.Module)
-              for m in obj.modules()}
-    missing = [name for name, module in modules.items() if isinstance(module, torch.nn.Module)
-               and id(module) not in loaded and any(True for _ in module.parameters())]
+    loaded = {
+        id(m)
+        for obj in loadables.values()
+        if isinstance(obj, torch.nn.Module)
+        for m in obj.modules()
+    }
+    missing = [
+        name
+        for name, module in modules.items()
+        if isinstance(module, torch.nn.Module)
+        and id(module) not in loaded
+        and any(True for _ in module.parameters())
+    ]
     if missing:
         raise random_weights_error(where, missing)
 
@@ -636,11 +711,21 @@ def check_weights_loaded(modules, pretrainer, where):
 def random_weights_error(where, names):
     """The error for modules whose weights no pretrainer loads."""
     names = ", ".join(repr(name) for name in names)
-    return ValueError(f"{where}: no 'pretrainer' loads the weights of {names}: refusing random weights")
+    return ValueError(
+        f"{where}: no 'pretrainer' loads the weights "
+        f"of {names}: refusing random weights"
+    )
 
 
-def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None,
-                    overrides_must_match=True, trust_code=False, **kwargs):
+def load_pretrained(
+    cls,
+    source,
+    hparams_file="hyperparams.yaml",
+    overrides=None,
+    overrides_must_match=True,
+    trust_code=False,
+    **kwargs,
+):
     """A SpeechBrain ``Pretrained`` interface from a local model folder,
     without running code from the folder (see the module's docstring).
 
@@ -693,26 +778,35 @@ def load_pretrained(cls, source, hparams_file="hyperparams.yaml", overrides=None
         from speechbrain.utils.fetching import FetchConfig, LocalStrategy
 
         warnings.warn(
-            f"{folder}: loaded with trust_code=True: its {hparams_file} may run any code",
+            f"{folder}: loaded with trust_code=True: "
+            f"its {hparams_file} may run any code",
             stacklevel=2,
         )
         kwargs.setdefault("savedir", str(folder))
         kwargs.setdefault("local_strategy", LocalStrategy.NO_LINK)
         kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
         return pretrained_from_hparams(
-            cls, source=str(folder), hparams_file=hparams_file,
-            overrides=overrides or {}, overrides_must_match=overrides_must_match, **kwargs
+            cls,
+            source=str(folder),
+            hparams_file=hparams_file,
+            overrides=overrides or {},
+            overrides_must_match=overrides_must_match,
+            **kwargs,
         )
     for ignored in ("savedir", "local_strategy", "fetch_config"):
         kwargs.pop(ignored, None)  # the files are read in place, never fetched
-    hparams = load_hyperparams(folder / hparams_file, overrides, overrides_must_match, root=folder)
+    hparams = load_hyperparams(
+        folder / hparams_file, overrides, overrides_must_match, root=folder
+    )
     if "modules" not in hparams:
         raise ValueError(f"{folder / hparams_file}: no 'modules' key")
     hparams["savedir"] = str(folder)
     pretrainer = hparams.get("pretrainer")
     if pretrainer is not None:
         if not isinstance(getattr(pretrainer, "loadables", None), dict):
-            raise ValueError(f"{folder / hparams_file}: 'pretrainer' is not a Pretrainer")
+            raise ValueError(
+                f"{folder / hparams_file}: 'pretrainer' is not a Pretrainer"
+            )
         load_parameters(pretrainer.loadables, folder)
     check_weights_loaded(hparams["modules"], pretrainer, folder / hparams_file)
     return cls(modules=hparams["modules"], hparams=hparams, **kwargs)

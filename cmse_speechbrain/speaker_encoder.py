@@ -100,7 +100,10 @@ def load_encoder_state(path):
     Example
     -------
     >>> import tempfile
-    >>> state = {"lstm.weight_ih_l0": torch.zeros(4, 2), "similarity_bias": torch.zeros(1)}
+    >>> state = {
+    ...     "lstm.weight_ih_l0": torch.zeros(4, 2),
+    ...     "similarity_bias": torch.zeros(1),
+    ... }
     >>> with tempfile.TemporaryDirectory() as folder:
     ...     torch.save({"step": 1, "model_state": state}, folder + "/w.pt")
     ...     sorted(load_encoder_state(folder + "/w.pt"))
@@ -225,7 +228,7 @@ class SpeakerEncoderRepresentation(nn.Module):
         mapped = {}
         for key, value in state.items():
             if key.startswith("lstm."):
-                name, layer = key[len("lstm."):].rsplit("_l", 1)
+                name, layer = key[len("lstm.") :].rsplit("_l", 1)
                 mapped[f"lstms.{layer}.{name}_l0"] = value
             else:
                 mapped[key] = value
@@ -235,7 +238,8 @@ class SpeakerEncoderRepresentation(nn.Module):
             if key.startswith(("lstms.", "linear."))
         }
         wrong = sorted(
-            key for key in expected
+            key
+            for key in expected
             if key not in mapped or mapped[key].shape != expected[key]
         )
         extra = sorted(set(mapped) - set(expected))

@@ -142,11 +142,11 @@ class StreamingEnhancer:
         if model.lookahead_frames:
             raise ValueError("streaming supports lookahead_frames=0 only")
         if getattr(model, "control", None) is not None:
-            raise ValueError("the self-attention control (control_width) is not streamable")
-        if model.cm is not None and model.attention_window is None:
             raise ValueError(
-                "streaming needs a finite attention_window (bounded past)"
+                "the self-attention control (control_width) is not streamable"
             )
+        if model.cm is not None and model.attention_window is None:
+            raise ValueError("streaming needs a finite attention_window (bounded past)")
         self.model = model.eval()
         self.batch_size = batch_size
         self.n_fft = model.n_fft
@@ -236,8 +236,9 @@ class StreamingEnhancer:
     def _level(self, spec):
         # the running mean power of the frames so far, as the offline
         # causal model computes it over the whole signal
-        level = spectrum_level(spec, causal=True, past_power=self.power_sum,
-                               past_frames=self.frames)
+        level = spectrum_level(
+            spec, causal=True, past_power=self.power_sum, past_frames=self.frames
+        )
         self.power_sum = self.power_sum + spec.pow(2).sum(dim=1).mean(dim=1).sum(dim=1)
         return level
 
@@ -248,7 +249,9 @@ class StreamingEnhancer:
         count = frames.shape[1]
         total = (count - 1) * self.hop + self.n_fft
         signal = F.fold(
-            frames.transpose(1, 2), (1, total), (1, self.n_fft),
+            frames.transpose(1, 2),
+            (1, total),
+            (1, self.n_fft),
             stride=(1, self.hop),
         ).view(self.batch_size, total)
         squares = (self.window**2)[None, :, None].expand(1, -1, count)

@@ -17,7 +17,11 @@ HPARAMS = ROOT / "hparams" / "cmse.yaml"
 MINI_DNS = ROOT / "recipes" / "DNS" / "mini_dns"
 RECIPES = {  # name: (train script, hparams, shipped data)
     "voicebank": (TRAIN_SCRIPT, HPARAMS, MINI_VOICEBANK),
-    "dns": (ROOT / "recipes" / "DNS" / "train.py", ROOT / "hparams" / "cmse_dns.yaml", MINI_DNS),
+    "dns": (
+        ROOT / "recipes" / "DNS" / "train.py",
+        ROOT / "hparams" / "cmse_dns.yaml",
+        MINI_DNS,
+    ),
 }
 
 # A small network with the full structure, to keep tests fast on 2 cores.
@@ -87,7 +91,8 @@ def tiny_model_folder(tmp_path_factory):
 
 
 def real_mixture(speech_file, noise_file, snr_db, seconds=4.0):
-    """Real speech + real noise (looped) at ``snr_db``: (clean, noisy), [1, samples] each."""
+    """Real speech + real noise (looped) at ``snr_db``: (clean, noisy),
+    [1, samples] each."""
     import torch
 
     from cmse_speechbrain.dataio import read_audio_checked
@@ -95,11 +100,21 @@ def real_mixture(speech_file, noise_file, snr_db, seconds=4.0):
     clean = read_audio_checked(speech_file)[: int(seconds * 16000)]
     noise = read_audio_checked(noise_file)
     noise = noise.repeat(clean.numel() // noise.numel() + 1)[: clean.numel()]
-    noise = noise * torch.sqrt(clean.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr_db / 10))
+    noise = noise * torch.sqrt(
+        clean.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr_db / 10)
+    )
     return clean[None], (clean + noise)[None]
 
 
 REAL_MIXTURES = [  # real speech x real noise, at 0 and 10 dB
-    (MINI_VOICEBANK / "clean_trainset_28spk_wav/p225_003.flac", MINI_DNS / "noise/noise_noise1.flac", 0),
-    (MINI_VOICEBANK / "clean_trainset_28spk_wav/p227_005.flac", MINI_DNS / "noise/noise_exercise_bike.flac", 10),
+    (
+        MINI_VOICEBANK / "clean_trainset_28spk_wav/p225_003.flac",
+        MINI_DNS / "noise/noise_noise1.flac",
+        0,
+    ),
+    (
+        MINI_VOICEBANK / "clean_trainset_28spk_wav/p227_005.flac",
+        MINI_DNS / "noise/noise_exercise_bike.flac",
+        10,
+    ),
 ]

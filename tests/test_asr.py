@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import torch
-
 from speechbrain.dataio.encoder import CTCTextEncoder
 from speechbrain.nnet.losses import ctc_loss
 from speechbrain.utils.metric_stats import ErrorRateStats
@@ -22,6 +21,7 @@ from cmse_speechbrain.asr import (
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.inference import EnhanceCMCR
 from cmse_speechbrain.recognizers import PocketSphinxASR, normalize_text
+
 from conftest import ROOT
 
 MINI_ASR = ROOT / "recipes" / "VoiceBank" / "ASR" / "mini_asr"
@@ -30,7 +30,12 @@ ASR_HPARAMS = ROOT / "hparams" / "asr_cmse.yaml"
 NOISY_TEST = MINI_ASR / "noisy_testset_wav" / "hvd_001.flac"
 CLEAN_TEST = MINI_ASR / "clean_testset_wav" / "hvd_001.flac"
 TRANSCRIPT = normalize_text((MINI_ASR / "testset_txt" / "hvd_001.txt").read_text())
-SMALL_ASR = ["--cnn_channels=[4]", "--rnn_neurons=16", "--dnn_neurons=16", "--device=cpu"]
+SMALL_ASR = [
+    "--cnn_channels=[4]",
+    "--rnn_neurons=16",
+    "--dnn_neurons=16",
+    "--device=cpu",
+]
 
 
 def shipped_enhancer():
@@ -53,7 +58,9 @@ def ctc_step(front_end):
     tokens = torch.tensor([tokenizer.encode_sequence(list(TRANSCRIPT[:9]))])
     front_end.train()
     asr.train()
-    loss = ctc_loss(asr(front_end(wav, lens), lens), tokens, lens, torch.ones(1), blank_index=0)
+    loss = ctc_loss(
+        asr(front_end(wav, lens), lens), tokens, lens, torch.ones(1), blank_index=0
+    )
     loss.backward()
     return asr
 
@@ -79,7 +86,9 @@ def test_frozen_mode_blocks_enhancer_gradients_but_trains_the_mix_weight():
     asr = ctc_step(front_end)
     assert all(g is None for g in grads_of(front_end.enhancer))
     assert not front_end.enhancer.training  # .train() keeps a frozen enhancer in eval
-    assert front_end.mix_logit.grad is not None and float(front_end.mix_logit.grad) != 0.0
+    assert (
+        front_end.mix_logit.grad is not None and float(front_end.mix_logit.grad) != 0.0
+    )
     assert sum(float(g.abs().sum()) for g in grads_of(asr)) > 0
 
 
@@ -127,13 +136,27 @@ def test_fixed_mix_weight_mixes_enhanced_and_noisy():
 
 def run_asr_recipe(output_folder, *extra):
     command = [
-        sys.executable, str(ASR_SCRIPT), str(ASR_HPARAMS), f"--output_folder={output_folder}",
-        *SMALL_ASR, "--debug", "--debug_persistently", *extra,
+        sys.executable,
+        str(ASR_SCRIPT),
+        str(ASR_HPARAMS),
+        f"--output_folder={output_folder}",
+        *SMALL_ASR,
+        "--debug",
+        "--debug_persistently",
+        *extra,
     ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if result.returncode != 0:
-        pytest.fail(f"ASR recipe failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        pytest.fail(
+            f"ASR recipe failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
 
 
 def enhancer_weights_equal_shipped(folder):
@@ -150,8 +173,17 @@ def frozen_run(tmp_path_factory):
 
 
 def test_recipe_debug_run_trains_tests_and_exports(frozen_run):
-    for name in ["train_log.txt", "log.txt", "env.log", "hyperparams.yaml", "train.py",
-                 "train.json", "valid.json", "test.json", "wer_test.txt"]:
+    for name in [
+        "train_log.txt",
+        "log.txt",
+        "env.log",
+        "hyperparams.yaml",
+        "train.py",
+        "train.json",
+        "valid.json",
+        "test.json",
+        "wer_test.txt",
+    ]:
         assert (frozen_run / name).exists(), name
     log = (frozen_run / "train_log.txt").read_text()
     assert "valid WER" in log and "test WER" in log
@@ -173,6 +205,7 @@ def test_exported_pipeline_transcribes_a_real_file(frozen_run, tmp_path):
     wav = read_audio_checked(NOISY_TEST, 48000)
     stereo = tmp_path / "stereo48k.wav"
     import soundfile as sf
+
     sf.write(stereo, torch.stack([wav, wav], dim=1).numpy(), 48000, subtype="FLOAT")
     assert isinstance(pipeline.transcribe_file(stereo), str)
     bad = tmp_path / "not_audio.wav"
@@ -183,10 +216,18 @@ def test_exported_pipeline_transcribes_a_real_file(frozen_run, tmp_path):
 
 def test_recipe_joint_mode_fine_tunes_the_enhancer(tmp_path):
     out = tmp_path / "joint"
-    run_asr_recipe(out, "--freeze_frontend=False", "--mix_weight=0.5", "--learnable_mix=True",
-                   "--debug_epochs=1", "--debug_batches=1", "--lr=0.01")
+    run_asr_recipe(
+        out,
+        "--freeze_frontend=False",
+        "--mix_weight=0.5",
+        "--learnable_mix=True",
+        "--debug_epochs=1",
+        "--debug_batches=1",
+        "--lr=0.01",
+    )
     assert not enhancer_weights_equal_shipped(out / "pipeline")
     import json
+
     weight = json.loads((out / "pipeline" / "pipeline.json").read_text())["mix_weight"]
     assert 0.0 < weight < 1.0 and weight != 0.5  # learned, moved from its start
 

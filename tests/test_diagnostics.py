@@ -7,7 +7,8 @@ from cmse_speechbrain.diagnostics import RIDGE_GRID, _probe_r2
 
 def _frames(seed=0, utterances=8, frames=200):
     rng = np.random.default_rng(seed)
-    speech = rng.normal(-40.0, 10.0, utterances * frames)  # dB, far from 0 like real energies
+    # dB, far from 0 like real energies
+    speech = rng.normal(-40.0, 10.0, utterances * frames)
     noise = rng.normal(-45.0, 5.0, utterances * frames)
     utterance = np.repeat(np.arange(utterances), frames)
     folds = (utterance // 4) % 2
@@ -16,7 +17,9 @@ def _frames(seed=0, utterances=8, frames=200):
 
 def test_probe_scores_the_source_a_stream_encodes():
     rng, speech, noise, utterance, folds = _frames()
-    features = np.column_stack([speech + rng.normal(0, 2.0, speech.size), rng.normal(size=(speech.size, 15))])
+    features = np.column_stack(
+        [speech + rng.normal(0, 2.0, speech.size), rng.normal(size=(speech.size, 15))]
+    )
     speech_r2 = _probe_r2(features, speech, folds, utterance)
     noise_r2 = _probe_r2(features, noise, folds, utterance)
     assert speech_r2 > 0.9

@@ -18,6 +18,7 @@ from cmse_speechbrain.distillmos_encoder import (
     default_weights_path,
 )
 from cmse_speechbrain.losses import ContrastiveRegularization, cr_space_representation
+
 from conftest import REAL_MIXTURES, real_mixture
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,13 +39,15 @@ def pretrained():
     return DistillMOSRepresentation()
 
 
-
-
 def test_shapes_windows_and_padding_without_the_weights():
     rep = DistillMOSRepresentation(weights=None, layer_groups=[[0], [1], [7]])
     # 9 s: 450 frames, two transformer windows of 384
     feats = rep(torch.randn(2, 9 * 16000))
-    assert [tuple(f.shape) for f in feats] == [(2, 450, 1024), (2, 450, 200), (2, 450, 200)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 450, 1024),
+        (2, 450, 200),
+        (2, 450, 200),
+    ]
     assert all(torch.isfinite(f).all() for f in feats)
     # with lengths, what fills the padding barely reaches the valid frames
     # (only through the convolutions' context at the edge); without, it does
@@ -53,8 +56,13 @@ def test_shapes_windows_and_padding_without_the_weights():
     loud = torch.cat([short, torch.randn(1, 16000)], dim=1)
     lengths = torch.tensor([0.75])
     with torch.no_grad():
-        masked = [(a - b).abs()[:, :145].mean() for a, b in zip(rep(quiet, lengths), rep(loud, lengths))]
-        unmasked = [(a - b).abs()[:, :145].mean() for a, b in zip(rep(quiet), rep(loud))]
+        masked = [
+            (a - b).abs()[:, :145].mean()
+            for a, b in zip(rep(quiet, lengths), rep(loud, lengths))
+        ]
+        unmasked = [
+            (a - b).abs()[:, :145].mean() for a, b in zip(rep(quiet), rep(loud))
+        ]
     assert masked[0] == 0  # the front end: local, and the peak is the valid part's
     for m, u in zip(masked[1:], unmasked[1:]):
         assert m < 0.1 * u
@@ -83,7 +91,9 @@ def test_pickled_object_and_foreign_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="plain.pt"):
         DistillMOSRepresentation(weights=tmp_path / "plain.pt")
     torch.save({"model": {"linear.weight": torch.zeros(3, 3)}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a Distill-MOS weight file: no 'cnn.cnn.0.weight'"):
+    with pytest.raises(
+        ValueError, match="not a Distill-MOS weight file: no 'cnn.cnn.0.weight'"
+    ):
         DistillMOSRepresentation(weights=tmp_path / "other.pt")
 
 
@@ -92,7 +102,9 @@ def test_matches_distillmos_own_network(pretrained):
     one 7.68 s segment of real speech (its own input length)."""
     distillmos = pytest.importorskip("distillmos")
     reference = distillmos.ConvTransformerSQAModel(load_weights=True).eval()
-    speech = torch.cat([read_audio_checked(f) for f in sorted(SPEECH.glob("*.flac"))[:4]])
+    speech = torch.cat(
+        [read_audio_checked(f) for f in sorted(SPEECH.glob("*.flac"))[:4]]
+    )
     x = speech[None, :122880]
     assert x.shape[1] == 122880
     captured = {}
@@ -112,7 +124,10 @@ def test_matches_distillmos_own_network(pretrained):
         ours.load_distillmos_weights(default_weights_path())
         front, last = ours(x)
     # equal but in silent bins (magnitude floor 1e-6 here, a 1e-12 clip there)
-    for ours_level, theirs in ((front, captured["front"]), (last, captured["last"].transpose(1, 2))):
+    for ours_level, theirs in (
+        (front, captured["front"]),
+        (last, captured["last"].transpose(1, 2)),
+    ):
         assert ours_level.shape == theirs.shape
         assert (ours_level - theirs).abs().max() < 1e-2
         assert (ours_level - theirs).abs().mean() < 1e-4
@@ -126,7 +141,10 @@ def test_frozen_and_differentiable(pretrained):
     wavs = torch.randn(2, 16000, requires_grad=True)
     sum(f.abs().mean() for f in pretrained(wavs)).backward()
     assert torch.isfinite(wavs.grad).all() and wavs.grad.abs().sum() > 0
-    assert cr_space_representation("distillmos", None).layer_groups == pretrained.layer_groups
+    assert (
+        cr_space_representation("distillmos", None).layer_groups
+        == pretrained.layer_groups
+    )
 
 
 @pytest.mark.parametrize("speech,noise,snr", REAL_MIXTURES)

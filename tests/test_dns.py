@@ -11,6 +11,7 @@ import torch
 
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.mixing import OnTheFlyMixer, write_augment_csv
+
 from conftest import MINI_DNS, ROOT, recipe_command, run_recipe, sha256
 
 sys.path.insert(0, str(ROOT / "recipes" / "DNS"))
@@ -29,7 +30,9 @@ def _crop(source, target, seconds, rate=16000, channels=1):
             torch.from_numpy(audio)[None, None], scale_factor=rate / 16000
         )[0, 0].numpy()
     target.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(target, audio if channels == 1 else audio[:, None].repeat(channels, 1), rate)
+    sf.write(
+        target, audio if channels == 1 else audio[:, None].repeat(channels, 1), rate
+    )
 
 
 @pytest.fixture
@@ -46,10 +49,16 @@ def mini_layout(tmp_path):
     for subset in ["no_reverb", "with_reverb"]:
         for fileid in ["44", "58"]:
             folder = root / "test_set" / "synthetic" / subset
-            _crop(SYNTHETIC / "clean" / f"clean_fileid_{fileid}.flac",
-                  folder / "clean" / f"clean_fileid_{fileid}.wav", 1.0)
-            _crop(SYNTHETIC / "noisy" / f"noisy_fileid_{fileid}.flac",
-                  folder / "noisy" / f"clnsp{fileid}_x_snr5_tl-21_fileid_{fileid}.wav", 1.0)
+            _crop(
+                SYNTHETIC / "clean" / f"clean_fileid_{fileid}.flac",
+                folder / "clean" / f"clean_fileid_{fileid}.wav",
+                1.0,
+            )
+            _crop(
+                SYNTHETIC / "noisy" / f"noisy_fileid_{fileid}.flac",
+                folder / "noisy" / f"clnsp{fileid}_x_snr5_tl-21_fileid_{fileid}.wav",
+                1.0,
+            )
     real = sorted((MINI_DNS / "test_set" / "real_recordings").glob("*.flac"))[0]
     _crop(real, root / "test_set" / "real_recordings" / "rec.wav", 1.0)
     return root
@@ -78,7 +87,10 @@ def test_prepare_miniature_layout(mini_layout, tmp_path):
         assert test["fileid_44"]["clean_wav"].endswith("clean_fileid_44.wav")
     assert list(json.loads((save / "real.json").read_text())) == ["rec"]
     with open(save / "rir.csv") as f:
-        assert sorted(r["ID"] for r in csv.DictReader(f)) == ["r1", "r2"]  # nested folders
+        assert sorted(r["ID"] for r in csv.DictReader(f)) == [
+            "r1",
+            "r2",
+        ]  # nested folders
     with open(save / "noise.csv") as f:
         noise = {r["ID"]: r["wav"] for r in csv.DictReader(f)}
     assert sf.info(noise["b"]).samplerate == 16000 and sf.info(noise["b"]).channels == 1
@@ -106,7 +118,10 @@ def test_prepare_errors_name_the_file(mini_layout, tmp_path):
     orphan.unlink()
     short = mini_layout / "test_set/synthetic/no_reverb/clean/clean_fileid_44.wav"
     _crop(CLEAN[0], short, 0.5)
-    with pytest.raises(AudioFileError, match=r"fileid_44\.wav: 16000 samples .* clean twin .*clean_fileid_44"):
+    with pytest.raises(
+        AudioFileError,
+        match=r"fileid_44\.wav: 16000 samples .* clean twin .*clean_fileid_44",
+    ):
         _prepare(mini_layout, tmp_path / "b")
     bad = mini_layout / "clean" / "part1" / "broken.wav"
     bad.write_bytes(b"not audio")
@@ -130,17 +145,33 @@ def augment_csvs(tmp_path_factory):
 
 def _batch(count=6):
     """Real clean speech of different lengths, zero-padded."""
-    signals = [read_audio_checked(p, 16000)[: 16000 + 4000 * i] for i, p in enumerate(CLEAN[:count])]
+    signals = [
+        read_audio_checked(p, 16000)[: 16000 + 4000 * i]
+        for i, p in enumerate(CLEAN[:count])
+    ]
     batch = torch.zeros(len(signals), max(len(s) for s in signals))
     for i, s in enumerate(signals):
         batch[i, : len(s)] = s
     return batch, torch.tensor([len(s) / batch.shape[1] for s in signals])
 
 
-def _mixer(noise_csv, rir_csv=None, snr=(5, 5), reverb_prob=0.0, reverb_target="reverberant",
-           **options):
-    return OnTheFlyMixer(noise_csv, snr_low=snr[0], snr_high=snr[1], rir_csv=rir_csv,
-                         reverb_prob=reverb_prob, reverb_target=reverb_target, **options)
+def _mixer(
+    noise_csv,
+    rir_csv=None,
+    snr=(5, 5),
+    reverb_prob=0.0,
+    reverb_target="reverberant",
+    **options,
+):
+    return OnTheFlyMixer(
+        noise_csv,
+        snr_low=snr[0],
+        snr_high=snr[1],
+        rir_csv=rir_csv,
+        reverb_prob=reverb_prob,
+        reverb_target=reverb_target,
+        **options,
+    )
 
 
 def _measured_snr(noisy, target, lengths):
@@ -161,14 +192,15 @@ def test_mixing_at_requested_snr(augment_csvs, reverb_prob):
     assert all(abs(snr - 5) < 0.5 for snr in _measured_snr(noisy, target, lengths))
     assert noisy.abs().max() <= 0.99 + 1e-6
     padding = lengths[0] * clean.shape[1]
-    assert noisy[0, int(padding):].abs().max() == 0  # padding stays silent
+    assert noisy[0, int(padding) :].abs().max() == 0  # padding stays silent
     # a range: every utterance within it, and not all at the same SNR
     snrs = _measured_snr(*_mixer(noise_csv, snr=(0, 15))(clean, lengths), lengths)
     assert all(-0.5 < snr < 15.5 for snr in snrs) and max(snrs) - min(snrs) > 2
     # with the noise augmentations (second noise, babble of the other
     # utterances, tilt) the SNR is still the drawn one
-    augmented = _mixer(noise_csv, snr=(5, 5), second_noise_prob=1.0, babble_prob=1.0,
-                       tilt_prob=1.0)(clean, lengths)
+    augmented = _mixer(
+        noise_csv, snr=(5, 5), second_noise_prob=1.0, babble_prob=1.0, tilt_prob=1.0
+    )(clean, lengths)
     assert all(abs(snr - 5) < 0.5 for snr in _measured_snr(*augmented, lengths))
 
 
@@ -176,15 +208,18 @@ def test_mixing_levels_and_early_reverb_target(augment_csvs):
     noise_csv, rir_csv = augment_csvs
     clean, lengths = _batch()
     torch.manual_seed(1)
-    noisy, target = _mixer(noise_csv, snr=(10, 10), level_low=-40, level_high=-20)(clean, lengths)
+    noisy, target = _mixer(noise_csv, snr=(10, 10), level_low=-40, level_high=-20)(
+        clean, lengths
+    )
     for n, length in zip(noisy, (lengths * clean.shape[1]).round().long()):
         level = 10 * torch.log10(n[:length].pow(2).mean())
         assert -40.5 < level < -19.5
     # early-reflection target: the reverberant mixture is farther from it
     # than the dry-target mixture at the same SNR (late reverb is removed too)
     torch.manual_seed(2)
-    noisy, target = _mixer(noise_csv, rir_csv, snr=(20, 20), reverb_prob=1.0,
-                           reverb_target="early")(clean, lengths)
+    noisy, target = _mixer(
+        noise_csv, rir_csv, snr=(20, 20), reverb_prob=1.0, reverb_target="early"
+    )(clean, lengths)
     assert max(_measured_snr(noisy, target, lengths)) < 19.5
 
 
@@ -208,8 +243,16 @@ def test_dns_recipe_debug_end_to_end(tmp_path):
     out = tmp_path / "dns"
     inputs = {p: sha256(p) for p in MINI_DNS.rglob("*.flac")}
     run_recipe(out, *DEBUG, recipe="dns")
-    for name in ["train.json", "valid.json", "noise.csv", "rir.csv", "real.json",
-                 "test_no_reverb.json", "train_log.txt", "training_curves.png"]:
+    for name in [
+        "train.json",
+        "valid.json",
+        "noise.csv",
+        "rir.csv",
+        "real.json",
+        "test_no_reverb.json",
+        "train_log.txt",
+        "training_curves.png",
+    ]:
         assert (out / name).exists(), name
     assert not (out / "test_results_with_reverb.csv").exists()  # no such subset shipped
     train = json.loads((out / "train.json").read_text())
@@ -227,24 +270,44 @@ def test_dns_recipe_debug_end_to_end(tmp_path):
     assert len(rows) == 2
     real = json.loads((out / "real.json").read_text())
     for row in rows:
-        for key in ["noisy_sig", "noisy_bak", "noisy_ovrl", "enhanced_sig", "enhanced_ovrl"]:
+        for key in [
+            "noisy_sig",
+            "noisy_bak",
+            "noisy_ovrl",
+            "enhanced_sig",
+            "enhanced_ovrl",
+        ]:
             assert 1.0 <= float(row[key]) <= 5.0
         noisy = real[row["id"]]["noisy_wav"].replace("{data_root}", str(MINI_DNS))
         enhanced = out / "enhanced_wavs" / "real" / f"{row['id']}.wav"
         assert sf.info(enhanced).frames == sf.info(noisy).frames
     summary = json.loads((out / "dnsmos_real_summary.json").read_text())
-    assert summary["recordings"] == 2 and set(summary["enhanced"]) == {"sig", "bak", "ovrl"}
+    assert summary["recordings"] == 2 and set(summary["enhanced"]) == {
+        "sig",
+        "bak",
+        "ovrl",
+    }
     assert inputs == {p: sha256(p) for p in MINI_DNS.rglob("*.flac")}
 
 
 def test_dns_recipe_under_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
-    command = recipe_command(out, *DEBUG, "--debug_epochs=1", "--distributed_backend=gloo",
-                             recipe="dns")
-    command = [command[0], "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2"] + command[1:]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    command = recipe_command(
+        out, *DEBUG, "--debug_epochs=1", "--distributed_backend=gloo", recipe="dns"
+    )
+    command = [
+        command[0],
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+    ] + command[1:]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-5000:]
-    assert json.loads((out / "test_summary_no_reverb.json").read_text())["utterances"] == 2
+    assert (
+        json.loads((out / "test_summary_no_reverb.json").read_text())["utterances"] == 2
+    )
     assert json.loads((out / "dnsmos_real_summary.json").read_text())["recordings"] == 2
     assert len(list((out / "save").glob("CKPT+*"))) == 1

@@ -15,6 +15,7 @@ from cmse_speechbrain.export import (
     spectrum_to_waveform,
 )
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
+
 from conftest import MINI_VOICEBANK
 
 SMALL = dict(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
@@ -29,12 +30,16 @@ def real_batch():
 
 
 def shipped_model():
-    return EnhanceCMCR.from_hparams(source=str(shipped_model_folder())).mods.enhance_model.eval()
+    return EnhanceCMCR.from_hparams(
+        source=str(shipped_model_folder())
+    ).mods.enhance_model.eval()
 
 
 MODELS = {
     "shipped": shipped_model,
-    "causal_windowed": lambda: CMCRNet(causal=True, attention_window=16, **SMALL).eval(),
+    "causal_windowed": lambda: CMCRNet(
+        causal=True, attention_window=16, **SMALL
+    ).eval(),
 }
 
 
@@ -65,7 +70,9 @@ def test_onnx_agrees_with_eager(tmp_path, real_batch, name):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     eager, spec = eager_and_spectrum(model, real_batch)
     (enhanced,) = session.run(None, {"noisy_spectrum": spec.numpy()})
-    exported = spectrum_to_waveform(model, torch.from_numpy(enhanced), real_batch.shape[1])
+    exported = spectrum_to_waveform(
+        model, torch.from_numpy(enhanced), real_batch.shape[1]
+    )
     assert (exported - eager).abs().max() < 1e-4
     import onnx
 

@@ -38,8 +38,12 @@ def test_exported_yaml_rebuilds_the_recorded_arguments(tmp_path, variant):
     (tmp_path / "hyperparams.yaml").write_text(inference_yaml(model))
     rebuilt = load_hyperparams(tmp_path / "hyperparams.yaml")["enhance_model"]
     assert rebuilt.config == model.config
-    assert list(rebuilt.config) == list(inspect.signature(CMCRNet.__init__).parameters)[1:]
-    assert yaml_arguments(tmp_path / "hyperparams.yaml", "enhance_model") == list(model.config)
+    assert (
+        list(rebuilt.config) == list(inspect.signature(CMCRNet.__init__).parameters)[1:]
+    )
+    assert yaml_arguments(tmp_path / "hyperparams.yaml", "enhance_model") == list(
+        model.config
+    )
     check_model_folder(tmp_path, model)
 
 
@@ -47,7 +51,10 @@ def test_a_folder_that_drifts_is_refused(tmp_path):
     model = CMCRNet(**SMALL, causal=True, attention_window=16)
     path = tmp_path / "hyperparams.yaml"
     path.write_text(inference_yaml(model).replace("    attention_window: 16\n", ""))
-    with pytest.raises(ValueError, match=r"hyperparams.yaml: rebuilds CMCRNet with attention_window=None"):
+    with pytest.raises(
+        ValueError,
+        match=r"hyperparams.yaml: rebuilds CMCRNet with attention_window=None",
+    ):
         check_model_folder(tmp_path, model)
     path.write_text(inference_yaml(CMCRNet(**SMALL, cm_repeats=2)))
     with pytest.raises(ValueError, match="cm_repeats=2, the network has cm_repeats=3"):
@@ -67,14 +74,22 @@ def test_export_model_refuses_a_yaml_that_drifts(monkeypatch, tmp_path):
     )
     Checkpointer(run / "save", {"model": model}).save_checkpoint(meta={"quality": 1.0})
     written = export.inference_yaml
-    monkeypatch.setattr(export, "inference_yaml",
-                        lambda *a, **k: written(*a, **k).replace("    mask_bound: 3.0\n", ""))
-    with pytest.raises(ValueError, match="mask_bound=2.0, the network has mask_bound=3.0"):
+    monkeypatch.setattr(
+        export,
+        "inference_yaml",
+        lambda *a, **k: written(*a, **k).replace("    mask_bound: 3.0\n", ""),
+    )
+    with pytest.raises(
+        ValueError, match="mask_bound=2.0, the network has mask_bound=3.0"
+    ):
         export.export_model(run, tmp_path / "model")
     assert not (tmp_path / "model").exists()
     monkeypatch.setattr(export, "inference_yaml", written)
     folder = export.export_model(run, tmp_path / "model")
-    assert load_hyperparams(folder / "hyperparams.yaml")["enhance_model"].config == model.config
+    assert (
+        load_hyperparams(folder / "hyperparams.yaml")["enhance_model"].config
+        == model.config
+    )
 
 
 def test_shipped_yaml_names_every_argument_of_its_network():
@@ -86,17 +101,22 @@ def test_shipped_yaml_names_every_argument_of_its_network():
     assert yaml_arguments(folder / "hyperparams.yaml", "enhance_model") == arguments
     model = load_hyperparams(folder / "hyperparams.yaml")["enhance_model"]
     check_model_folder(folder, model)
-    weights = torch.load(folder / "enhance_model.ckpt", map_location="cpu", weights_only=True)
+    weights = torch.load(
+        folder / "enhance_model.ckpt", map_location="cpu", weights_only=True
+    )
     assert list(weights) == list(model.state_dict())
     assert folder.joinpath("hyperparams.yaml").read_text() == inference_yaml(
-        model, "realmix_ship", "CKPT+2026-11-27+11-08-44+00")
+        model, "realmix_ship", "CKPT+2026-11-27+11-08-44+00"
+    )
 
 
 def test_recogniser_record_rebuilds_it():
     model = CharCTCModel(30, cnn_channels=(4,), rnn_neurons=8, dnn_neurons=8)
-    assert model.config["cnn_channels"] == [4]  # tuples recorded as YAML gives them back
+    # tuples recorded as YAML gives them back
+    assert model.config["cnn_channels"] == [4]
     text = init_yaml(model)
     assert text.startswith("!new:cmse_speechbrain.asr.CharCTCModel\n")
     assert load_hyperpyyaml("encoder: " + text)["encoder"].config == model.config
-    assert list(model.state_dict()) == list(CharCTCModel(30, cnn_channels=[4], rnn_neurons=8,
-                                                         dnn_neurons=8).state_dict())
+    assert list(model.state_dict()) == list(
+        CharCTCModel(30, cnn_channels=[4], rnn_neurons=8, dnn_neurons=8).state_dict()
+    )

@@ -11,7 +11,9 @@ import torch
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
 from cmse_speechbrain.export import export_model
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
-from conftest import ROOT, run_recipe, sha256 as _sha
+
+from conftest import ROOT, run_recipe
+from conftest import sha256 as _sha
 
 REAL_NOISY = ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav"
 REAL_CLEAN = ROOT / "recipes/VoiceBank/mini_voicebank/clean_testset_wav"
@@ -26,10 +28,18 @@ def test_from_hparams_loads_a_local_folder_offline(tiny_model_folder):
         EnhanceCMCR.from_hparams(source="no/such/model")  # never a hub lookup
 
 
-@pytest.mark.parametrize("rate,channels,subtype", [
-    (44100, 2, "PCM_16"), (48000, 1, "FLOAT"), (8000, 1, "PCM_24"), (22050, 6, "PCM_32"),
-])
-def test_enhance_file_any_rate_channels_and_format(tiny_model_folder, tmp_path, rate, channels, subtype):
+@pytest.mark.parametrize(
+    "rate,channels,subtype",
+    [
+        (44100, 2, "PCM_16"),
+        (48000, 1, "FLOAT"),
+        (8000, 1, "PCM_24"),
+        (22050, 6, "PCM_32"),
+    ],
+)
+def test_enhance_file_any_rate_channels_and_format(
+    tiny_model_folder, tmp_path, rate, channels, subtype
+):
     import torchaudio.functional as AF
 
     enhancer = EnhanceCMCR.from_hparams(source=str(tiny_model_folder))
@@ -64,7 +74,9 @@ def test_chunked_output_agrees_with_whole_file():
     matches the whole-file output of the shipped model to within 15 dB SNR
     (the difference is the context the attention sees, not a seam)."""
     enhancer = EnhanceCMCR.from_hparams(source=str(shipped_model_folder()))
-    noisy = torch.cat([read_audio_checked(p) for p in sorted(REAL_NOISY.glob("p257_*"))[:4]])
+    noisy = torch.cat(
+        [read_audio_checked(p) for p in sorted(REAL_NOISY.glob("p257_*"))[:4]]
+    )
     assert noisy.numel() > 6 * 16000
     enhancer.hparams.chunk_seconds = 0  # whole file
     whole = enhancer.enhance_batch(noisy)
@@ -77,7 +89,9 @@ def test_chunked_output_agrees_with_whole_file():
 
 def test_export_of_a_training_run_loads_and_enhances(tmp_path):
     run = tmp_path / "run"
-    run_recipe(run, "--debug", "--debug_persistently", "--debug_epochs=1", "--debug_batches=1")
+    run_recipe(
+        run, "--debug", "--debug_persistently", "--debug_epochs=1", "--debug_batches=1"
+    )
     folder = export_model(run, tmp_path / "model")
     with pytest.raises(FileExistsError):
         export_model(run, tmp_path / "model")
@@ -88,12 +102,24 @@ def test_export_of_a_training_run_loads_and_enhances(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from cmse_speechbrain import cli; "
-                           f"sys.exit(cli.{args[0]}(sys.argv[1:]))", *args[1:]],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cmse_speechbrain import cli; "
+            f"sys.exit(cli.{args[0]}(sys.argv[1:]))",
+            *args[1:],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
-def test_cli_enhance_keeps_going_past_bad_files_then_evaluate(tiny_model_folder, tmp_path):
+def test_cli_enhance_keeps_going_past_bad_files_then_evaluate(
+    tiny_model_folder, tmp_path
+):
     inputs = tmp_path / "in dir é"
     (inputs / "sub").mkdir(parents=True)
     names = ["p232_001", "p257_001", "p257_033"]
@@ -104,20 +130,44 @@ def test_cli_enhance_keeps_going_past_bad_files_then_evaluate(tiny_model_folder,
     sf.write(inputs / "empty.wav", np.zeros(0), 16000)
     hashes = {p: _sha(p) for p in inputs.rglob("*.wav")}
     out = tmp_path / "out"
-    result = _cli("enhance_main", str(inputs), str(tmp_path / "missing.wav"), "-o", str(out),
-                  "--source", str(tiny_model_folder), "--spectrogram")
+    result = _cli(
+        "enhance_main",
+        str(inputs),
+        str(tmp_path / "missing.wav"),
+        "-o",
+        str(out),
+        "--source",
+        str(tiny_model_folder),
+        "--spectrogram",
+    )
     assert result.returncode == 1, result.stderr
     assert "enhanced 3 of 6 files" in result.stdout
-    for bad in ["broken.wav: not a readable audio file", "empty.wav: empty audio", "missing.wav: file not found"]:
+    for bad in [
+        "broken.wav: not a readable audio file",
+        "empty.wav: empty audio",
+        "missing.wav: file not found",
+    ]:
         assert bad in result.stderr
     for name in names:
-        assert sf.info(out / "sub" / f"{name}.wav").frames == sf.info(REAL_NOISY / f"{name}.flac").frames
+        assert (
+            sf.info(out / "sub" / f"{name}.wav").frames
+            == sf.info(REAL_NOISY / f"{name}.flac").frames
+        )
         assert (out / "sub" / f"{name}.png").stat().st_size > 0
     assert not [p for p in out.rglob(".*")]  # no temporary leftovers
     assert hashes == {p: _sha(p) for p in inputs.rglob("*.wav")}
 
-    result = _cli("evaluate_main", "--enhanced", str(out / "sub"), "--clean", str(REAL_CLEAN),
-                  "--noisy", str(REAL_NOISY), "-o", str(tmp_path / "scores.csv"))
+    result = _cli(
+        "evaluate_main",
+        "--enhanced",
+        str(out / "sub"),
+        "--clean",
+        str(REAL_CLEAN),
+        "--noisy",
+        str(REAL_NOISY),
+        "-o",
+        str(tmp_path / "scores.csv"),
+    )
     assert result.returncode == 0, result.stderr
     import csv
 

@@ -17,6 +17,7 @@ from cmse_speechbrain.metrics import (
     si_sdr,
     stoi_score,
 )
+
 from conftest import MINI_VOICEBANK
 
 
@@ -51,10 +52,16 @@ def test_metrics_order_noisier_lower(speech):
     clean = speech.double().numpy()
     noise = rng.standard_normal(clean.size) * clean.std()
     light, heavy = clean + 0.05 * noise, clean + 0.5 * noise
-    light_scores, heavy_scores = composite_scores(clean, light), composite_scores(clean, heavy)
+    light_scores, heavy_scores = (
+        composite_scores(clean, light),
+        composite_scores(clean, heavy),
+    )
     for key in ["pesq", "csig", "cbak", "covl", "ssnr"]:
         assert light_scores[key] > heavy_scores[key], key
-    assert light_scores["llr"] < heavy_scores["llr"] and light_scores["wss"] < heavy_scores["wss"]
+    assert (
+        light_scores["llr"] < heavy_scores["llr"]
+        and light_scores["wss"] < heavy_scores["wss"]
+    )
 
 
 def test_pesq_refusal_gives_nan_not_an_exception():
@@ -74,13 +81,23 @@ def test_dnsmos_ranks_real_noisy_speech_below_clean():
 
 # --- residual noise: pause attenuation and speech level (issue 28) ---------
 
+
 def _pair(name):
-    clean = read_audio_checked(MINI_VOICEBANK / f"clean_testset_wav/{name}.flac").double().numpy()
-    noisy = read_audio_checked(MINI_VOICEBANK / f"noisy_testset_wav/{name}.flac").double().numpy()
+    clean = (
+        read_audio_checked(MINI_VOICEBANK / f"clean_testset_wav/{name}.flac")
+        .double()
+        .numpy()
+    )
+    noisy = (
+        read_audio_checked(MINI_VOICEBANK / f"noisy_testset_wav/{name}.flac")
+        .double()
+        .numpy()
+    )
     return noisy, clean
 
 
-@pytest.mark.parametrize("name", ["p232_010", "p257_058"])  # real pairs with speech pauses
+# real pairs with speech pauses
+@pytest.mark.parametrize("name", ["p232_010", "p257_058"])
 def test_pause_attenuation_rewards_removing_the_noise_not_the_speech(name):
     noisy, clean = _pair(name)
 
@@ -99,15 +116,18 @@ def test_pause_attenuation_rewards_removing_the_noise_not_the_speech(name):
     assert quieter == pytest.approx(20 * np.log10(2), abs=1e-6)
     assert quieter_level == pytest.approx(noisy_level - 20 * np.log10(2), abs=1e-6)
     assert quieter_level == pytest.approx(-6.0, abs=2.0)
-    silence, silence_level = scores(np.zeros_like(noisy))  # all noise gone, all speech too
+    # all noise gone, all speech too
+    silence, silence_level = scores(np.zeros_like(noisy))
     assert silence > 100 and silence_level < -100
     # torch tensors as the Brain passes them give the same numbers
-    assert pause_attenuation(torch.from_numpy(0.5 * noisy), torch.from_numpy(noisy),
-                             torch.from_numpy(clean))["pause_attenuation_db"] == pytest.approx(quieter)
+    assert pause_attenuation(
+        torch.from_numpy(0.5 * noisy), torch.from_numpy(noisy), torch.from_numpy(clean)
+    )["pause_attenuation_db"] == pytest.approx(quieter)
 
 
 def test_no_pause_gives_nan_left_out_of_the_mean():
-    noisy, clean = _pair("p232_032")  # speech to the edges: no frame 40 dB below the loudest
+    # speech to the edges: no frame 40 dB below the loudest
+    noisy, clean = _pair("p232_032")
     without = pause_attenuation(0.5 * noisy, noisy, clean)
     assert np.isnan(without["pause_attenuation_db"])
     assert np.isfinite(without["speech_level_db"])  # the speech is still measured
@@ -124,10 +144,24 @@ def test_cmse_evaluate_with_noisy_adds_the_residual_noise_columns(tmp_path, caps
         (tmp_path / folder).mkdir()
     for name in ["p232_010", "p232_032"]:
         noisy, clean = _pair(name)
-        for folder, audio in [("enhanced", 0.5 * noisy), ("noisy", noisy), ("clean", clean)]:
+        for folder, audio in [
+            ("enhanced", 0.5 * noisy),
+            ("noisy", noisy),
+            ("clean", clean),
+        ]:
             sf.write(tmp_path / folder / f"{name}.wav", audio, 16000, subtype="FLOAT")
-    code = cli.evaluate_main(["--enhanced", str(tmp_path / "enhanced"), "--clean", str(tmp_path / "clean"),
-                              "--noisy", str(tmp_path / "noisy"), "-o", str(tmp_path / "s.csv")])
+    code = cli.evaluate_main(
+        [
+            "--enhanced",
+            str(tmp_path / "enhanced"),
+            "--clean",
+            str(tmp_path / "clean"),
+            "--noisy",
+            str(tmp_path / "noisy"),
+            "-o",
+            str(tmp_path / "s.csv"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "PAUSE_dB" in out and "SPEECH_dB" in out
     with open(tmp_path / "s.csv", encoding="utf-8") as f:
@@ -136,9 +170,19 @@ def test_cmse_evaluate_with_noisy_adds_the_residual_noise_columns(tmp_path, caps
     assert float(row["enhanced_pause_attenuation_db"]) == pytest.approx(6.02, abs=1e-3)
     assert float(row["noisy_pause_attenuation_db"]) == 0.0
     assert float(row["enhanced_speech_level_db"]) == pytest.approx(
-        float(row["noisy_speech_level_db"]) - 6.02, abs=2e-3)
-    assert rows["p232_032"]["enhanced_pause_attenuation_db"] == "nan"  # no pause in this file
+        float(row["noisy_speech_level_db"]) - 6.02, abs=2e-3
+    )
+    # no pause in this file
+    assert rows["p232_032"]["enhanced_pause_attenuation_db"] == "nan"
     # without --noisy: no residual-noise columns (they need the noisy input)
-    cli.evaluate_main(["--enhanced", str(tmp_path / "enhanced"), "--clean", str(tmp_path / "clean"),
-                       "-o", str(tmp_path / "t.csv")])
+    cli.evaluate_main(
+        [
+            "--enhanced",
+            str(tmp_path / "enhanced"),
+            "--clean",
+            str(tmp_path / "clean"),
+            "-o",
+            str(tmp_path / "t.csv"),
+        ]
+    )
     assert "pause" not in (tmp_path / "t.csv").read_text().splitlines()[0]

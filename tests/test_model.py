@@ -13,6 +13,7 @@ from cmse_speechbrain.losses import (
     StreamContrastiveLoss,
     utterance_rms,
 )
+
 from conftest import REAL_MIXTURES
 from conftest import real_mixture as _real_mixture
 
@@ -22,8 +23,12 @@ SMALL = dict(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
 @pytest.fixture
 def real_pair(mini_voicebank):
     """A real VoiceBank-DEMAND training pair (speaker p287), 2 s each."""
-    noisy = read_audio_checked(mini_voicebank / "noisy_trainset_28spk_wav/p287_002.flac")
-    clean = read_audio_checked(mini_voicebank / "clean_trainset_28spk_wav/p287_002.flac")
+    noisy = read_audio_checked(
+        mini_voicebank / "noisy_trainset_28spk_wav/p287_002.flac"
+    )
+    clean = read_audio_checked(
+        mini_voicebank / "clean_trainset_28spk_wav/p287_002.flac"
+    )
     return noisy[None, :32000], clean[None, :32000]
 
 
@@ -47,7 +52,11 @@ def test_gradients_reach_every_parameter(real_pair):
     loss = torch.nn.functional.mse_loss(enhanced, clean)
     loss = loss + stream_loss(aux["streams"], clean, noisy - clean)
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert missing == []
 
 
@@ -87,13 +96,17 @@ def test_self_attention_control_replaces_the_cm(real_pair):
     enhanced, aux = control(noisy)
     assert aux["streams"] == [] and control.control.features.shape[-1] == width
     torch.nn.functional.mse_loss(enhanced, clean).backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in control.parameters())
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in control.parameters()
+    )
     control.eval()
     with torch.no_grad():
         assert torch.allclose(control(3 * noisy)[0], 3 * control(noisy)[0], atol=3e-4)
     with pytest.raises(ValueError, match="use_cm=False"):
         CMCRNet(control_width=width, **SMALL)
-    causal = CMCRNet(use_cm=False, control_width=width, causal=True, time_kernel=2, **SMALL)
+    causal = CMCRNet(
+        use_cm=False, control_width=width, causal=True, time_kernel=2, **SMALL
+    )
     with pytest.raises(ValueError, match="not streamable"):
         StreamingEnhancer(causal)
 
@@ -143,13 +156,20 @@ def test_cr_rewards_the_clean_speech_not_a_shortcut(speech_file, noise_file, snr
     assert score["noise_only"] > score["halfway"]
     # per utterance: a batch of this mixture and another one is the mean of both
     other_clean, other_noisy = _real_mixture(*REAL_MIXTURES[0][:2], 5)
-    both = cr.per_utterance(torch.cat([noisy, other_clean]), torch.cat([clean, other_clean]),
-                            torch.cat([noisy, other_noisy]))
-    assert torch.allclose(both, torch.stack([score["noisy"], torch.tensor(0.0)]), atol=1e-4)
+    both = cr.per_utterance(
+        torch.cat([noisy, other_clean]),
+        torch.cat([clean, other_clean]),
+        torch.cat([noisy, other_noisy]),
+    )
+    assert torch.allclose(
+        both, torch.stack([score["noisy"], torch.tensor(0.0)]), atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("speech_file,noise_file,snr", REAL_MIXTURES)
-def test_reconstruction_rewards_the_clean_speech_at_any_level(speech_file, noise_file, snr):
+def test_reconstruction_rewards_the_clean_speech_at_any_level(
+    speech_file, noise_file, snr
+):
     clean, noisy = _real_mixture(speech_file, noise_file, snr)
     loss = ReconstructionLoss()
 
@@ -157,7 +177,12 @@ def test_reconstruction_rewards_the_clean_speech_at_any_level(speech_file, noise
         return loss(gain * output, gain * clean, scale=utterance_rms(gain * noisy))
 
     assert score(clean) == 0
-    assert score(clean) < score(0.75 * clean + 0.25 * noisy) < score(0.5 * (clean + noisy)) < score(noisy)
+    assert (
+        score(clean)
+        < score(0.75 * clean + 0.25 * noisy)
+        < score(0.5 * (clean + noisy))
+        < score(noisy)
+    )
     assert score(2 * clean) > 0 and score(0.5 * clean) > 0  # a wrong gain costs
     for gain in [0.1, 4.0]:  # the loss does not depend on the recording level
         assert torch.isclose(score(noisy, gain), score(noisy), rtol=1e-4)
@@ -212,10 +237,20 @@ def test_stream_loss_is_not_solved_by_a_fixed_channel_split():
     speech_feats, noise_feats = loss.targets(clean, noise)
     mixture_feats, _ = loss.targets(noisy, torch.zeros_like(noisy))
     mask = (torch.arange(size) < size // 2).float()
-    split = _fitted_stream_loss(StreamContrastiveLoss(rep, size), speech_feats @ projection,
-                                noise_feats @ projection, clean, noise)
-    shortcut = _fitted_stream_loss(StreamContrastiveLoss(rep, size), (mixture_feats @ projection) * mask,
-                                   (mixture_feats @ projection) * (1 - mask), clean, noise)
+    split = _fitted_stream_loss(
+        StreamContrastiveLoss(rep, size),
+        speech_feats @ projection,
+        noise_feats @ projection,
+        clean,
+        noise,
+    )
+    shortcut = _fitted_stream_loss(
+        StreamContrastiveLoss(rep, size),
+        (mixture_feats @ projection) * mask,
+        (mixture_feats @ projection) * (1 - mask),
+        clean,
+        noise,
+    )
     # measured: 0.95 vs 1.23 (the old loss fell to 0.02 on the shortcut)
     assert split < 0.85 * shortcut, (split, shortcut)
 
@@ -224,15 +259,23 @@ def test_objective_controls_the_gradient_shares(real_pair):
     noisy, clean = real_pair
     rep = RandomConvRepresentation(channels=[4, 8])
     objective = CMCRObjective(
-        ReconstructionLoss(), ContrastiveRegularization(rep, [0.5, 1.0]),
-        StreamContrastiveLoss(rep, stream_size=16), cm_share=0.2, cr_share=0.05,
-        aux_start_steps=2, aux_ramp_steps=1, rebalance_interval=1, rebalance_momentum=0.0,
+        ReconstructionLoss(),
+        ContrastiveRegularization(rep, [0.5, 1.0]),
+        StreamContrastiveLoss(rep, stream_size=16),
+        cm_share=0.2,
+        cr_share=0.05,
+        aux_start_steps=2,
+        aux_ramp_steps=1,
+        rebalance_interval=1,
+        rebalance_momentum=0.0,
     )
     model = CMCRNet(**SMALL)
     parameters = list(model.parameters())
 
     def grad_norm(value):
-        grads = torch.autograd.grad(value, parameters, retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            value, parameters, retain_graph=True, allow_unused=True
+        )
         return torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None))
 
     for step in range(4):
@@ -261,7 +304,9 @@ def test_curricular_cr_pushes_from_the_baseline_output_too():
     from cmse_speechbrain.losses import CurricularNegative
 
     clean, noisy = _real_mixture(*REAL_MIXTURES[0][:2], 5)
-    baseline = CurricularNegative("noisy+baseline", frozen_network(shipped_model_folder()))
+    baseline = CurricularNegative(
+        "noisy+baseline", frozen_network(shipped_model_folder())
+    )
     hard = baseline(noisy)
     assert hard.shape == noisy.shape and not hard.requires_grad
     cr = ContrastiveRegularization(RandomConvRepresentation())
@@ -274,7 +319,12 @@ def test_curricular_cr_pushes_from_the_baseline_output_too():
     back_toward_noisy = 0.5 * (hard + noisy)
     for alpha in (0.0, 0.125, 0.25):  # up to the default final weight
         assert score(clean, alpha) < 1e-3
-        assert score(clean, alpha) < score(hard, alpha) < score(back_toward_noisy, alpha) < score(noisy, alpha)
+        assert (
+            score(clean, alpha)
+            < score(hard, alpha)
+            < score(back_toward_noisy, alpha)
+            < score(noisy, alpha)
+        )
         assert score(0.5 * hard, alpha) == pytest.approx(score(hard, alpha), abs=1e-4)
     # why the weight stays low: with the hard negative alone, the noisy input
     # scores better than the baseline's output
@@ -286,18 +336,38 @@ def test_objective_follows_the_curriculum(real_pair):
 
     noisy, clean = real_pair
     rep = RandomConvRepresentation(channels=[4, 8])
-    hard = CurricularNegative("noisy+baseline", lambda x: 0.7 * x + 0.3 * clean,
-                              start_steps=2, ramp_steps=2, final_weight=1.0)
-    plain = CMCRObjective(ReconstructionLoss(), ContrastiveRegularization(rep, [0.5, 1.0]),
-                          aux_start_steps=0, aux_ramp_steps=0)
-    curricular = CMCRObjective(ReconstructionLoss(), ContrastiveRegularization(rep, [0.5, 1.0]),
-                               aux_start_steps=0, aux_ramp_steps=0, curricular_negative=hard)
+    hard = CurricularNegative(
+        "noisy+baseline",
+        lambda x: 0.7 * x + 0.3 * clean,
+        start_steps=2,
+        ramp_steps=2,
+        final_weight=1.0,
+    )
+    plain = CMCRObjective(
+        ReconstructionLoss(),
+        ContrastiveRegularization(rep, [0.5, 1.0]),
+        aux_start_steps=0,
+        aux_ramp_steps=0,
+    )
+    curricular = CMCRObjective(
+        ReconstructionLoss(),
+        ContrastiveRegularization(rep, [0.5, 1.0]),
+        aux_start_steps=0,
+        aux_ramp_steps=0,
+        curricular_negative=hard,
+    )
     enhanced = 0.5 * (noisy + clean)
     crs = []
     for _ in range(5):
-        crs.append((float(plain(enhanced, clean, noisy)[1]["cr"]),
-                    float(curricular(enhanced, clean, noisy)[1]["cr"])))
-    assert crs[0][0] == pytest.approx(crs[0][1]) and crs[2][0] == pytest.approx(crs[2][1])
+        crs.append(
+            (
+                float(plain(enhanced, clean, noisy)[1]["cr"]),
+                float(curricular(enhanced, clean, noisy)[1]["cr"]),
+            )
+        )
+    assert crs[0][0] == pytest.approx(crs[0][1]) and crs[2][0] == pytest.approx(
+        crs[2][1]
+    )
     assert crs[4][1] != pytest.approx(crs[4][0])  # weight 1 after the ramp
     with pytest.raises(ValueError, match="cr_baseline_folder"):
         CurricularNegative("noisy+baseline", None)

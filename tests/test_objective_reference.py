@@ -27,8 +27,15 @@ def batch(mini_voicebank):
     """Three real VoiceBank-DEMAND training pairs, 2 s each, the last one
     padded (relative lengths 1, 1, 0.8)."""
     names = ["p287_002", "p287_003", "p287_004"]
-    pairs = [[read_audio_checked(mini_voicebank / f"{sub}_trainset_28spk_wav/{name}.flac")[:32000]
-              for sub in ["noisy", "clean"]] for name in names]
+    pairs = [
+        [
+            read_audio_checked(
+                mini_voicebank / f"{sub}_trainset_28spk_wav/{name}.flac"
+            )[:32000]
+            for sub in ["noisy", "clean"]
+        ]
+        for name in names
+    ]
     noisy = torch.stack([p[0] for p in pairs])
     clean = torch.stack([p[1] for p in pairs])
     noisy[2, 25600:] = 0.0
@@ -43,11 +50,18 @@ def test_objective_matches_its_reference(batch, d_model):
     model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=d_model, nhead=2)
     rep = RandomConvRepresentation()
     objective = CMCRObjective(
-        ReconstructionLoss(), ContrastiveRegularization(rep),
-        StreamContrastiveLoss(rep, stream_size=d_model), aux_start_steps=0, aux_ramp_steps=1,
+        ReconstructionLoss(),
+        ContrastiveRegularization(rep),
+        StreamContrastiveLoss(rep, stream_size=d_model),
+        aux_start_steps=0,
+        aux_ramp_steps=1,
     ).eval()
     objective.weights.copy_(torch.tensor([0.3, 2.0]))
-    parameters = [p for p in list(model.parameters()) + list(objective.parameters()) if p.requires_grad]
+    parameters = [
+        p
+        for p in list(model.parameters()) + list(objective.parameters())
+        if p.requires_grad
+    ]
     results = []
     for compute in [objective, lambda *args: reference_objective(objective, *args)]:
         enhanced, aux = model(noisy, lengths)
@@ -63,4 +77,6 @@ def test_objective_matches_its_reference(batch, d_model):
     # gradient (some biases before a BatchNorm get rounding noise only)
     total = torch.sqrt(sum(ref.pow(2).sum() for ref in ref_grads))
     for grad, ref in zip(grads, ref_grads):
-        assert float((grad - ref).norm()) <= 1e-4 * float(ref.norm()) + 1e-6 * float(total)
+        assert float((grad - ref).norm()) <= 1e-4 * float(ref.norm()) + 1e-6 * float(
+            total
+        )

@@ -28,6 +28,11 @@ def test_every_exported_name_resolves():
 
 
 def test_import_is_light():
-    code = "import sys, cmse_speechbrain; print(sorted(m for m in ('torch', 'speechbrain') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import sys, cmse_speechbrain; "
+        "print(sorted(m for m in ('torch', 'speechbrain') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"

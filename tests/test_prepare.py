@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from cmse_speechbrain.dataio import AudioFileError, read_audio_checked
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "recipes" / "VoiceBank"))
@@ -19,14 +20,19 @@ from voicebank_prepare import prepare_voicebank  # noqa: E402
 def data_copy(mini_voicebank, tmp_path):
     """A writable copy of the shipped subset."""
     copy = tmp_path / "vb"
-    shutil.copytree(mini_voicebank, copy, ignore=shutil.ignore_patterns("*.py", "*.md", "LICENSE*"))
+    shutil.copytree(
+        mini_voicebank, copy, ignore=shutil.ignore_patterns("*.py", "*.md", "LICENSE*")
+    )
     return copy
 
 
 def test_manifests_split_speakers_and_resample(data_copy, tmp_path):
     save = tmp_path / "save"
     prepare_voicebank(data_copy, save)
-    manifests = {s: json.loads((save / f"{s}.json").read_text()) for s in ["train", "valid", "test"]}
+    manifests = {
+        s: json.loads((save / f"{s}.json").read_text())
+        for s in ["train", "valid", "test"]
+    }
     speakers = {s: {e["speaker"] for e in m.values()} for s, m in manifests.items()}
     assert speakers["valid"] == {"p226", "p287"}
     assert not speakers["train"] & speakers["valid"]
@@ -35,7 +41,13 @@ def test_manifests_split_speakers_and_resample(data_copy, tmp_path):
     entry = manifests["train"]["p234_001"]
     assert sf.info(entry["noisy_wav"]).samplerate == 16000
     assert str(save) in entry["noisy_wav"]
-    assert abs(entry["length"] - sf.info(data_copy / "noisy_trainset_28spk_wav/p234_001.flac").duration) < 1e-6
+    assert (
+        abs(
+            entry["length"]
+            - sf.info(data_copy / "noisy_trainset_28spk_wav/p234_001.flac").duration
+        )
+        < 1e-6
+    )
     # the other entries refer to the data folder
     assert manifests["test"]["p232_001"]["clean_wav"].startswith("{data_root}/")
 
@@ -69,7 +81,9 @@ def test_length_mismatch_is_named(data_copy, tmp_path):
 
 def test_unreadable_file_is_named(data_copy, tmp_path):
     (data_copy / "clean_trainset_28spk_wav" / "p225_003.flac").write_text("not audio")
-    with pytest.raises(AudioFileError, match="p225_003.flac: not a readable audio file"):
+    with pytest.raises(
+        AudioFileError, match="p225_003.flac: not a readable audio file"
+    ):
         prepare_voicebank(data_copy, tmp_path / "save")
 
 
@@ -79,7 +93,9 @@ def test_empty_and_missing_folders_are_named(data_copy, tmp_path):
     with pytest.raises(FileNotFoundError, match="noisy_testset_wav: no audio files"):
         prepare_voicebank(data_copy, tmp_path / "save")
     shutil.rmtree(data_copy / "noisy_testset_wav")
-    with pytest.raises(FileNotFoundError, match="missing VoiceBank-DEMAND folder.*noisy_testset_wav"):
+    with pytest.raises(
+        FileNotFoundError, match="missing VoiceBank-DEMAND folder.*noisy_testset_wav"
+    ):
         prepare_voicebank(data_copy, tmp_path / "save")
 
 
@@ -98,8 +114,9 @@ def test_read_audio_checked_refuses_bad_signals(mini_voicebank, tmp_path):
         read_audio_checked(tmp_path / "empty.wav")
     # 44.1 kHz stereo int16 is resampled and mixed down
     stereo = np.stack([real.numpy(), real.numpy()], axis=1)
-    import torchaudio.functional as AF
     import torch
+    import torchaudio.functional as AF
+
     resampled = AF.resample(torch.from_numpy(stereo.T.copy()), 16000, 44100).T.numpy()
     sf.write(tmp_path / "st.wav", resampled, 44100, subtype="PCM_16")
     back = read_audio_checked(tmp_path / "st.wav")

@@ -19,8 +19,13 @@ import torchaudio.functional as AF
 
 from cmse_speechbrain import cli, corpus, dataio
 from cmse_speechbrain.checkpoints import AtomicCheckpointer, CheckpointError
-from cmse_speechbrain.dataio import AudioFileError, read_audio_checked, write_audio_atomic
+from cmse_speechbrain.dataio import (
+    AudioFileError,
+    read_audio_checked,
+    write_audio_atomic,
+)
 from cmse_speechbrain.inference import EnhanceCMCR
+
 from conftest import MINI_VOICEBANK, ROOT, recipe_command, run_recipe, sha256
 
 SPEECH = MINI_VOICEBANK / "noisy_testset_wav" / "p232_013.flac"  # 3.9 s, real
@@ -73,12 +78,27 @@ def test_every_bad_input_gets_a_result_or_a_named_error(tiny_model_folder, tmp_p
     hashes = {p.name: sha256(p) for p in inputs.iterdir()}
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from cmse_speechbrain import cli; sys.exit(cli.enhance_main())",
-         str(inputs), str(missing), "-o", str(out), "--source", str(tiny_model_folder)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cmse_speechbrain import cli; "
+            "sys.exit(cli.enhance_main())",
+            str(inputs),
+            str(missing),
+            "-o",
+            str(out),
+            "--source",
+            str(tiny_model_folder),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert result.returncode == 1
-    failures = {line.strip() for line in result.stderr.splitlines() if line.startswith("  ")}
+    failures = {
+        line.strip() for line in result.stderr.splitlines() if line.startswith("  ")
+    }
     for name, expect in cases.items():
         output = out / (os.path.splitext(name)[0] + ".wav")
         if expect == "ok":
@@ -90,7 +110,10 @@ def test_every_bad_input_gets_a_result_or_a_named_error(tiny_model_folder, tmp_p
             assert np.isfinite(sf.read(output)[0]).all()
         else:
             assert not output.exists(), name
-            assert any(str(inputs / name) in f and expect in f for f in failures), (name, failures)
+            assert any(str(inputs / name) in f and expect in f for f in failures), (
+                name,
+                failures,
+            )
     assert any(str(missing) in f and "file not found" in f for f in failures)
     n_bad = sum(e != "ok" for e in cases.values()) + 1
     assert f"{n_bad} failed" in result.stderr
@@ -138,13 +161,22 @@ def test_unwritable_output_is_refused_before_any_work(tiny_model_folder, tmp_pat
     blocker = tmp_path / "not a folder"
     blocker.write_text("a file where the output folder should be")
     sf.write(tmp_path / "a.wav", _speech()[:16000], 16000)
-    code = cli.enhance_main([str(tmp_path / "a.wav"), "-o", str(blocker / "out"),
-                             "--source", str(tiny_model_folder)])
+    code = cli.enhance_main(
+        [
+            str(tmp_path / "a.wav"),
+            "-o",
+            str(blocker / "out"),
+            "--source",
+            str(tiny_model_folder),
+        ]
+    )
     assert code == 2  # refused before any work (issue 29, item 10)
     assert blocker.read_text().startswith("a file")
 
 
-def test_tampered_and_truncated_model_checkpoints_are_refused(tiny_model_folder, tmp_path):
+def test_tampered_and_truncated_model_checkpoints_are_refused(
+    tiny_model_folder, tmp_path
+):
     marker = tmp_path / "code_ran"
 
     class Payload:
@@ -157,7 +189,9 @@ def test_tampered_and_truncated_model_checkpoints_are_refused(tiny_model_folder,
     ]:
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "hyperparams.yaml").write_text((tiny_model_folder / "hyperparams.yaml").read_text())
+        (folder / "hyperparams.yaml").write_text(
+            (tiny_model_folder / "hyperparams.yaml").read_text()
+        )
         (folder / "enhance_model.ckpt").write_bytes(content)
         with pytest.raises(ValueError, match="cannot be loaded safely"):
             EnhanceCMCR.from_hparams(source=str(folder))
@@ -178,15 +212,23 @@ def _final_test_pesq(out):
 
 
 def test_random_sigkills_then_resume_match_an_uninterrupted_run(tmp_path):
-    extra = ["--number_of_epochs=3", "--valid_speakers=[p287]", "--ckpt_interval_minutes=0"]
+    extra = [
+        "--number_of_epochs=3",
+        "--valid_speakers=[p287]",
+        "--ckpt_interval_minutes=0",
+    ]
     reference = tmp_path / "reference"
     run_recipe(reference, *extra)
     out = tmp_path / "killed"
     rng = random.Random(0)
     kills = 0
     for _ in range(3):  # several kills at random moments
-        proc = subprocess.Popen(recipe_command(out, *extra), cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            recipe_command(out, *extra),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(3.0, 12.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -208,7 +250,9 @@ def _rss_mb(pid):
     return 0.0
 
 
-def test_thousand_files_flat_memory_and_two_concurrent_writers(tiny_model_folder, tmp_path):
+def test_thousand_files_flat_memory_and_two_concurrent_writers(
+    tiny_model_folder, tmp_path
+):
     speech = _speech()
     inputs = tmp_path / "many"
     inputs.mkdir()
@@ -216,14 +260,38 @@ def test_thousand_files_flat_memory_and_two_concurrent_writers(tiny_model_folder
         start = (i * 997) % (len(speech) - 8000)
         sf.write(inputs / f"utt_{i:04d}.wav", speech[start : start + 8000], 16000)
     out = tmp_path / "out"
-    command = [sys.executable, "-c", "import sys; from cmse_speechbrain import cli; sys.exit(cli.enhance_main())",
-               str(inputs), "-o", str(out), "--source", str(tiny_model_folder)]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from cmse_speechbrain import cli; sys.exit(cli.enhance_main())",
+        str(inputs),
+        "-o",
+        str(out),
+        "--source",
+        str(tiny_model_folder),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    second = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     samples = []  # (files written so far, RSS of the first process)
     while first.poll() is None:
-        samples.append((len(list(out.glob("*.wav"))) if out.exists() else 0, _rss_mb(first.pid)))
+        samples.append(
+            (len(list(out.glob("*.wav"))) if out.exists() else 0, _rss_mb(first.pid))
+        )
         time.sleep(0.5)
     second.wait()
     assert first.returncode == 0, first.stderr[-2000:]

@@ -21,10 +21,16 @@ from cmse_speechbrain.asr import EnhancedASR, enhancer_from_folder
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.export import SpectrumEnhancer, load_network, noisy_spectrum
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
-from cmse_speechbrain.safe_yaml import UnsafeModelError, check_hyperparams, load_hyperparams
+from cmse_speechbrain.safe_yaml import (
+    UnsafeModelError,
+    check_hyperparams,
+    load_hyperparams,
+)
+
 from conftest import MINI_VOICEBANK, ROOT
 
-REAL_NOISY = MINI_VOICEBANK / "noisy_testset_wav" / "p232_001.flac"  # real VoiceBank-DEMAND
+# real VoiceBank-DEMAND
+REAL_NOISY = MINI_VOICEBANK / "noisy_testset_wav" / "p232_001.flac"
 
 BOMB = "lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 9)
@@ -33,13 +39,20 @@ BOMB = "lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".joi
 ATTACKS = {
     "apply": ('pwned: !apply:os.system ["touch PWNED"]', "!apply:os.system"),
     "name": ('pwned: !name:os.system ["touch PWNED"]', "!name:os.system"),
-    "new_popen": ("pwned: !new:subprocess.Popen [[touch, PWNED]]", "!new:subprocess.Popen"),
+    "new_popen": (
+        "pwned: !new:subprocess.Popen [[touch, PWNED]]",
+        "!new:subprocess.Popen",
+    ),
     "include_outside": ("extra: !include:../outside.yaml", "!include:../outside.yaml"),
     "yaml_bomb": (BOMB, "YAML bomb"),
-    "python_tag": ('pwned: !!python/object/apply:os.system ["touch PWNED"]',
-                   "!!python/object/apply:os.system"),
-    "tuple_string": ('pwned: (!!python/object/apply:os.system ["touch PWNED"])',
-                     "!!python/object/apply:os.system"),
+    "python_tag": (
+        'pwned: !!python/object/apply:os.system ["touch PWNED"]',
+        "!!python/object/apply:os.system",
+    ),
+    "tuple_string": (
+        'pwned: (!!python/object/apply:os.system ["touch PWNED"])',
+        "!!python/object/apply:os.system",
+    ),
     "applyref": ('pwned: !applyref:os.system ["touch PWNED"]', "!applyref:os.system"),
     "module": ("pwned: !module:os", "!module:os"),
     "attribute_ref": ("pwned: !ref <enhance_model.__class__>", "plain reference"),
@@ -58,15 +71,23 @@ def _model_folder(tmp_path, tiny_model_folder, name, extra_text=""):
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_hostile_yaml_is_refused_by_name_and_never_runs(tiny_model_folder, tmp_path, monkeypatch, attack):
+def test_hostile_yaml_is_refused_by_name_and_never_runs(
+    tiny_model_folder, tmp_path, monkeypatch, attack
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outside.yaml").write_text('pwned: !apply:os.system ["touch PWNED"]\n')
     text, named = ATTACKS[attack]
     good_lines = len((tiny_model_folder / "hyperparams.yaml").read_text().splitlines())
     if attack == "pretrainer_paths":
         folder = _model_folder(tmp_path, tiny_model_folder, attack)
-        yaml_text = (folder / "hyperparams.yaml").read_text().replace(
-            "    loadables:", "    paths:\n        enhance_model: ../outside.ckpt\n    loadables:")
+        yaml_text = (
+            (folder / "hyperparams.yaml")
+            .read_text()
+            .replace(
+                "    loadables:",
+                "    paths:\n        enhance_model: ../outside.ckpt\n    loadables:",
+            )
+        )
         (folder / "hyperparams.yaml").write_text(yaml_text)
     else:
         folder = _model_folder(tmp_path, tiny_model_folder, attack, text + "\n")
@@ -80,13 +101,17 @@ def test_hostile_yaml_is_refused_by_name_and_never_runs(tiny_model_folder, tmp_p
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_the_issue_payload_first_line_via_cli_and_asr_paths(tiny_model_folder, tmp_path, monkeypatch, capsys):
+def test_the_issue_payload_first_line_via_cli_and_asr_paths(
+    tiny_model_folder, tmp_path, monkeypatch, capsys
+):
     """``pwned`` as the first line, loaded the four ways the issue lists."""
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "model"
     folder.mkdir()
     good = (tiny_model_folder / "hyperparams.yaml").read_text()
-    (folder / "hyperparams.yaml").write_text('pwned: !apply:os.system ["touch PWNED"]\n' + good)
+    (folder / "hyperparams.yaml").write_text(
+        'pwned: !apply:os.system ["touch PWNED"]\n' + good
+    )
     shutil.copy(tiny_model_folder / "enhance_model.ckpt", folder)
     code = cli.enhance_main([str(REAL_NOISY), "-o", "out", "--source", str(folder)])
     err = capsys.readouterr().err
@@ -102,11 +127,12 @@ def test_the_issue_payload_first_line_via_cli_and_asr_paths(tiny_model_folder, t
     assert not (tmp_path / "PWNED").exists() and not (tmp_path / "out").exists()
 
 
-def test_asr_half_of_a_pipeline_is_checked_too(tiny_model_folder, tmp_path, monkeypatch):
+def test_asr_half_of_a_pipeline_is_checked_too(
+    tiny_model_folder, tmp_path, monkeypatch
+):
     from speechbrain.dataio.encoder import CTCTextEncoder
 
     from cmse_speechbrain.asr import CharCTCModel
-
     from cmse_speechbrain.asr_recipe import export_encoder_asr
 
     monkeypatch.chdir(tmp_path)
@@ -120,14 +146,21 @@ def test_asr_half_of_a_pipeline_is_checked_too(tiny_model_folder, tmp_path, monk
     loaded = EnhancedASR.from_folder(pipeline)  # the recipe's own export loads
     assert isinstance(loaded.transcribe_file(REAL_NOISY), str)
     with open(pipeline / "asr" / "hyperparams.yaml", "a") as f:
-        f.write('pwned: !new:subprocess.Popen [[touch, PWNED]]\n')
-    with pytest.raises(UnsafeModelError, match=r"asr/hyperparams.yaml, line \d+: !new:subprocess.Popen"):
+        f.write("pwned: !new:subprocess.Popen [[touch, PWNED]]\n")
+    with pytest.raises(
+        UnsafeModelError, match=r"asr/hyperparams.yaml, line \d+: !new:subprocess.Popen"
+    ):
         EnhancedASR.from_folder(pipeline)
     assert not (tmp_path / "PWNED").exists()
 
 
 def test_include_inside_the_folder_and_tuples_still_work(tiny_model_folder, tmp_path):
-    folder = _model_folder(tmp_path, tiny_model_folder, "model", "extra: !include:more.yaml\npair: (1, 2)\n")
+    folder = _model_folder(
+        tmp_path,
+        tiny_model_folder,
+        "model",
+        "extra: !include:more.yaml\npair: (1, 2)\n",
+    )
     (folder / "more.yaml").write_text("k: [1, 2]\n")
     enhancer = EnhanceCMCR.from_hparams(source=str(folder))
     assert enhancer.hparams.extra == {"k": [1, 2]} and enhancer.hparams.pair == (1, 2)
@@ -160,7 +193,9 @@ def _fake_run(tmp_path):
     )
     torch.manual_seed(0)
     model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
-    Checkpointer(run / "save", recoverables={"model": model}).save_checkpoint(meta={"pesq": 1.5})
+    Checkpointer(run / "save", recoverables={"model": model}).save_checkpoint(
+        meta={"pesq": 1.5}
+    )
     return run, model
 
 
@@ -173,8 +208,13 @@ def test_exported_folder_loads_and_names_no_machine_path(tmp_path, monkeypatch):
     enhancer = EnhanceCMCR.from_hparams(source=str(folder), run_opts={"device": "cpu"})
     wav = read_audio_checked(REAL_NOISY)[:16000]
     with torch.no_grad():
-        assert torch.allclose(enhancer.enhance_batch(wav), model.eval()(wav[None])[0][0], atol=1e-5)
-    assert '# Exported from training run "run", checkpoint CKPT+' in (folder / "hyperparams.yaml").read_text()
+        assert torch.allclose(
+            enhancer.enhance_batch(wav), model.eval()(wav[None])[0][0], atol=1e-5
+        )
+    assert (
+        '# Exported from training run "run", checkpoint CKPT+'
+        in (folder / "hyperparams.yaml").read_text()
+    )
     machine = [str(tmp_path), str(ROOT), sys.prefix, "/tmp/", "/home/", "/work/"]
     for path in folder.iterdir():
         data = path.read_bytes()
@@ -207,17 +247,26 @@ def test_onnx_that_cannot_be_checked_is_refused(tmp_path):
     with pytest.raises(UnsafeModelError, match="custom operator com.example.native"):
         load_network(tmp_path / "custom.onnx")
     proto = onnx.load(str(path))
-    onnx.save(proto, str(tmp_path / "external.onnx"), save_as_external_data=True,
-              location="weights.bin", size_threshold=0)
+    onnx.save(
+        proto,
+        str(tmp_path / "external.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     with pytest.raises(UnsafeModelError, match="stored in an external file"):
         load_network(tmp_path / "external.onnx")
 
 
-def test_trust_code_loads_a_folder_with_another_speechbrain_class(tiny_model_folder, tmp_path, monkeypatch, capsys):
+def test_trust_code_loads_a_folder_with_another_speechbrain_class(
+    tiny_model_folder, tmp_path, monkeypatch, capsys
+):
     extra = "features: !new:speechbrain.lobes.features.Fbank\n    n_mels: 40\n"
     folder = _model_folder(tmp_path, tiny_model_folder, "model", extra)
     line = len((tiny_model_folder / "hyperparams.yaml").read_text().splitlines()) + 1
-    with pytest.raises(UnsafeModelError, match=f"line {line}: !new:speechbrain.lobes.features.Fbank"):
+    with pytest.raises(
+        UnsafeModelError, match=f"line {line}: !new:speechbrain.lobes.features.Fbank"
+    ):
         EnhanceCMCR.from_hparams(source=str(folder))
     with pytest.warns(UserWarning, match="trust_code=True"):
         enhancer = EnhanceCMCR.from_hparams(source=str(folder), trust_code=True)
@@ -225,10 +274,14 @@ def test_trust_code_loads_a_folder_with_another_speechbrain_class(tiny_model_fol
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code = cli.enhance_main([str(REAL_NOISY), "-o", "out", "--source", str(folder), "--trust-code"])
+        code = cli.enhance_main(
+            [str(REAL_NOISY), "-o", "out", "--source", str(folder), "--trust-code"]
+        )
     assert code == 0, capsys.readouterr().err
     assert any("may run any code" in str(w.message) for w in caught)
-    assert sf.info(tmp_path / "out" / "p232_001.wav").frames == sf.info(REAL_NOISY).frames
+    assert (
+        sf.info(tmp_path / "out" / "p232_001.wav").frames == sf.info(REAL_NOISY).frames
+    )
 
 
 def test_tampered_weights_and_meta_json_stay_data(tiny_model_folder, tmp_path):
@@ -252,20 +305,43 @@ def test_tampered_weights_and_meta_json_stay_data(tiny_model_folder, tmp_path):
 
 def test_loadable_names_cannot_leave_the_folder(tiny_model_folder, tmp_path):
     folder = _model_folder(tmp_path, tiny_model_folder, "model")
-    text = (folder / "hyperparams.yaml").read_text().replace(
-        "        enhance_model: !ref <enhance_model>\n", "        ../../outside: !ref <enhance_model>\n")
+    text = (
+        (folder / "hyperparams.yaml")
+        .read_text()
+        .replace(
+            "        enhance_model: !ref <enhance_model>\n",
+            "        ../../outside: !ref <enhance_model>\n",
+        )
+    )
     (folder / "hyperparams.yaml").write_text(text)
     with pytest.raises(ValueError, match="'../../outside' is not a plain file name"):
         EnhanceCMCR.from_hparams(source=str(folder))
 
 
-@pytest.mark.parametrize("name, text, reason", [
-    ("tag_directive", '%TAG !p! tag:yaml.org,2002:python/\n---\npwned: !p!object/apply:os.system ["touch PWNED"]\n',
-     "!!python/object/apply:os.system"),
-    ("deep_nesting", "x: " + "[" * 100 + "]" * 100 + "\n", "nested deeper than 64 levels"),
-    ("over_1_mb", "x: '" + "a" * 1_100_000 + "'\n", "a model YAML may have 1000000"),
-])
-def test_directives_nesting_and_size_are_refused(tmp_path, monkeypatch, name, text, reason):
+@pytest.mark.parametrize(
+    "name, text, reason",
+    [
+        (
+            "tag_directive",
+            "%TAG !p! tag:yaml.org,2002:python/\n---\n"
+            'pwned: !p!object/apply:os.system ["touch PWNED"]\n',
+            "!!python/object/apply:os.system",
+        ),
+        (
+            "deep_nesting",
+            "x: " + "[" * 100 + "]" * 100 + "\n",
+            "nested deeper than 64 levels",
+        ),
+        (
+            "over_1_mb",
+            "x: '" + "a" * 1_100_000 + "'\n",
+            "a model YAML may have 1000000",
+        ),
+    ],
+)
+def test_directives_nesting_and_size_are_refused(
+    tmp_path, monkeypatch, name, text, reason
+):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / f"{name}.yaml"
     path.write_text(text)

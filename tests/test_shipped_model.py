@@ -10,6 +10,7 @@ from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.diagnostics import gate_statistics
 from cmse_speechbrain.inference import EnhanceCMCR, shipped_model_folder
 from cmse_speechbrain.metrics import pesq_wb, stoi_score
+
 from conftest import MINI_DNS, MINI_VOICEBANK
 
 
@@ -27,7 +28,9 @@ def test_shipped_model_beats_the_noisy_input_on_real_voicebank_test_pairs(enhanc
     assert size_mb < 16, size_mb
     scores = {"noisy_pesq": [], "pesq": [], "noisy_stoi": [], "stoi": []}
     for noisy_path in sorted((MINI_VOICEBANK / "noisy_testset_wav").glob("*.flac")):
-        clean = read_audio_checked(MINI_VOICEBANK / "clean_testset_wav" / noisy_path.name)
+        clean = read_audio_checked(
+            MINI_VOICEBANK / "clean_testset_wav" / noisy_path.name
+        )
         noisy = read_audio_checked(noisy_path)
         enhanced = enhancer.enhance_batch(noisy)
         assert torch.isfinite(enhanced).all()
@@ -50,7 +53,9 @@ def test_shipped_model_follows_the_input_gain(enhancer):
     reference_pesq = pesq_wb(reference, clean)
     for gain in [0.1, 0.3, 2.0, 4.0]:
         enhanced = enhancer.enhance_batch(gain * noisy)
-        assert torch.allclose(enhanced, gain * reference, atol=1e-4 * gain, rtol=1e-3), gain
+        assert torch.allclose(
+            enhanced, gain * reference, atol=1e-4 * gain, rtol=1e-3
+        ), gain
         assert abs(pesq_wb(enhanced / gain, clean) - reference_pesq) < 0.01, gain
 
 
@@ -62,7 +67,8 @@ def test_shipped_collaboration_module_gate_follows_the_speech(enhancer):
     -0.82 to +0.42 for three GPU-warmed models before the CM loss was on)."""
     model = enhancer.mods.enhance_model
     pairs = []
-    noise = read_audio_checked(MINI_DNS / "noise/noise_ch_ch03_sm001.flac")  # never trained on
+    # never trained on
+    noise = read_audio_checked(MINI_DNS / "noise/noise_ch_ch03_sm001.flac")
     for name in ["p232_001", "p257_001", "p232_013"]:
         clean = read_audio_checked(MINI_VOICEBANK / f"clean_testset_wav/{name}.flac")
         pairs.append((clean, noise))

@@ -42,7 +42,9 @@ def test_random_network_shapes_without_resemblyzer():
     feats = rep(torch.randn(3, 12345))
     assert [tuple(f.shape) for f in feats] == [(3, 78, 256)] * 3
     windowed = SpeakerEncoderRepresentation(weights=None, window_frames=32)
-    assert [tuple(f.shape) for f in windowed(torch.randn(2, 12345))] == [(2, 78, 256)] * 4
+    assert [tuple(f.shape) for f in windowed(torch.randn(2, 12345))] == [
+        (2, 78, 256)
+    ] * 4
 
 
 def test_missing_package_is_reported(monkeypatch):
@@ -53,7 +55,9 @@ def test_missing_package_is_reported(monkeypatch):
 
 def test_pickled_object_is_refused(tmp_path):
     path = tmp_path / "pretrained.pt"
-    torch.save({"model_state": {"linear.bias": torch.zeros(256)}, "extra": Payload()}, path)
+    torch.save(
+        {"model_state": {"linear.bias": torch.zeros(256)}, "extra": Payload()}, path
+    )
     with pytest.raises(ValueError, match="pretrained.pt"):
         SpeakerEncoderRepresentation(weights=path)
     with open(tmp_path / "plain.pt", "wb") as f:  # a plain pickle, not a torch zip
@@ -93,7 +97,7 @@ def _real_mixtures(n=3, seconds=3.0, snr_db=5.0):
     ]
     clean, noisy = [], []
     for s, z in zip(speech, noises):
-        c = torch.from_numpy(sf.read(s, dtype="float32")[0])[16000:16000 + samples]
+        c = torch.from_numpy(sf.read(s, dtype="float32")[0])[16000 : 16000 + samples]
         w = torch.from_numpy(sf.read(z, dtype="float32", always_2d=True)[0].mean(1))
         w = w.repeat(samples // len(w) + 1)[:samples]
         w = w * c.norm() / w.norm() * 10 ** (-snr_db / 20)

@@ -13,10 +13,17 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "recipes" / "RealMix"))
 from realmix_prepare import prepare_realmix, speechocean_split, split_files  # noqa: E402
 
-REAL_SPEECH = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/clean_trainset_28spk_wav").glob("*.flac"))
+REAL_SPEECH = sorted(
+    (ROOT / "recipes/VoiceBank/mini_voicebank/clean_trainset_28spk_wav").glob("*.flac")
+)
 SHARED = ROOT.parent / "shared" / "data"
 TRAIN_SPEAKERS = ["0001", "0002"]
-TEST_SPEAKERS = ["0006", "0010", "0003", "0004"]  # 0006 and 0010: validation group (crc32 % 5 == 0)
+TEST_SPEAKERS = [
+    "0006",
+    "0010",
+    "0003",
+    "0004",
+]  # 0006 and 0010: validation group (crc32 % 5 == 0)
 
 
 def fake_corpus(folder, per_speaker=3):
@@ -30,7 +37,11 @@ def fake_corpus(folder, per_speaker=3):
             for index in range(per_speaker):
                 utterance = f"0{speaker}{index:04d}"
                 audio, rate = sf.read(next(files))
-                sf.write(folder / "WAVE" / f"SPEAKER{speaker}" / f"{utterance}.WAV", audio, rate)
+                sf.write(
+                    folder / "WAVE" / f"SPEAKER{speaker}" / f"{utterance}.WAV",
+                    audio,
+                    rate,
+                )
                 scp.append(f"{utterance}\tWAVE/SPEAKER{speaker}/{utterance}.WAV")
                 utt2spk.append(f"{utterance} {speaker}")
         (folder / split / "wav.scp").write_text("\n".join(scp) + "\n")
@@ -56,7 +67,9 @@ def test_speechocean_missing_file_is_named(tmp_path):
     corpus = fake_corpus(tmp_path / "speechocean762")
     missing = corpus / "WAVE" / "SPEAKER0003" / "000030001.WAV"
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match="000030001.WAV: listed in .*test/wav.scp"):
+    with pytest.raises(
+        FileNotFoundError, match="000030001.WAV: listed in .*test/wav.scp"
+    ):
         speechocean_split(corpus)
     (corpus / "test" / "utt2spk").unlink()
     with pytest.raises(FileNotFoundError, match="utt2spk: missing"):
@@ -70,8 +83,13 @@ def test_prepare_realmix_with_speechocean(tmp_path):
     for sub in ["librispeech_train_clean_100", "noise_extra/hum"]:
         (data / sub).mkdir(parents=True)
     for index, path in enumerate(REAL_SPEECH[:3]):
-        shutil.copy(path, data / "librispeech_train_clean_100" / f"{9000 + index}-1-{index}.flac")
-    noisy = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac"))
+        shutil.copy(
+            path,
+            data / "librispeech_train_clean_100" / f"{9000 + index}-1-{index}.flac",
+        )
+    noisy = sorted(
+        (ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac")
+    )
     for index, path in enumerate(noisy[:7]):  # 7 noise files: one validates, one tests
         shutil.copy(path, data / "noise_extra" / "hum" / f"n{index}.flac")
     corpus = fake_corpus(tmp_path / "speechocean762")
@@ -82,7 +100,8 @@ def test_prepare_realmix_with_speechocean(tmp_path):
     trained = {entry["clean_wav"] for entry in train.values()}
     assert sum("SPEAKER0001" in path for path in trained) == 3
     assert not any(f"SPEAKER{s}" in path for path in trained for s in TEST_SPEAKERS)
-    assert len([k for k in valid if k.startswith("0")]) == 4  # speechocean validation mixtures
+    # speechocean validation mixtures
+    assert len([k for k in valid if k.startswith("0")]) == 4
     written = (save / "split.json").read_text() + json.dumps(valid)
     assert "SPEAKER0003" not in written and "SPEAKER0004" not in written
     options = json.loads((save / "realmix_prepare.json").read_text())
@@ -96,20 +115,30 @@ def test_speechocean_speakers_stay_apart_from_the_collection(tmp_path):
     trained = {str(p) for p in split["train_speech"]}
     validated = {str(p) for p in split["valid_utterances"]}
     assert validated and not trained & validated
-    assert all("speechocean762" not in p for p in map(str, split["valid_speech"] + split["test_speech"]))
+    assert all(
+        "speechocean762" not in p
+        for p in map(str, split["valid_speech"] + split["test_speech"])
+    )
 
 
 def _with_transcripts(corpus):
     for split in ["train", "test"]:
-        ids = [line.split()[0] for line in (corpus / split / "wav.scp").read_text().splitlines()]
-        (corpus / split / "text").write_text("".join(f"{u}\tTWO SIX FOUR {u[-1]}\n" for u in ids))
+        ids = [
+            line.split()[0]
+            for line in (corpus / split / "wav.scp").read_text().splitlines()
+        ]
+        (corpus / split / "text").write_text(
+            "".join(f"{u}\tTWO SIX FOUR {u[-1]}\n" for u in ids)
+        )
     return corpus
 
 
 def _held_out_noise_folder(folder):
     """A data folder whose only noise type has 7 real recordings (file 5 tests)."""
     (folder / "noise_extra" / "hum").mkdir(parents=True)
-    noisy = sorted((ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac"))
+    noisy = sorted(
+        (ROOT / "recipes/VoiceBank/mini_voicebank/noisy_testset_wav").glob("*.flac")
+    )
     for index, path in enumerate(noisy[:7]):
         shutil.copy(path, folder / "noise_extra" / "hum" / f"n{index}.flac")
     return folder
@@ -122,10 +151,16 @@ def test_asr_test_set_uses_only_untouched_speakers_and_held_out_noise(tmp_path):
     corpus = _with_transcripts(fake_corpus(tmp_path / "speechocean762"))
     data = _held_out_noise_folder(tmp_path / "data")
     save = tmp_path / "asr_test"
-    manifest = prepare_asr_test_set(corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2)
-    assert {e["speaker"] for e in manifest.values()} == {"0003", "0004"}  # not validation, not train
+    manifest = prepare_asr_test_set(
+        corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2
+    )
+    assert {e["speaker"] for e in manifest.values()} == {
+        "0003",
+        "0004",
+    }  # not validation, not train
     assert len(manifest) == 2 * 2 * 3  # speakers x utterances x (clean, 0 dB, 10 dB)
-    assert {e["noise"] for e in manifest.values()} == {"n5.flac"}  # the RealMix test noise only
+    # the RealMix test noise only
+    assert {e["noise"] for e in manifest.values()} == {"n5.flac"}
     first = manifest["000030000_0dB"]
     assert first["words"] == "TWO SIX FOUR 0" and first["condition"] == "0dB"
     clean, _ = sf.read(first["clean_wav"])
@@ -135,13 +170,20 @@ def test_asr_test_set_uses_only_untouched_speakers_and_held_out_noise(tmp_path):
 
     def snr(noisy):  # the mixtures are rescaled: fit the clean part first
         gain = np.dot(noisy, clean) / np.dot(clean, clean)
-        return 10 * np.log10(np.sum((gain * clean) ** 2) / np.sum((noisy - gain * clean) ** 2))
+        return 10 * np.log10(
+            np.sum((gain * clean) ** 2) / np.sum((noisy - gain * clean) ** 2)
+        )
 
     assert abs(snr(noisy_0) - 0.0) < 0.5 and abs(snr(noisy_10) - 10.0) < 0.5
     assert manifest["000030000_clean"]["wav"] == first["clean_wav"]
     # written once: a second call with the same options rewrites nothing
     stamp = (save / "noisy_0dB" / "000030000.flac").stat().st_mtime_ns
-    assert prepare_asr_test_set(corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2) == manifest
+    assert (
+        prepare_asr_test_set(
+            corpus, data, save, snrs=(0.0, 10.0), utterances_per_speaker=2
+        )
+        == manifest
+    )
     assert (save / "noisy_0dB" / "000030000.flac").stat().st_mtime_ns == stamp
     assert json.loads((save / MANIFEST).read_text()) == manifest
     # a missing transcript is named
@@ -154,21 +196,33 @@ def test_asr_benchmark_scores_the_set_and_resumes(tmp_path):
     pytest.importorskip("pocketsphinx")
     sys.path.insert(0, str(ROOT / "recipes" / "SpeechOcean762"))
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from speechocean_prepare import prepare_asr_test_set
-
     import asr_wer
+    from speechocean_prepare import prepare_asr_test_set
 
     corpus = _with_transcripts(fake_corpus(tmp_path / "speechocean762", per_speaker=1))
     data = _held_out_noise_folder(tmp_path / "data")
-    prepare_asr_test_set(corpus, data, tmp_path / "set", snrs=(5.0,), utterances_per_speaker=1)
+    prepare_asr_test_set(
+        corpus, data, tmp_path / "set", snrs=(5.0,), utterances_per_speaker=1
+    )
     out = tmp_path / "out"
-    argv = ["--speechocean-set", str(tmp_path / "set"), "--output", str(out), "--systems", "noisy"]
+    argv = [
+        "--speechocean-set",
+        str(tmp_path / "set"),
+        "--output",
+        str(out),
+        "--systems",
+        "noisy",
+    ]
     summary = asr_wer.main(argv)
     assert [(e["condition"], e["system"], e["utterances"]) for e in summary] == [
-        ("clean", "noisy", 2), ("5dB", "noisy", 2)]
+        ("clean", "noisy", 2),
+        ("5dB", "noisy", 2),
+    ]
     assert all(e["wer_low"] <= e["wer"] <= e["wer_high"] for e in summary)
     log = (out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()
     assert len(log) == 1 + 4
     assert asr_wer.main(argv) == summary  # a rerun decodes nothing new
-    assert len((out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()) == 5
+    assert (
+        len((out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()) == 5
+    )
     assert "| 5dB | noisy | 2 |" in (out / "asr_wer_speechocean.md").read_text()

@@ -20,9 +20,15 @@ transformers = pytest.importorskip("transformers")
 def tiny_wav2vec2_folder(tmp_path):
     torch.manual_seed(0)
     config = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_kernel=(10, 3, 3),
+        conv_stride=(5, 2, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
     )
     folder = tmp_path / "tiny_w2v2"
     transformers.Wav2Vec2Model(config).save_pretrained(folder)
@@ -30,15 +36,25 @@ def tiny_wav2vec2_folder(tmp_path):
     return folder
 
 
-def test_cr_with_speechbrain_wav2vec2_wrapper(tiny_wav2vec2_folder, tmp_path, mini_voicebank):
+def test_cr_with_speechbrain_wav2vec2_wrapper(
+    tiny_wav2vec2_folder, tmp_path, mini_voicebank
+):
     from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 
-    ssl = Wav2Vec2(str(tiny_wav2vec2_folder), save_path=str(tmp_path / "cache"),
-                   output_all_hiddens=True, freeze=True)
+    ssl = Wav2Vec2(
+        str(tiny_wav2vec2_folder),
+        save_path=str(tmp_path / "cache"),
+        output_all_hiddens=True,
+        freeze=True,
+    )
     representation = SSLRepresentation(ssl, layer_groups=[[1, 2], [3, 4]])
     cr = ContrastiveRegularization(representation, layer_weights=[1.0, 0.5])
-    noisy = read_audio_checked(mini_voicebank / "noisy_trainset_28spk_wav/p287_002.flac")[None, :32000]
-    clean = read_audio_checked(mini_voicebank / "clean_trainset_28spk_wav/p287_002.flac")[None, :32000]
+    noisy = read_audio_checked(
+        mini_voicebank / "noisy_trainset_28spk_wav/p287_002.flac"
+    )[None, :32000]
+    clean = read_audio_checked(
+        mini_voicebank / "clean_trainset_28spk_wav/p287_002.flac"
+    )[None, :32000]
     enhanced = noisy.clone().requires_grad_(True)
     loss = cr(enhanced, clean, noisy)
     loss.backward()
@@ -52,8 +68,12 @@ def test_cr_with_speechbrain_wav2vec2_wrapper(tiny_wav2vec2_folder, tmp_path, mi
 def test_missing_layers_are_reported(tiny_wav2vec2_folder, tmp_path):
     from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 
-    ssl = Wav2Vec2(str(tiny_wav2vec2_folder), save_path=str(tmp_path / "cache"),
-                   output_all_hiddens=True, freeze=True)
+    ssl = Wav2Vec2(
+        str(tiny_wav2vec2_folder),
+        save_path=str(tmp_path / "cache"),
+        output_all_hiddens=True,
+        freeze=True,
+    )
     representation = SSLRepresentation(ssl)  # default groups need 13 hidden states
     with pytest.raises(ValueError, match="has 5 hidden states"):
         representation(torch.zeros(1, 16000))

@@ -7,6 +7,7 @@ from hyperpyyaml import load_hyperpyyaml
 from cmse_speechbrain.cmcr_net import CMCRNet
 from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.streaming import StreamingEnhancer
+
 from conftest import MINI_VOICEBANK, ROOT
 
 SMALL = dict(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
@@ -20,7 +21,9 @@ def causal_model(window=8, seed=0, **extra):
     """
     torch.manual_seed(seed)
     model = CMCRNet(
-        causal=True, attention_window=window, output_type="mapping",
+        causal=True,
+        attention_window=window,
+        output_type="mapping",
         **{**SMALL, "time_kernel": 2, **extra},  # the authors' causal kernel
     )
     for module in model.modules():
@@ -43,7 +46,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def real_noisy():
     """Real noisy VoiceBank-DEMAND test speech (p232), 2.5 s."""
-    return read_audio_checked(MINI_VOICEBANK / "noisy_testset_wav/p232_001.flac")[None, :40000]
+    return read_audio_checked(MINI_VOICEBANK / "noisy_testset_wav/p232_001.flac")[
+        None, :40000
+    ]
 
 
 def stream(streamer, audio, block):
@@ -59,7 +64,9 @@ def test_streaming_equals_offline_causal_model(real_noisy, block):
     streamer = StreamingEnhancer(model)
     streamed = stream(streamer, real_noisy, block)
     assert streamed.shape == offline.shape
-    assert torch.allclose(streamed, offline, atol=1e-5), (streamed - offline).abs().max()
+    assert torch.allclose(streamed, offline, atol=1e-5), (
+        (streamed - offline).abs().max()
+    )
 
 
 def test_one_sample_blocks_and_uneven_blocks(real_noisy):
@@ -69,7 +76,9 @@ def test_one_sample_blocks_and_uneven_blocks(real_noisy):
         offline, _ = model(audio)
     streamer = StreamingEnhancer(model, fold=False, script=False)  # the model itself
     assert torch.allclose(stream(streamer, audio, 1), offline, atol=1e-5)
-    sizes = torch.randint(1, 300, (30,), generator=torch.Generator().manual_seed(0)).tolist()
+    sizes = torch.randint(
+        1, 300, (30,), generator=torch.Generator().manual_seed(0)
+    ).tolist()
     sizes.append(audio.shape[1] - sum(sizes))
     streamer = StreamingEnhancer(model)
     pieces = [streamer(piece) for piece in audio.split(sizes, dim=1)]
@@ -109,7 +118,9 @@ def test_batch_of_streams(real_noisy):
     audio = torch.cat([real_noisy[:, :12000], real_noisy[:, 12000:24000]])
     with torch.no_grad():
         offline, _ = model(audio)
-    assert torch.allclose(stream(StreamingEnhancer(model, batch_size=2), audio, 999), offline, atol=1e-5)
+    assert torch.allclose(
+        stream(StreamingEnhancer(model, batch_size=2), audio, 999), offline, atol=1e-5
+    )
 
 
 def test_streaming_config_of_the_causal_yaml(real_noisy):
@@ -120,7 +131,9 @@ def test_streaming_config_of_the_causal_yaml(real_noisy):
     audio = real_noisy[:, :24000]
     with torch.no_grad():
         offline, _ = model(audio)
-    assert torch.allclose(stream(StreamingEnhancer(model), audio, 256), offline, atol=1e-5)
+    assert torch.allclose(
+        stream(StreamingEnhancer(model), audio, 256), offline, atol=1e-5
+    )
 
 
 def test_windowed_attention_ignores_the_future(real_noisy):
@@ -150,7 +163,9 @@ def test_windowed_attention_forgets_beyond_the_window(real_noisy, monkeypatch):
         before, _ = model(real_noisy)
         after, _ = model(changed)
         unbounded = causal_model(window=None)
-        monkeypatch.setattr(unbounded, "input_level", lambda spec: torch.ones(1, 1, 1, 1))
+        monkeypatch.setattr(
+            unbounded, "input_level", lambda spec: torch.ones(1, 1, 1, 1)
+        )
         assert unbounded.receptive_field_frames() is None
         far_before, _ = unbounded(real_noisy)
         far_after, _ = unbounded(changed)
@@ -167,7 +182,9 @@ def test_long_input_windowed_attention_runs_in_blocks(real_noisy):
     long = real_noisy.repeat(1, 4)  # 10 s = 626 frames > one block of 512
     with torch.no_grad():
         blocked, _ = model(long)
-    assert torch.allclose(stream(StreamingEnhancer(model), long, 16000), blocked, atol=1e-5)
+    assert torch.allclose(
+        stream(StreamingEnhancer(model), long, 16000), blocked, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("fold, script", [(True, False), (False, True)])
@@ -188,7 +205,9 @@ def test_the_model_streams_through_its_own_blocks(real_noisy):
     # the convolutions (time_kernel - 1), attention_window - 1 for the CM
     streamer(real_noisy[:, :8000])
     cached = [t for s in streamer.network_state for t in _tensors(s)]
-    assert cached and max(t.shape[1] if t.dim() == 3 else t.shape[-1] for t in cached) <= 3
+    assert (
+        cached and max(t.shape[1] if t.dim() == 3 else t.shape[-1] for t in cached) <= 3
+    )
 
 
 def _tensors(state):
@@ -202,7 +221,9 @@ def test_longer_time_kernel_streams(real_noisy):
     audio = real_noisy[:, :8000]
     with torch.no_grad():
         offline, _ = model(audio)
-    assert torch.allclose(stream(StreamingEnhancer(model), audio, 300), offline, atol=1e-5)
+    assert torch.allclose(
+        stream(StreamingEnhancer(model), audio, 300), offline, atol=1e-5
+    )
 
 
 def test_streaming_refuses_models_it_cannot_stream():
@@ -211,6 +232,8 @@ def test_streaming_refuses_models_it_cannot_stream():
     with pytest.raises(ValueError, match="attention_window"):
         StreamingEnhancer(CMCRNet(causal=True, **SMALL))
     with pytest.raises(ValueError, match="lookahead"):
-        StreamingEnhancer(CMCRNet(causal=True, attention_window=8, lookahead_frames=1, **SMALL))
+        StreamingEnhancer(
+            CMCRNet(causal=True, attention_window=8, lookahead_frames=1, **SMALL)
+        )
     with pytest.raises(ValueError, match="causal=True"):
         CMCRNet(attention_window=8, **SMALL)

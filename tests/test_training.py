@@ -18,21 +18,36 @@ def test_training_steps_lower_the_loss(mini_voicebank):
     torch.manual_seed(0)
     names = ["p287_001", "p287_002", "p287_004", "p287_006"]
     segment = 24000
-    noisy = torch.stack([
-        read_audio_checked(mini_voicebank / f"noisy_trainset_28spk_wav/{n}.flac")[:segment] for n in names
-    ])
-    clean = torch.stack([
-        read_audio_checked(mini_voicebank / f"clean_trainset_28spk_wav/{n}.flac")[:segment] for n in names
-    ])
+    noisy = torch.stack(
+        [
+            read_audio_checked(mini_voicebank / f"noisy_trainset_28spk_wav/{n}.flac")[
+                :segment
+            ]
+            for n in names
+        ]
+    )
+    clean = torch.stack(
+        [
+            read_audio_checked(mini_voicebank / f"clean_trainset_28spk_wav/{n}.flac")[
+                :segment
+            ]
+            for n in names
+        ]
+    )
     lengths = torch.ones(len(names))
     model = CMCRNet(channels=[4, 8, 8, 16, 16], d_model=16, nhead=2)
     rep = RandomConvRepresentation(channels=[8, 16, 16])
     objective = CMCRObjective(
-        ReconstructionLoss(), ContrastiveRegularization(rep, [0.25, 0.5, 1.0]),
-        StreamContrastiveLoss(rep, stream_size=16), aux_start_steps=5, aux_ramp_steps=5,
+        ReconstructionLoss(),
+        ContrastiveRegularization(rep, [0.25, 0.5, 1.0]),
+        StreamContrastiveLoss(rep, stream_size=16),
+        aux_start_steps=5,
+        aux_ramp_steps=5,
         rebalance_interval=5,
     )
-    optimizer = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()), lr=1e-3)
+    optimizer = torch.optim.Adam(
+        list(model.parameters()) + list(objective.parameters()), lr=1e-3
+    )
     recon, shares = [], []
     for _ in range(30):
         enhanced, aux = model(noisy, lengths)

@@ -145,7 +145,9 @@ def _write_json(path, data):
         partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def _write_train_manifest(path, clean_dirs, data_folder, held_out, sample_rate, min_samples):
+def _write_train_manifest(
+    path, clean_dirs, data_folder, held_out, sample_rate, min_samples
+):
     """Streams the clean files not held out into ``path``; returns their count."""
     count = 0
     with atomic_output(path) as partial, open(partial, "w", encoding="utf-8") as out:
@@ -174,19 +176,36 @@ def _valid_mixer(noise_csv, rir_csv, snr_low, snr_high, reverb_prob, reverb_targ
     # noises and RIRs are drawn from the random state that _make_valid_set
     # seeds with valid_seed, so the validation set depends on it alone
     return OnTheFlyMixer(
-        noise_csv, snr_low=snr_low, snr_high=snr_high, level_low=-25.0, level_high=-25.0,
-        rir_csv=rir_csv if reverb_prob > 0 else None, reverb_prob=reverb_prob,
+        noise_csv,
+        snr_low=snr_low,
+        snr_high=snr_high,
+        level_low=-25.0,
+        level_high=-25.0,
+        rir_csv=rir_csv if reverb_prob > 0 else None,
+        reverb_prob=reverb_prob,
         reverb_target=reverb_target,
     )
 
 
-def _make_valid_set(held_out, data_folder, save_folder, mixer_options, valid_seed,
-                    valid_max_seconds, sample_rate, min_samples):
+def _make_valid_set(
+    held_out,
+    data_folder,
+    save_folder,
+    mixer_options,
+    valid_seed,
+    valid_max_seconds,
+    sample_rate,
+    min_samples,
+):
     """Mixes the held-out files once (seeded) into noisy/clean WAV pairs."""
     folder = save_folder / "valid_mixtures"
     stamp = folder / "options.json"
-    options = dict(mixer_options, valid_seed=valid_seed, valid_max_seconds=valid_max_seconds,
-                   files=sorted(str(p) for p in held_out))
+    options = dict(
+        mixer_options,
+        valid_seed=valid_seed,
+        valid_max_seconds=valid_max_seconds,
+        files=sorted(str(p) for p in held_out),
+    )
     entries = {}
     for path in sorted(held_out):
         utt_id = _utterance_id(path, data_folder)
@@ -199,14 +218,20 @@ def _make_valid_set(held_out, data_folder, save_folder, mixer_options, valid_see
         logger.info("Validation mixtures in %s are up to date", folder)
     else:
         mixer = _valid_mixer(**mixer_options)
-        max_samples = int(valid_max_seconds * sample_rate) if valid_max_seconds else None
+        max_samples = (
+            int(valid_max_seconds * sample_rate) if valid_max_seconds else None
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(valid_seed)
             for path, entry in zip(sorted(held_out), entries.values()):
                 clean = read_audio_checked(path, sample_rate, min_samples)[:max_samples]
                 noisy, target = mixer(clean.unsqueeze(0), torch.ones(1))
-                write_audio_atomic(entry["noisy_wav"], noisy[0], sample_rate, subtype="FLOAT")
-                write_audio_atomic(entry["clean_wav"], target[0], sample_rate, subtype="FLOAT")
+                write_audio_atomic(
+                    entry["noisy_wav"], noisy[0], sample_rate, subtype="FLOAT"
+                )
+                write_audio_atomic(
+                    entry["clean_wav"], target[0], sample_rate, subtype="FLOAT"
+                )
         _write_json(stamp, options)
     for entry in entries.values():
         entry["length"] = audio_info(entry["noisy_wav"]).frames / sample_rate
@@ -235,14 +260,21 @@ def _synthetic_test_set(subset_dir, data_folder):
         raise FileNotFoundError(f"{noisy_dir}: no audio files (.wav, .flac)")
     for fileid, path in noisy.items():
         if fileid not in clean:
-            raise FileNotFoundError(f"{path}: no clean twin clean_{fileid}.* in {clean_dir}")
+            raise FileNotFoundError(
+                f"{path}: no clean twin clean_{fileid}.* in {clean_dir}"
+            )
     for fileid, path in clean.items():
         if fileid not in noisy:
-            raise FileNotFoundError(f"{path}: no noisy twin *_{fileid}.* in {noisy_dir}")
+            raise FileNotFoundError(
+                f"{path}: no noisy twin *_{fileid}.* in {noisy_dir}"
+            )
     entries = {}
     for fileid in sorted(noisy, key=lambda f: int(f.split("_")[1])):
         noisy_info, clean_info = audio_info(noisy[fileid]), audio_info(clean[fileid])
-        if (noisy_info.frames, noisy_info.samplerate) != (clean_info.frames, clean_info.samplerate):
+        if (noisy_info.frames, noisy_info.samplerate) != (
+            clean_info.frames,
+            clean_info.samplerate,
+        ):
             raise AudioFileError(
                 noisy[fileid],
                 f"{noisy_info.frames} samples at {noisy_info.samplerate} Hz, but its "
@@ -358,7 +390,9 @@ def prepare_dns(
         raise FileNotFoundError(f"{data_folder}: DNS data folder not found")
     if valid_count <= 0:
         raise ValueError(f"valid_count must be positive, got {valid_count}")
-    clean_dirs = [_existing_folder(data_folder, name, "clean speech") for name in clean_folders]
+    clean_dirs = [
+        _existing_folder(data_folder, name, "clean speech") for name in clean_folders
+    ]
 
     # Noise and impulse responses: the augment CSVs
     noise_files = []
@@ -366,12 +400,21 @@ def prepare_dns(
         folder = _existing_folder(data_folder, name, "noise")
         found = list(walk_audio(folder))
         if not found:
-            raise FileNotFoundError(f"{folder}: no audio files (.wav, .flac) in the noise folder")
+            raise FileNotFoundError(
+                f"{folder}: no audio files (.wav, .flac) in the noise folder"
+            )
         noise_files += found
-    write_augment_csv(noise_files, save_folder / "noise.csv",
-                      save_folder / f"noise_{sample_rate}", sample_rate, min_samples)
+    write_augment_csv(
+        noise_files,
+        save_folder / "noise.csv",
+        save_folder / f"noise_{sample_rate}",
+        sample_rate,
+        min_samples,
+    )
     rir_files = [
-        path for name in rir_folders if (data_folder / name).is_dir()
+        path
+        for name in rir_folders
+        if (data_folder / name).is_dir()
         for path in walk_audio(data_folder / name)
     ]
     if reverb_prob > 0 and not rir_files:
@@ -379,14 +422,26 @@ def prepare_dns(
             f"{data_folder}: reverb_prob={reverb_prob} but no impulse responses in "
             f"{', '.join(rir_folders)}"
         )
-    write_augment_csv(rir_files, save_folder / "rir.csv", save_folder / f"rir_{sample_rate}",
-                      sample_rate)
-    logger.info("DNS: %d noise files, %d impulse responses", len(noise_files), len(rir_files))
+    write_augment_csv(
+        rir_files,
+        save_folder / "rir.csv",
+        save_folder / f"rir_{sample_rate}",
+        sample_rate,
+    )
+    logger.info(
+        "DNS: %d noise files, %d impulse responses", len(noise_files), len(rir_files)
+    )
 
     # Clean speech: held-out validation files, the rest streamed to train.json
     held_out = _select_valid(clean_dirs, data_folder, valid_count, valid_seed)
-    count = _write_train_manifest(save_folder / "train.json", clean_dirs, data_folder,
-                                  held_out, sample_rate, min_samples)
+    count = _write_train_manifest(
+        save_folder / "train.json",
+        clean_dirs,
+        data_folder,
+        held_out,
+        sample_rate,
+        min_samples,
+    )
     if not count or not held_out:
         raise ValueError(
             f"{', '.join(str(d) for d in clean_dirs)}: {count} training and "
@@ -396,18 +451,30 @@ def prepare_dns(
     mixer_options = {
         "noise_csv": str((save_folder / "noise.csv").resolve()),
         "rir_csv": str((save_folder / "rir.csv").resolve()),
-        "snr_low": snr_low, "snr_high": snr_high,
-        "reverb_prob": reverb_prob, "reverb_target": reverb_target,
+        "snr_low": snr_low,
+        "snr_high": snr_high,
+        "reverb_prob": reverb_prob,
+        "reverb_target": reverb_target,
     }
-    valid = _make_valid_set(held_out, data_folder, save_folder, mixer_options, valid_seed,
-                            valid_max_seconds, sample_rate, min_samples)
+    valid = _make_valid_set(
+        held_out,
+        data_folder,
+        save_folder,
+        mixer_options,
+        valid_seed,
+        valid_max_seconds,
+        sample_rate,
+        min_samples,
+    )
     _write_json(save_folder / "valid.json", valid)
     logger.info("DNS: %d training files, %d validation mixtures", count, len(valid))
 
     # Test sets: synthetic pairs and real recordings
     for name in test_subsets:
         subset_dir = data_folder / synthetic_folder / name
-        entries = _synthetic_test_set(subset_dir, data_folder) if subset_dir.is_dir() else {}
+        entries = (
+            _synthetic_test_set(subset_dir, data_folder) if subset_dir.is_dir() else {}
+        )
         if not entries:
             logger.warning("DNS: no synthetic test subset %s, skipped", subset_dir)
         _write_json(save_folder / f"test_{name}.json", entries)

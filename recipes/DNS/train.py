@@ -4,7 +4,8 @@
 To run (from the repository root; the default data is the shipped subset)::
 
     python recipes/DNS/train.py hparams/cmse_dns.yaml
-    python recipes/DNS/train.py hparams/cmse_dns.yaml --data_folder=/path/to/DNS/datasets
+    python recipes/DNS/train.py hparams/cmse_dns.yaml \
+        --data_folder=/path/to/DNS/datasets
 
 Training mixes the noisy input on the fly from clean speech, noise and room
 impulse responses (``cmse_speechbrain.mixing.OnTheFlyMixer``). The run

@@ -52,8 +52,13 @@ from cmse_speechbrain.mixing import write_augment_csv, write_fixed_mixtures
 
 logger = logging.getLogger(__name__)
 AUDIO = (".wav", ".flac", ".ogg", ".opus")
-ASR_NOISES = ["noise/dude_miaowing", "noise/noise5", "noise_ch/ch03_sm001",
-              "noise_ch/ch03_sm002", "noise_ch/ch03_sm003"]
+ASR_NOISES = [
+    "noise/dude_miaowing",
+    "noise/noise5",
+    "noise_ch/ch03_sm001",
+    "noise_ch/ch03_sm002",
+    "noise_ch/ch03_sm003",
+]
 OPTIONS_FILE = "realmix_prepare.json"
 
 
@@ -70,7 +75,9 @@ def audio_files(folder):
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO and p.is_file())
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in AUDIO and p.is_file()
+    )
 
 
 def speaker_group(speaker, groups=10):
@@ -85,7 +92,8 @@ def speaker_group(speaker, groups=10):
 
 
 def read_kaldi_list(path):
-    """The ``key value`` lines of a Kaldi-style list (``wav.scp``, ``utt2spk``, ``text``).
+    """The ``key value`` lines of a Kaldi-style list (``wav.scp``, ``utt2spk``,
+    ``text``).
 
     Example
     -------
@@ -96,19 +104,23 @@ def read_kaldi_list(path):
     >>> read_kaldi_list(tmp / "wav.scp")
     Traceback (most recent call last):
      ...
-    FileNotFoundError: ...wav.scp: missing (a speechocean762 folder has train/ and test/ lists)
+    FileNotFoundError: ...wav.scp: missing (a speechocean762 folder has train/ and
+    test/ lists)
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (a speechocean762 folder has train/ and "
-                                "test/ lists)")
+        raise FileNotFoundError(
+            f"{path}: missing (a speechocean762 folder has train/ and test/ lists)"
+        )
     entries = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split(maxsplit=1)
         if len(fields) != 2:
-            raise ValueError(f"{path}, line {number}: expected 'key value', got {line!r}")
+            raise ValueError(
+                f"{path}, line {number}: expected 'key value', got {line!r}"
+            )
         entries[fields[0]] = fields[1].strip()
     return entries
 
@@ -155,10 +167,13 @@ def speechocean_split(folder, valid_utterances=2, valid_group=0, groups=5):
         for utterance, relative in sorted(wavs.items()):
             path = folder / relative
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: listed in {folder / split / 'wav.scp'} "
-                                        "but missing")
+                raise FileNotFoundError(
+                    f"{path}: listed in {folder / split / 'wav.scp'} but missing"
+                )
             if utterance not in speakers:
-                raise ValueError(f"{folder / split / 'utt2spk'}: no speaker for {utterance}")
+                raise ValueError(
+                    f"{folder / split / 'utt2spk'}: no speaker for {utterance}"
+                )
             by_speaker.setdefault(speakers[utterance], []).append(path)
         for speaker, paths in sorted(by_speaker.items()):
             if split == "train":
@@ -171,7 +186,8 @@ def speechocean_split(folder, valid_utterances=2, valid_group=0, groups=5):
 
 
 def split_files(data_folder, speechocean_folder=None, speechocean_valid_utterances=2):
-    """The fixed split of ``data_folder`` (and speechocean762) into roles (lists of paths).
+    """The fixed split of ``data_folder`` (and speechocean762) into roles (lists of
+    paths).
 
     Example
     -------
@@ -182,16 +198,34 @@ def split_files(data_folder, speechocean_folder=None, speechocean_valid_utteranc
      'valid_utterances']
     """
     data = pathlib.Path(data_folder)
-    split = {key: [] for key in ["train_speech", "valid_speech", "valid_utterances",
-                                 "test_speech", "valid_pairs", "train_noise", "valid_noise",
-                                 "test_noise", "rir", "test_voicebank", "test_dns", "real"]}
+    split = {
+        key: []
+        for key in [
+            "train_speech",
+            "valid_speech",
+            "valid_utterances",
+            "test_speech",
+            "valid_pairs",
+            "train_noise",
+            "valid_noise",
+            "test_noise",
+            "rir",
+            "test_voicebank",
+            "test_dns",
+            "real",
+        ]
+    }
     for path in audio_files(data / "librispeech_train_clean_100"):
         group = speaker_group(path.stem.split("-")[0])
         role = {0: "valid_speech", 1: "test_speech"}.get(group, "train_speech")
         split[role].append(path)
-    split["train_speech"] += audio_files(data / "vctk_extra") + audio_files(data / "vctk_p234")
+    split["train_speech"] += audio_files(data / "vctk_extra") + audio_files(
+        data / "vctk_p234"
+    )
     split["valid_pairs"] = audio_files(data / "voicebank_demand" / "clean")
-    for type_folder in sorted(p for p in (data / "noise_extra").glob("*") if p.is_dir()):
+    for type_folder in sorted(
+        p for p in (data / "noise_extra").glob("*") if p.is_dir()
+    ):
         for index, path in enumerate(audio_files(type_folder)):
             role = {2: "valid_noise", 5: "test_noise"}.get(index % 7, "train_noise")
             split[role].append(path)
@@ -206,7 +240,9 @@ def split_files(data_folder, speechocean_folder=None, speechocean_valid_utteranc
         data / "dns_synthetic" / "noisy_no_reference"
     )
     if speechocean_folder:
-        speechocean = speechocean_split(speechocean_folder, speechocean_valid_utterances)
+        speechocean = speechocean_split(
+            speechocean_folder, speechocean_valid_utterances
+        )
         split["train_speech"] += speechocean["train"]
         split["valid_utterances"] = speechocean["valid"]
     return split
@@ -234,9 +270,14 @@ def _pairs(clean_files, data_folder):
     for clean in clean_files:
         noisy = _twin(clean)
         clean_info, noisy_info = audio_info(clean), audio_info(noisy)
-        if clean_info.frames * noisy_info.samplerate != noisy_info.frames * clean_info.samplerate:
-            raise ValueError(f"{noisy}: {noisy_info.frames} samples but its clean twin {clean} "
-                             f"has {clean_info.frames}")
+        if (
+            clean_info.frames * noisy_info.samplerate
+            != noisy_info.frames * clean_info.samplerate
+        ):
+            raise ValueError(
+                f"{noisy}: {noisy_info.frames} samples but its clean twin {clean} "
+                f"has {clean_info.frames}"
+            )
         entries[clean.stem] = {
             "noisy_wav": _root(noisy, data_folder),
             "clean_wav": _root(clean, data_folder),
@@ -250,10 +291,19 @@ def _write_json(path, content):
         partial.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
 
-def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_file=2,
-                    snrs=(-2.5, 2.5, 7.5, 12.5, 17.5), level_db=-25.0, seed=0,
-                    sample_rate=16000, skip_prep=False, speechocean_folder=None,
-                    speechocean_valid_utterances=2):
+def prepare_realmix(
+    data_folder,
+    save_folder,
+    segment_seconds=5.0,
+    segments_per_file=2,
+    snrs=(-2.5, 2.5, 7.5, 12.5, 17.5),
+    level_db=-25.0,
+    seed=0,
+    sample_rate=16000,
+    skip_prep=False,
+    speechocean_folder=None,
+    speechocean_valid_utterances=2,
+):
     """Writes the RealMix manifests, noise CSVs and fixed mixtures.
 
     Arguments
@@ -288,7 +338,8 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
     >>> prepare_realmix("no/such/folder", tmp)
     Traceback (most recent call last):
      ...
-    FileNotFoundError: folder: no training speech (librispeech_train_clean_100, vctk_extra, vctk_p234)
+    FileNotFoundError: folder: no training speech (librispeech_train_clean_100,
+    vctk_extra, vctk_p234)
     """
     if skip_prep:
         return
@@ -298,15 +349,25 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
         speechocean_folder = pathlib.Path(speechocean_folder).resolve()
     split = split_files(data_folder, speechocean_folder, speechocean_valid_utterances)
     if not split["train_speech"]:
-        raise FileNotFoundError(f"{data_folder.name}: no training speech "
-                                "(librispeech_train_clean_100, vctk_extra, vctk_p234)")
+        raise FileNotFoundError(
+            f"{data_folder.name}: no training speech "
+            "(librispeech_train_clean_100, vctk_extra, vctk_p234)"
+        )
     if not split["train_noise"]:
-        raise FileNotFoundError(f"{data_folder}: no training noise (noise_extra, noise, noise_ch)")
-    options = {"data_folder": str(data_folder), "segment_seconds": segment_seconds,
-               "segments_per_file": segments_per_file, "snrs": list(snrs),
-               "level_db": level_db, "seed": seed, "sample_rate": sample_rate,
-               "speechocean_folder": str(speechocean_folder) if speechocean_folder else None,
-               "split": {k: [str(p) for p in v] for k, v in split.items()}}
+        raise FileNotFoundError(
+            f"{data_folder}: no training noise (noise_extra, noise, noise_ch)"
+        )
+    options = {
+        "data_folder": str(data_folder),
+        "segment_seconds": segment_seconds,
+        "segments_per_file": segments_per_file,
+        "snrs": list(snrs),
+        "level_db": level_db,
+        "seed": seed,
+        "sample_rate": sample_rate,
+        "speechocean_folder": str(speechocean_folder) if speechocean_folder else None,
+        "split": {k: [str(p) for p in v] for k, v in split.items()},
+    }
     options_path = save_folder / OPTIONS_FILE
     if options_path.is_file() and json.loads(options_path.read_text()) == options:
         logger.info("RealMix manifests exist in %s, skipping preparation", save_folder)
@@ -316,48 +377,93 @@ def prepare_realmix(data_folder, save_folder, segment_seconds=5.0, segments_per_
     for path in split["train_speech"]:
         info = audio_info(path)
         train[f"{path.parent.name}_{path.stem}"] = {
-            "clean_wav": _root(path, data_folder), "length": info.frames / info.samplerate,
+            "clean_wav": _root(path, data_folder),
+            "length": info.frames / info.samplerate,
         }
     _write_json(save_folder / "train.json", train)
-    write_augment_csv(split["train_noise"], save_folder / "noise_train.csv",
-                      save_folder / "noise_cache", sample_rate)
-    write_augment_csv(split["rir"], save_folder / "rir.csv", save_folder / "rir_cache", sample_rate)
+    write_augment_csv(
+        split["train_noise"],
+        save_folder / "noise_train.csv",
+        save_folder / "noise_cache",
+        sample_rate,
+    )
+    write_augment_csv(
+        split["rir"], save_folder / "rir.csv", save_folder / "rir_cache", sample_rate
+    )
 
     def segments(files):
-        return [(path, k * segment_seconds) for path in files for k in range(segments_per_file)]
+        return [
+            (path, k * segment_seconds)
+            for path in files
+            for k in range(segments_per_file)
+        ]
 
     valid = {}
     if split["valid_speech"] and split["valid_noise"]:
         valid = write_fixed_mixtures(
-            segments(split["valid_speech"]), split["valid_noise"], snrs,
-            save_folder / "valid_mixtures", sample_rate, segment_seconds, level_db, seed,
+            segments(split["valid_speech"]),
+            split["valid_noise"],
+            snrs,
+            save_folder / "valid_mixtures",
+            sample_rate,
+            segment_seconds,
+            level_db,
+            seed,
         )
     if split["valid_utterances"] and split["valid_noise"]:
-        valid.update(write_fixed_mixtures(
-            split["valid_utterances"], split["valid_noise"], snrs,
-            save_folder / "valid_mixtures", sample_rate, segment_seconds, level_db, seed + 2,
-        ))
+        valid.update(
+            write_fixed_mixtures(
+                split["valid_utterances"],
+                split["valid_noise"],
+                snrs,
+                save_folder / "valid_mixtures",
+                sample_rate,
+                segment_seconds,
+                level_db,
+                seed + 2,
+            )
+        )
     valid.update(_pairs(split["valid_pairs"], data_folder))
     _write_json(save_folder / "valid.json", valid)
     synthetic = {}
     if split["test_speech"] and split["test_noise"]:
         synthetic = write_fixed_mixtures(
-            segments(split["test_speech"]), split["test_noise"], snrs,
-            save_folder / "test_mixtures", sample_rate, segment_seconds, level_db, seed + 1,
+            segments(split["test_speech"]),
+            split["test_noise"],
+            snrs,
+            save_folder / "test_mixtures",
+            sample_rate,
+            segment_seconds,
+            level_db,
+            seed + 1,
         )
     _write_json(save_folder / "test_synthetic.json", synthetic)
-    _write_json(save_folder / "test_voicebank.json", _pairs(split["test_voicebank"], data_folder))
+    _write_json(
+        save_folder / "test_voicebank.json",
+        _pairs(split["test_voicebank"], data_folder),
+    )
     _write_json(save_folder / "test_dns.json", _pairs(split["test_dns"], data_folder))
     real = {}
     for path in split["real"]:
         info = audio_info(path)
-        real[path.stem] = {"noisy_wav": _root(path, data_folder),
-                           "length": info.frames / info.samplerate}
+        real[path.stem] = {
+            "noisy_wav": _root(path, data_folder),
+            "length": info.frames / info.samplerate,
+        }
     _write_json(save_folder / "real.json", real)
-    _write_json(save_folder / "split.json", {
-        k: [_root(p, data_folder).replace("{data_root}/", "") for p in v]
-        for k, v in split.items()})
+    _write_json(
+        save_folder / "split.json",
+        {
+            k: [_root(p, data_folder).replace("{data_root}/", "") for p in v]
+            for k, v in split.items()
+        },
+    )
     _write_json(options_path, options)
-    logger.info("RealMix: %d training files, %d training noises, %d validation and %d "
-                "synthetic test mixtures", len(train), len(split["train_noise"]),
-                len(valid), len(synthetic))
+    logger.info(
+        "RealMix: %d training files, %d training noises, %d validation and %d "
+        "synthetic test mixtures",
+        len(train),
+        len(split["train_noise"]),
+        len(valid),
+        len(synthetic),
+    )

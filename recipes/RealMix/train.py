@@ -3,12 +3,14 @@
 
 To run (from the repository root)::
 
-    python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data
+    python recipes/RealMix/train.py hparams/cmse_realmix.yaml \
+        --data_folder=../shared/data
     # with speechocean762 (OpenSLR 101) as it ships, for 2,500 more training utterances
-    python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data \
-        --speechocean_folder=/data/speechocean762
+    python recipes/RealMix/train.py hparams/cmse_realmix.yaml \
+        --data_folder=../shared/data --speechocean_folder=/data/speechocean762
     # on a GPU, for a fixed wall-clock budget
-    python recipes/RealMix/train.py hparams/cmse_realmix.yaml --data_folder=../shared/data \
+    python recipes/RealMix/train.py hparams/cmse_realmix.yaml \
+        --data_folder=../shared/data \
         --device=cuda:0 --batch_size=32 --train_time_budget_minutes=8
 
 Killed and restarted with the same command, training resumes from the last

@@ -36,7 +36,12 @@ import sys
 
 import torch
 
-from cmse_speechbrain.dataio import atomic_output, audio_info, read_audio_checked, write_audio_atomic
+from cmse_speechbrain.dataio import (
+    atomic_output,
+    audio_info,
+    read_audio_checked,
+    write_audio_atomic,
+)
 from cmse_speechbrain.mixing import mix_at_snr, write_augment_csv
 from cmse_speechbrain.recognizers import normalize_text
 
@@ -55,7 +60,9 @@ def transcripts(folder, split):
     -------
     >>> tmp = getfixture("tmp_path")
     >>> (tmp / "test").mkdir()
-    >>> _ = (tmp / "test" / "text").write_text("000030012\\tMARK IS GOING TO SEE ELEPHANT\\n")
+    >>> _ = (tmp / "test" / "text").write_text(
+    ...     "000030012\\tMARK IS GOING TO SEE ELEPHANT\\n"
+    ... )
     >>> transcripts(tmp, "test")
     {'000030012': 'MARK IS GOING TO SEE ELEPHANT'}
     """
@@ -88,7 +95,9 @@ def asr_test_utterances(speechocean_folder, utterances_per_speaker=11):
         if speaker not in untouched or taken.get(speaker, 0) >= utterances_per_speaker:
             continue
         if utterance not in texts:
-            raise ValueError(f"{folder / 'test' / 'text'}: no transcript for {utterance}")
+            raise ValueError(
+                f"{folder / 'test' / 'text'}: no transcript for {utterance}"
+            )
         taken[speaker] = taken.get(speaker, 0) + 1
         chosen.append((utterance, folder / wavs[utterance], texts[utterance], speaker))
     return chosen
@@ -102,12 +111,22 @@ def held_out_noises(data_folder):
     for name in ASR_NOISES:
         noises += sorted(p for p in data.glob(name + ".*") if p.is_file())
     if not noises:
-        raise FileNotFoundError(f"{data}: no held-out noise (noise_extra, noise, noise_ch)")
+        raise FileNotFoundError(
+            f"{data}: no held-out noise (noise_extra, noise, noise_ch)"
+        )
     return noises
 
 
-def prepare_asr_test_set(speechocean_folder, data_folder, save_folder, snrs=(0.0, 5.0, 10.0),
-                         utterances_per_speaker=11, level_db=-25.0, seed=0, sample_rate=16000):
+def prepare_asr_test_set(
+    speechocean_folder,
+    data_folder,
+    save_folder,
+    snrs=(0.0, 5.0, 10.0),
+    utterances_per_speaker=11,
+    level_db=-25.0,
+    seed=0,
+    sample_rate=16000,
+):
     """Writes the noisy ASR test set once (see the module's docstring).
 
     Arguments
@@ -139,16 +158,22 @@ def prepare_asr_test_set(speechocean_folder, data_folder, save_folder, snrs=(0.0
     >>> prepare_asr_test_set("no/such/corpus", "no/such/data", getfixture("tmp_path"))
     Traceback (most recent call last):
      ...
-    FileNotFoundError: no/such/corpus/train/wav.scp: missing (a speechocean762 folder has train/ and test/ lists)
+    FileNotFoundError: no/such/corpus/train/wav.scp: missing (a speechocean762
+    folder has train/ and test/ lists)
     """
     speechocean_folder = pathlib.Path(speechocean_folder)
     save_folder = pathlib.Path(save_folder)
     utterances = asr_test_utterances(speechocean_folder, utterances_per_speaker)
     noise_files = held_out_noises(data_folder)
-    options = {"speechocean_folder": str(speechocean_folder.resolve()),
-               "noise": [str(p.resolve()) for p in noise_files], "snrs": [float(s) for s in snrs],
-               "utterances": [u[0] for u in utterances], "level_db": level_db, "seed": seed,
-               "sample_rate": sample_rate}
+    options = {
+        "speechocean_folder": str(speechocean_folder.resolve()),
+        "noise": [str(p.resolve()) for p in noise_files],
+        "snrs": [float(s) for s in snrs],
+        "utterances": [u[0] for u in utterances],
+        "level_db": level_db,
+        "seed": seed,
+        "sample_rate": sample_rate,
+    }
     options_path = save_folder / OPTIONS_FILE
     manifest_path = save_folder / MANIFEST
     if options_path.is_file() and manifest_path.is_file():
@@ -161,21 +186,40 @@ def prepare_asr_test_set(speechocean_folder, data_folder, save_folder, snrs=(0.0
         clean = read_audio_checked(path, sample_rate)
         noise = noises[index % len(noises)]
         noise = noise.repeat(clean.numel() // noise.numel() + 2)
-        start = int(torch.randint(0, noise.numel() - clean.numel() + 1, (1,), generator=generator))
+        start = int(
+            torch.randint(
+                0, noise.numel() - clean.numel() + 1, (1,), generator=generator
+            )
+        )
         segment = noise[None, start : start + clean.numel()]
-        common = {"clean_wav": str(path.resolve()), "words": words, "speaker": speaker,
-                  "noise": noise_files[index % len(noises)].name}
-        manifest[f"{utterance}_clean"] = {"wav": str(path.resolve()), "condition": "clean",
-                                          "snr": None, **common}
+        common = {
+            "clean_wav": str(path.resolve()),
+            "words": words,
+            "speaker": speaker,
+            "noise": noise_files[index % len(noises)].name,
+        }
+        manifest[f"{utterance}_clean"] = {
+            "wav": str(path.resolve()),
+            "condition": "clean",
+            "snr": None,
+            **common,
+        }
         for snr in snrs:
-            noisy, _ = mix_at_snr(clean[None], segment, torch.tensor([float(snr)]),
-                                  torch.tensor([level_db]))
+            noisy, _ = mix_at_snr(
+                clean[None],
+                segment,
+                torch.tensor([float(snr)]),
+                torch.tensor([level_db]),
+            )
             condition = f"{snr:g}dB"
             out = save_folder / f"noisy_{condition}" / f"{utterance}.flac"
             write_audio_atomic(out, noisy[0], sample_rate, subtype="PCM_16")
-            manifest[f"{utterance}_{condition}"] = {"wav": str(out.resolve()),
-                                                    "condition": condition, "snr": float(snr),
-                                                    **common}
+            manifest[f"{utterance}_{condition}"] = {
+                "wav": str(out.resolve()),
+                "condition": condition,
+                "snr": float(snr),
+                **common,
+            }
         if (index + 1) % 100 == 0:
             print(f"{index + 1} of {len(utterances)} utterances mixed", flush=True)
     with atomic_output(manifest_path) as partial:
@@ -187,8 +231,12 @@ def prepare_asr_test_set(speechocean_folder, data_folder, save_folder, snrs=(0.0
 
 def _asr_entry(path, words, speaker):
     info = audio_info(path)
-    return {"wav": str(pathlib.Path(path).resolve()), "length": info.frames / info.samplerate,
-            "words": normalize_text(words), "spk_id": speaker}
+    return {
+        "wav": str(pathlib.Path(path).resolve()),
+        "length": info.frames / info.samplerate,
+        "words": normalize_text(words),
+        "spk_id": speaker,
+    }
 
 
 def _write_json(path, content):
@@ -196,9 +244,17 @@ def _write_json(path, content):
         partial.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
 
 
-def prepare_speechocean_asr(speechocean_folder, save_folder, test_conditions=("clean",),
-                            asr_test_folder=None, noise_folder=None, valid_utterances=4,
-                            test_utterances_per_speaker=11, sample_rate=16000, skip_prep=False):
+def prepare_speechocean_asr(
+    speechocean_folder,
+    save_folder,
+    test_conditions=("clean",),
+    asr_test_folder=None,
+    noise_folder=None,
+    valid_utterances=4,
+    test_utterances_per_speaker=11,
+    sample_rate=16000,
+    skip_prep=False,
+):
     """Manifests of the speechocean762 ASR recipe.
 
     * ``train.json``: every utterance of the training speakers (2,500);
@@ -237,17 +293,22 @@ def prepare_speechocean_asr(speechocean_folder, save_folder, test_conditions=("c
 
     Example
     -------
-    >>> prepare_speechocean_asr("corpus", getfixture("tmp_path"), test_conditions=["0dB"])
+    >>> prepare_speechocean_asr(
+    ...     "corpus", getfixture("tmp_path"), test_conditions=["0dB"]
+    ... )
     Traceback (most recent call last):
      ...
-    ValueError: test condition 0dB needs asr_test_folder (recipes/SpeechOcean762/speechocean_prepare.py writes it)
+    ValueError: test condition 0dB needs asr_test_folder
+    (recipes/SpeechOcean762/speechocean_prepare.py writes it)
     """
     if skip_prep:
         return
     noisy = [c for c in test_conditions if c != "clean"]
     if noisy and asr_test_folder is None:
-        raise ValueError(f"test condition {noisy[0]} needs asr_test_folder "
-                         "(recipes/SpeechOcean762/speechocean_prepare.py writes it)")
+        raise ValueError(
+            f"test condition {noisy[0]} needs asr_test_folder "
+            "(recipes/SpeechOcean762/speechocean_prepare.py writes it)"
+        )
     folder = pathlib.Path(speechocean_folder)
     save_folder = pathlib.Path(save_folder)
     roles = speechocean_split(folder, valid_utterances=valid_utterances)
@@ -258,42 +319,69 @@ def prepare_speechocean_asr(speechocean_folder, save_folder, test_conditions=("c
         for path in roles[role]:
             utterance = path.stem
             if utterance not in texts:
-                raise ValueError(f"{folder / split / 'text'}: no transcript for {utterance}")
+                raise ValueError(
+                    f"{folder / split / 'text'}: no transcript for {utterance}"
+                )
             entries[utterance] = _asr_entry(path, texts[utterance], speakers[utterance])
         _write_json(save_folder / f"{role}.json", entries)
     manifest = {}
     if noisy:
         manifest_path = pathlib.Path(asr_test_folder) / MANIFEST
         if not manifest_path.is_file():
-            raise FileNotFoundError(f"{manifest_path}: missing (run "
-                                    "recipes/SpeechOcean762/speechocean_prepare.py first)")
+            raise FileNotFoundError(
+                f"{manifest_path}: missing (run "
+                "recipes/SpeechOcean762/speechocean_prepare.py first)"
+            )
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for condition in test_conditions:
         if condition == "clean":
-            entries = {u: _asr_entry(p, w, s) for u, p, w, s in
-                       asr_test_utterances(folder, test_utterances_per_speaker)}
+            entries = {
+                u: _asr_entry(p, w, s)
+                for u, p, w, s in asr_test_utterances(
+                    folder, test_utterances_per_speaker
+                )
+            }
         else:
-            entries = {key.rsplit("_", 1)[0]: _asr_entry(e["wav"], e["words"], e["speaker"])
-                       for key, e in manifest.items() if e["condition"] == condition}
+            entries = {
+                key.rsplit("_", 1)[0]: _asr_entry(e["wav"], e["words"], e["speaker"])
+                for key, e in manifest.items()
+                if e["condition"] == condition
+            }
             if not entries:
-                raise ValueError(f"{asr_test_folder}: no utterance of condition {condition}")
+                raise ValueError(
+                    f"{asr_test_folder}: no utterance of condition {condition}"
+                )
         _write_json(save_folder / f"test_{condition}.json", entries)
     if noise_folder is not None:
-        write_augment_csv(split_files(noise_folder)["train_noise"], save_folder / "noise_train.csv",
-                          save_folder / "noise_cache", sample_rate)
+        write_augment_csv(
+            split_files(noise_folder)["train_noise"],
+            save_folder / "noise_train.csv",
+            save_folder / "noise_cache",
+            sample_rate,
+        )
 
 
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description=prepare_asr_test_set.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=prepare_asr_test_set.__doc__.split("\n")[0]
+    )
     parser.add_argument("speechocean_folder", type=pathlib.Path)
     parser.add_argument("save_folder", type=pathlib.Path)
-    parser.add_argument("--data", type=pathlib.Path,
-                        default=pathlib.Path(__file__).resolve().parents[3] / "shared" / "data")
+    parser.add_argument(
+        "--data",
+        type=pathlib.Path,
+        default=pathlib.Path(__file__).resolve().parents[3] / "shared" / "data",
+    )
     parser.add_argument("--snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0])
     parser.add_argument("--utterances-per-speaker", type=int, default=11)
     args = parser.parse_args()
-    written = prepare_asr_test_set(args.speechocean_folder, args.data, args.save_folder,
-                                   args.snrs, args.utterances_per_speaker)
+    written = prepare_asr_test_set(
+        args.speechocean_folder,
+        args.data,
+        args.save_folder,
+        args.snrs,
+        args.utterances_per_speaker,
+    )
     print(f"{len(written)} entries in {args.save_folder / MANIFEST}")

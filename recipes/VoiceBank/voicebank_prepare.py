@@ -86,14 +86,10 @@ def _pairs(data_folder, noisy_name, clean_name):
         raise FileNotFoundError(f"{noisy_dir}: no audio files (.wav, .flac)")
     for stem, path in noisy.items():
         if stem not in clean:
-            raise FileNotFoundError(
-                f"{path}: no clean twin {stem}.* in {clean_dir}"
-            )
+            raise FileNotFoundError(f"{path}: no clean twin {stem}.* in {clean_dir}")
     for stem, path in clean.items():
         if stem not in noisy:
-            raise FileNotFoundError(
-                f"{path}: no noisy twin {stem}.* in {noisy_dir}"
-            )
+            raise FileNotFoundError(f"{path}: no noisy twin {stem}.* in {noisy_dir}")
     return [(stem, noisy[stem], clean[stem]) for stem in noisy]
 
 
@@ -187,7 +183,9 @@ def prepare_voicebank(
             logger.info("VoiceBank manifests exist in %s, skipping", save_folder)
             return
     missing = [
-        f for folders in SPLIT_FOLDERS.values() for f in folders
+        f
+        for folders in SPLIT_FOLDERS.values()
+        for f in folders
         if not (data_folder / f).is_dir()
     ]
     if missing and download:

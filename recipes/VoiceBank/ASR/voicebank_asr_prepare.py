@@ -65,8 +65,13 @@ def _write_json(entries, path):
         partial.write_text(json.dumps(entries, indent=2), encoding="utf-8")
 
 
-def prepare_voicebank_asr(data_folder, save_folder, valid_speakers=("p226", "p287"),
-                          input_type="noisy", skip_prep=False):
+def prepare_voicebank_asr(
+    data_folder,
+    save_folder,
+    valid_speakers=("p226", "p287"),
+    input_type="noisy",
+    skip_prep=False,
+):
     """Writes the train/valid/test manifests of transcribed VoiceBank audio.
 
     Arguments
@@ -114,5 +119,9 @@ def prepare_voicebank_asr(data_folder, save_folder, valid_speakers=("p226", "p28
     save_folder.mkdir(parents=True, exist_ok=True)
     for name, entries in [("train", train), ("valid", valid), ("test", test)]:
         _write_json(entries, save_folder / f"{name}.json")
-    logger.info("ASR manifests: %d train, %d valid, %d test utterances",
-                len(train), len(valid), len(test))
+    logger.info(
+        "ASR manifests: %d train, %d valid, %d test utterances",
+        len(train),
+        len(valid),
+        len(test),
+    )

@@ -22,8 +22,11 @@ import torchaudio.functional as AF
 TRAIN_SNRS = [0.0, 5.0, 10.0, 15.0]
 VALID_SNRS = [2.5, 7.5, 12.5, 17.5]
 TRAIN_NOISES = [
-    "noise/doing_the_dishes.wav", "noise/exercise_bike.wav",
-    "noise/running_tap.wav", "noise/noise1.wav", "noise/noise4.wav",
+    "noise/doing_the_dishes.wav",
+    "noise/exercise_bike.wav",
+    "noise/running_tap.wav",
+    "noise/noise1.wav",
+    "noise/noise4.wav",
 ]
 TRAIN_NOISES_48K = ["noise_ch/ch08_sm001.wav", "noise_ch/ch08_sm002.wav"]
 VALID_NOISES = ["noise/dude_miaowing.wav", "noise/noise5.wav"]

@@ -36,22 +36,50 @@ TRAIN = [
     ("spk2_004", "asr_samples/spk2_snt4.wav", "Mend the coat before you go out."),
     ("spk2_005", "asr_samples/spk2_snt5.wav", "Jump the fence and hurry up the bank."),
     ("spk2_006", "asr_samples/spk2_snt6.wav", "Canned pears lack full flavor."),
-    ("aew_001", "cmu_arctic/cmu_arctic_us_aew_a0001.wav", "Author of the danger trail, Philip Steels, etc."),
-    ("aew_002", "cmu_arctic/cmu_arctic_us_aew_a0002.wav", "Not at this particular case, Tom, apologized Whittemore."),
-    ("aew_003", "cmu_arctic/cmu_arctic_us_aew_a0003.wav", "For the twentieth time that evening the two men shook hands."),
+    (
+        "aew_001",
+        "cmu_arctic/cmu_arctic_us_aew_a0001.wav",
+        "Author of the danger trail, Philip Steels, etc.",
+    ),
+    (
+        "aew_002",
+        "cmu_arctic/cmu_arctic_us_aew_a0002.wav",
+        "Not at this particular case, Tom, apologized Whittemore.",
+    ),
+    (
+        "aew_003",
+        "cmu_arctic/cmu_arctic_us_aew_a0003.wav",
+        "For the twentieth time that evening the two men shook hands.",
+    ),
 ]
 TEST = [
-    ("axb_004", "cmu_arctic/cmu_arctic_us_axb_a0004.wav", "Lord, but I'm glad to see you again, Phil."),
+    (
+        "axb_004",
+        "cmu_arctic/cmu_arctic_us_axb_a0004.wav",
+        "Lord, but I'm glad to see you again, Phil.",
+    ),
     ("axb_005", "cmu_arctic/cmu_arctic_us_axb_a0005.wav", "Will we ever forget it."),
-    ("axb_006", "cmu_arctic/cmu_arctic_us_axb_a0006.wav", "God bless 'em, I hope I'll go on seeing them forever."),
-    ("hvd_001", "transcribed/harvard_speech.wav", "The birch canoe slid on the smooth planks."),
+    (
+        "axb_006",
+        "cmu_arctic/cmu_arctic_us_axb_a0006.wav",
+        "God bless 'em, I hope I'll go on seeing them forever.",
+    ),
+    (
+        "hvd_001",
+        "transcribed/harvard_speech.wav",
+        "The birch canoe slid on the smooth planks.",
+    ),
 ]
 NOISES = {
     "train": (["noise1", "noise3", "exercise_bike"], [0.0, 5.0, 10.0, 15.0]),
     "test": (["noise5", "dude_miaowing"], [5.0, 10.0]),
 }
 FOLDERS = {
-    "train": ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav", "trainset_28spk_txt"),
+    "train": (
+        "clean_trainset_28spk_wav",
+        "noisy_trainset_28spk_wav",
+        "trainset_28spk_txt",
+    ),
     "test": ("clean_testset_wav", "noisy_testset_wav", "testset_txt"),
 }
 
@@ -73,7 +101,9 @@ def main(source):
     rng = np.random.default_rng(0)
     for split, items in [("train", TRAIN), ("test", TEST)]:
         names, snrs = NOISES[split]
-        noises = [sf.read(source / "noise" / f"{n}.wav", dtype="float32")[0] for n in names]
+        noises = [
+            sf.read(source / "noise" / f"{n}.wav", dtype="float32")[0] for n in names
+        ]
         clean_dir, noisy_dir, text_dir = (HERE / f for f in FOLDERS[split])
         for folder in (clean_dir, noisy_dir, text_dir):
             folder.mkdir(exist_ok=True)
@@ -81,7 +111,9 @@ def main(source):
             clean, rate = sf.read(source / path, dtype="float32")
             assert rate == SAMPLE_RATE, path
             noise_index = rng.integers(len(noises))
-            clean, noisy = mix(clean, noises[noise_index], snrs[rng.integers(len(snrs))], rng)
+            clean, noisy = mix(
+                clean, noises[noise_index], snrs[rng.integers(len(snrs))], rng
+            )
             sf.write(clean_dir / f"{utt_id}.flac", clean, rate, subtype="PCM_16")
             sf.write(noisy_dir / f"{utt_id}.flac", noisy, rate, subtype="PCM_16")
             (text_dir / f"{utt_id}.txt").write_text(text + "\n")
