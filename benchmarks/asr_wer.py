@@ -29,11 +29,14 @@ of 99 test speakers no enhancer here heard, clean and mixed with held-out
 real noise at 0, 5 and 10 dB; its real transcripts). Every system of the
 peers table (``benchmarks/peers.py``'s ``--model``, ``--metricgan`` and
 ``--systems``: noisy, this model, RNNoise, DeepFilterNet3, MetricGAN+ when
-its weights are given, noisereduce) and, for each enhancer, the mix
-``w * enhanced + (1 - w) * noisy``, decoded by pocketsphinx: WER and CER
-with 95 % bootstrap intervals over utterances. Each hypothesis is appended
-to ``asr_wer_speechocean_utterances.csv`` as it is made, and a rerun skips
-what is there, so the job (hours on one core) resumes where it stopped::
+its weights are given, noisereduce) and, for the CMCR-Net models (or the
+``--mix-systems`` named), the mix ``w * enhanced + (1 - w) * noisy``, decoded
+by pocketsphinx: WER and CER with 95 % bootstrap intervals over utterances.
+Each hypothesis is appended to ``asr_wer_speechocean_utterances.csv`` as it
+is made, and a rerun skips what is there, so the job (hours on one core)
+resumes where it stopped. It goes utterance by utterance across conditions
+and systems, and the summary counts only the utterances every system has
+decoded in a condition, so a partial run compares like with like::
 
     python recipes/SpeechOcean762/speechocean_prepare.py ~/data/speechocean762 \
         ~/data/so762_asr_test
@@ -246,6 +249,11 @@ def speechocean_conditions(folder):
     return {c: items for c, items in conditions.items() if items}
 
 
+def model_names(args):
+    """The names of the CMCR-Net model folders the run scores (``--model``)."""
+    return [spec.split("=", 1)[0] for spec in args.model or ["cmcr-net="]]
+
+
 def score_speechocean(args):
     """Every system (and its mix with the noisy input) on the speechocean762
     set, resumable; returns the summary rows."""
@@ -265,80 +273,86 @@ def score_speechocean(args):
     systems = load_systems(args)
     recogniser = PocketSphinxASR()
     mix = f"mix{args.mix_weight:g}"
-    names = [
-        n for s in systems for n in ([s] if systems[s] is None else [s, f"{s}+{mix}"])
-    ]
+    mixed = set(args.mix_systems or model_names(args))
+    names = [n for s in systems for n in ([s, f"{s}+{mix}"] if s in mixed else [s])]
     total = sum(len(u) for c, u in conditions.items()) * len(names)
+    # Utterance by utterance across every condition and system, so that a run
+    # stopped part-way has decoded the same utterances everywhere.
+    order = [
+        (condition, utterances[i], system_name)
+        for i in range(max(len(u) for u in conditions.values()))
+        for condition, utterances in conditions.items()
+        if i < len(utterances)
+        for system_name in systems
+    ]
     with open(log_path, "a", newline="", encoding="utf-8") as fout:
         writer = csv.DictWriter(fout, fieldnames=UTTERANCE_FIELDS)
         if new_file:
             writer.writeheader()
-        start, count = time.time(), len(done)
-        before = count
-        for condition, utterances in conditions.items():
-            for system_name, system in systems.items():
-                todo = [
-                    u
-                    for u in utterances
-                    if any(
-                        (condition, n, u[0]) not in done
-                        for n in names
-                        if n == system_name or n.startswith(system_name + "+")
+        start, count = time.time(), 0
+        for condition, (utt_id, path, reference), system_name in order:
+            wanted = [
+                n
+                for n in names
+                if (n == system_name or n.startswith(system_name + "+"))
+                and (condition, n, utt_id) not in done
+            ]
+            if not wanted:
+                continue
+            system = systems[system_name]
+            wav = read_audio_checked(path, SAMPLE_RATE)
+            outputs = {system_name: wav}
+            if system is not None:
+                enhanced = system.enhance_batch(wav[None], torch.tensor([1.0]))[0].cpu()
+                if not torch.isfinite(enhanced).all():
+                    raise RuntimeError(
+                        f"{path}: {system_name} returned non-finite samples"
                     )
-                ]
-                for utt_id, path, reference in todo:
-                    wav = read_audio_checked(path, SAMPLE_RATE)
-                    outputs = {system_name: wav}
-                    if system is not None:
-                        enhanced = system.enhance_batch(wav[None], torch.tensor([1.0]))[
-                            0
-                        ].cpu()
-                        if not torch.isfinite(enhanced).all():
-                            raise RuntimeError(
-                                f"{path}: {system_name} returned non-finite samples"
-                            )
-                        outputs = {
-                            system_name: enhanced,
-                            f"{system_name}+{mix}": args.mix_weight * enhanced
-                            + (1 - args.mix_weight) * wav,
-                        }
-                    for name, signal in outputs.items():
-                        if (condition, name, utt_id) in done:
-                            continue
-                        hypothesis = normalize_text(
-                            recogniser.transcribe_batch(
-                                signal[None], torch.tensor([1.0])
-                            )[0][0]
-                        )
-                        w, nw, c, nc = edit_counts(reference, hypothesis)
-                        row = {
-                            "condition": condition,
-                            "system": name,
-                            "id": utt_id,
-                            "reference": reference,
-                            "hypothesis": hypothesis,
-                            "word_errors": w,
-                            "words": nw,
-                            "char_errors": c,
-                            "chars": nc,
-                        }
-                        writer.writerow(row)
-                        fout.flush()
-                        done[(condition, name, utt_id)] = row
-                        count += 1
-                        if count % 50 == 0:
-                            rate = (time.time() - start) / max(1, count - before)
-                            print(
-                                f"{count} of {total} decoded ({condition}, {name}); "
-                                f"{rate:.2f} s each",
-                                flush=True,
-                            )
+                outputs = {
+                    system_name: enhanced,
+                    f"{system_name}+{mix}": args.mix_weight * enhanced
+                    + (1 - args.mix_weight) * wav,
+                }
+            for name in wanted:
+                hypothesis = normalize_text(
+                    recogniser.transcribe_batch(
+                        outputs[name][None], torch.tensor([1.0])
+                    )[0][0]
+                )
+                w, nw, c, nc = edit_counts(reference, hypothesis)
+                row = {
+                    "condition": condition,
+                    "system": name,
+                    "id": utt_id,
+                    "reference": reference,
+                    "hypothesis": hypothesis,
+                    "word_errors": w,
+                    "words": nw,
+                    "char_errors": c,
+                    "chars": nc,
+                }
+                writer.writerow(row)
+                fout.flush()
+                done[(condition, name, utt_id)] = row
+                count += 1
+                if count % 50 == 0:
+                    rate = (time.time() - start) / count
+                    print(
+                        f"{len(done)} of {total} decoded ({condition}, {name}); "
+                        f"{rate:.2f} s each",
+                        flush=True,
+                    )
     summary = []
     for condition in conditions:
+        # Paired: only the utterances every system has decoded in this condition.
+        decoded = [
+            {u for (c, n, u) in done if c == condition and n == name} for name in names
+        ]
+        common = set.intersection(*decoded) if decoded else set()
+        if not common:
+            continue
         for name in names:
-            rows = [r for (c, n, _), r in done.items() if c == condition and n == name]
-            if not rows:
-                continue
+            rows = [done[(condition, name, u)] for u in sorted(common)]
             entry = {"condition": condition, "system": name, "utterances": len(rows)}
             for metric, errors, units in [
                 ("wer", "word_errors", "words"),
@@ -368,7 +382,8 @@ def score_speechocean(args):
         "",
         "Command: `python benchmarks/asr_wer.py --speechocean-set "
         f"{args.speechocean_set}`. WER and CER in %, pooled over utterances, [95 "
-        "% bootstrap interval over utterances]; n = utterances decoded so far.",
+        "% bootstrap interval over utterances]; n = the utterances every system has "
+        "decoded in that condition so far (the same ones for every system).",
         "",
         "| condition | system | n | WER % | CER % |",
         "|---|---|---:|---:|---:|",
@@ -429,6 +444,13 @@ def main(argv=None):
         nargs="+",
         metavar="NAME",
         help="with --speechocean-set: only these systems (as benchmarks/peers.py)",
+    )
+    parser.add_argument(
+        "--mix-systems",
+        nargs="+",
+        metavar="NAME",
+        help="with --speechocean-set: the systems also scored as a mix with the "
+        "noisy input (default: the CMCR-Net models)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

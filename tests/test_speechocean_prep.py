@@ -226,3 +226,27 @@ def test_asr_benchmark_scores_the_set_and_resumes(tmp_path):
         len((out / "asr_wer_speechocean_utterances.csv").read_text().splitlines()) == 5
     )
     assert "| 5dB | noisy | 2 |" in (out / "asr_wer_speechocean.md").read_text()
+
+
+def test_asr_benchmark_mixes_only_the_cmcr_models(tmp_path):
+    """The mix with the noisy input is scored for the CMCR-Net model alone, and
+    every system of a condition is summarised on the same utterances."""
+    pytest.importorskip("pocketsphinx")
+    sys.path.insert(0, str(ROOT / "recipes" / "SpeechOcean762"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import asr_wer
+    from speechocean_prepare import prepare_asr_test_set
+
+    corpus = _with_transcripts(fake_corpus(tmp_path / "speechocean762", per_speaker=1))
+    data = _held_out_noise_folder(tmp_path / "data")
+    prepare_asr_test_set(
+        corpus, data, tmp_path / "set", snrs=(5.0,), utterances_per_speaker=1
+    )
+    argv = ["--speechocean-set", str(tmp_path / "set"), "--output", str(tmp_path)]
+    summary = asr_wer.main(argv + ["--systems", "noisy", "cmcr-net"])
+    assert [(e["condition"], e["system"]) for e in summary] == [
+        (c, s)
+        for c in ("clean", "5dB")
+        for s in ("noisy", "cmcr-net", "cmcr-net+mix0.5")
+    ]
+    assert {e["utterances"] for e in summary} == {2}
