@@ -206,6 +206,9 @@ class EnhancementFrontEnd(torch.nn.Module):
     torch.Size([2, 4000])
     >>> round(float(front_end.mix_weight.detach()), 3)
     0.7
+    >>> bypass = EnhancementFrontEnd(enhancer, input_sample_rate=8000, mix_weight=0.0)
+    >>> bool(bypass(wavs).eq(wavs).all())
+    True
     """
 
     def __init__(
@@ -280,8 +283,12 @@ class EnhancementFrontEnd(torch.nn.Module):
         Returns
         -------
         torch.Tensor
-            [B, samples] at ``input_sample_rate``.
+            [B, samples] at ``input_sample_rate``; the input itself for a fixed
+            mix weight of 0 (the enhancer is not run).
         """
+        if self.mix_logit is None and self.fixed_mix_weight is not None:
+            if float(self.fixed_mix_weight) == 0.0:
+                return wavs
         return enhance_and_mix(
             self._run_enhancer,
             wavs,
