@@ -371,6 +371,9 @@ def score_speechocean(args):
                     }
                 )
             summary.append(entry)
+    if not summary:
+        print("no utterance has been decoded by every system yet: no summary")
+        return summary
     with atomic_output(args.output / "asr_wer_speechocean.csv") as partial:
         with open(partial, "w", newline="", encoding="utf-8") as fcsv:
             writer = csv.DictWriter(fcsv, fieldnames=list(summary[0]))
