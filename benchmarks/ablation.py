@@ -979,9 +979,8 @@ def main(argv=None):
                     break
                 variant, seed = ready[0]
                 todo.remove((variant, seed))
-                if finished(
-                    args, variant, seed
-                ):  # finished by another launcher meanwhile
+                # finished by another launcher meanwhile
+                if finished(args, variant, seed):
                     continue
                 folder, process = launch(args, variant, seed, shared)
                 running[(variant, seed)] = (folder, process, time.time())

@@ -95,9 +95,8 @@ def speech_items(data):
     with open(data / "transcribed" / "transcripts.csv", encoding="utf-8") as fin:
         for row in csv.DictReader(fin):
             name = row["file"]
-            if (
-                "babble" in name or name == "jfk.flac"
-            ):  # noisy: below; flac: same speech
+            # noisy: below; flac: same speech
+            if "babble" in name or name == "jfk.flac":
                 continue
             path = (data / "transcribed" / name).resolve()
             items.append((path.stem, path, row["transcript"]))

@@ -215,9 +215,8 @@ def load_systems(args):
                 systems[name] = Timed(PEERS[name]())
             except ImportError as error:
                 raise SystemExit(f"--systems {name}: {error}") from None
-        if (
-            systems[name] is not None
-        ):  # warm up (first-call costs), then reset the clock
+        # warm up (first-call costs), then reset the clock
+        if systems[name] is not None:
             warm_up = torch.randn(
                 1, SAMPLE_RATE, generator=torch.Generator().manual_seed(0)
             )
@@ -752,9 +751,8 @@ def read_earlier_rows(path):
         earlier = list(csv.DictReader(fin))
     for row in earlier:
         for key, value in list(row.items()):
-            if (
-                value in ("", None) or value.lower() == "nan"
-            ):  # not measured for this row
+            # not measured for this row
+            if value in ("", None) or value.lower() == "nan":
                 del row[key]
             elif key not in ("set", "system", "id", "hypothesis", "hypothesis_mix"):
                 row[key] = (

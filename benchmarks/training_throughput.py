@@ -126,9 +126,8 @@ def main():
         loss, terms = objective(enhanced, clean, noisy, lengths, aux["streams"])
         if objective.needs_rebalance():
             objective.rebalance(terms, model.parameters())
-        with (
-            torch.no_grad()
-        ):  # both implementations on the same outputs, the weights measured
+        # both implementations on the same outputs, the weights measured
+        with torch.no_grad():
             objective.eval()
             before, after = (
                 float(compute(enhanced, clean, noisy, lengths, aux["streams"])[0])
@@ -144,9 +143,8 @@ def main():
             "after": objective,
         }
         times = {name: [] for name in implementations}
-        for _ in range(
-            args.steps
-        ):  # alternating, so that the machine's load hits both alike
+        # alternating, so that the machine's load hits both alike
+        for _ in range(args.steps):
             for name, compute in implementations.items():
                 times[name].append(
                     timed_step(

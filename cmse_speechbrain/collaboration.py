@@ -111,9 +111,10 @@ def _windowed_attend(
     # linear in the number of frames. The queries are the frames after the
     # first ``history`` keys (a stream's cached frames; 0 offline).
     frames, keys = query.shape[1], key.shape[1]
+    # every query sees every key (one new frame of a stream)
     if keys - 1 <= history + lookahead and (
         window is None or history + frames <= window
-    ):  # every query sees every key (one new frame of a stream)
+    ):
         return _attend(query, key, value, nhead, False)
     if window is None or frames <= block:
         mask = attention_mask(history, frames, 0, keys, window, lookahead, query.device)

@@ -79,9 +79,8 @@ def audio_info(path):
         raise AudioFileError(path, f"not a readable audio file ({error})") from None
     if info.frames == 0:
         raise AudioFileError(path, "empty audio (0 samples)")
-    if (
-        not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE
-    ):  # resampling would explode
+    # resampling would explode
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioFileError(
             path,
             f"sampling rate {info.samplerate} Hz is outside "

@@ -1051,6 +1051,7 @@ class CMCRObjective(nn.Module):
             hard_weight = self.curricular_negative.weight(int(self.step))
             if hard_weight > 0:
                 hard_negative = self.curricular_negative(noisy)
+        # one frozen pass for the CR references and the CM targets
         if (
             use_cm
             and use_cr
@@ -1058,7 +1059,7 @@ class CMCRObjective(nn.Module):
                 self.stream_contrast.representation
                 is self.contrastive_regularization.representation
             )
-        ):  # one frozen pass for the CR references and the CM targets
+        ):
             signals = self.contrastive_regularization.reference_inputs(
                 clean, noisy, lengths, hard_negative
             )

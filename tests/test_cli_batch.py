@@ -144,9 +144,8 @@ def test_3_output_has_exactly_the_input_length_and_rate(
         44100,
         format="AIFF",
     )
-    if (
-        SHARED.is_dir()
-    ):  # real recordings at their own rates (48 kHz VCTK, 44.1 kHz stereo FLAC)
+    # real recordings at their own rates (48 kHz VCTK, 44.1 kHz stereo FLAC)
+    if SHARED.is_dir():
         for source in [
             SHARED / "vctk_p234" / "p234_001.wav",
             SHARED / "real_noisy" / "speech1.flac",

@@ -295,10 +295,11 @@ def test_cmse_report_command(folders, tmp_path, capsys):
 
 
 def test_cmse_enhance_report(tiny_model_folder, folders, tmp_path, monkeypatch, capsys):
+    # DNSMOS "not installed": keeps the test fast
     for module in (
         "speechmos",
         "speechmos.dnsmos",
-    ):  # DNSMOS "not installed": keeps the test fast
+    ):
         monkeypatch.setitem(sys.modules, module, None)
     (tmp_path / "in put").mkdir()
     sf.write(
