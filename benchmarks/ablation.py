@@ -40,8 +40,11 @@ means over seeds of PESQ, STOI, CSIG, CBAK, COVL, SI-SDR and DNSMOS, paired
 differences with 95 % bootstrap intervals over seeds and utterances, the
 stream probe of the CM against the control), ``stream_probe.json``,
 ``valid_curves.png``, ``spectrograms.png``, ``cm_gate.png`` and a listening
-page ``listening/index.html``. Runs that finished are not rerun; an
-unfinished run resumes from its checkpoints.
+page ``listening/index.html``, and ``curves.json`` (every run's validation
+curve). Runs that finished are not rerun; an unfinished run resumes from its
+checkpoints. Runs whose folders are gone (another machine) are reported from
+what the previous report in ``--out`` archived (:func:`archived_runs`), so a
+study can grow by new variants without rerunning the old ones.
 
 Usage (the defaults are the study's settings)::
 
@@ -427,8 +430,17 @@ def cm_diagnostics(args, results):
     torch.set_num_threads(args.threads)
     pairs = diagnostic_pairs(args)
     probes = {}
+    archived = args.out / "stream_probe.json"
+    if archived.exists():  # the probes of runs whose folders are gone
+        for run, streams in json.loads(archived.read_text()).items():
+            variant, seed = run.rsplit("_s", 1)
+            on_disk = (args.out / "runs" / run).exists()
+            if (variant, int(seed)) in results and not on_disk:
+                probes[run] = streams
     for variant, seed in sorted(results):
-        if variant in ("cm", "full", "control") and finished(args, variant, seed):
+        if variant in ("cm", "full", "full_distillmos", "control") and finished(
+            args, variant, seed
+        ):
             model = best_model(args, variant, args.out / "runs" / f"{variant}_s{seed}")
             probes[f"{variant}_s{seed}"] = stream_probe(model, pairs)
             if variant == "cm" and not (args.out / "cm_gate.png").exists():
@@ -443,7 +455,7 @@ def cm_diagnostics(args, results):
                         "unseen speech + unseen noise, 5 dB"
                     ),
                 )
-    return probes
+    return dict(sorted(probes.items()))
 
 
 def plot_spectrograms(args, results, path):
@@ -566,6 +578,57 @@ def training_seconds(folder):
     return statistics.median(durations.values()) * len(durations)
 
 
+def archived_runs(out):
+    """The runs of an earlier report whose folders are gone (another machine):
+    their per-utterance scores from ``utterances.csv``, their training
+    minutes from ``runs.csv`` and, where an earlier report archived them,
+    their validation curves from ``curves.json``. A report built from them
+    gives the same tables and paired differences as the one that wrote them
+    (:func:`cm_diagnostics` keeps their stream probes from
+    ``stream_probe.json``); the spectrograms and the listening page come only
+    from the runs still on disk.
+
+    Returns ``({(variant, seed): (utterances, curve)}, {(variant, seed): seconds})``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (out / "utterances.csv").write_text(
+    ...     "id,enhanced_pesq,set,variant,seed\\nu1,2.5,voicebank,cr,0\\n")
+    >>> _ = (out / "runs.csv").write_text(
+    ...     "variant,seed,set,minutes\\ncr,0,voicebank,30.0\\n")
+    >>> results, seconds = archived_runs(out)
+    >>> results[("cr", 0)][0][0]["enhanced_pesq"], results[("cr", 0)][1]
+    ('2.5', [])
+    >>> seconds[("cr", 0)]
+    1800.0
+    """
+    results, seconds = {}, {}
+    path = out / "utterances.csv"
+    if not path.exists():
+        return results, seconds
+    curves_path = out / "curves.json"
+    curves = (
+        json.loads(curves_path.read_text(encoding="utf-8"))
+        if curves_path.exists()
+        else {}
+    )
+    with open(path, encoding="utf-8") as fin:
+        for row in csv.DictReader(fin):
+            key = (row.pop("variant"), int(row.pop("seed")))
+            row = {k: v for k, v in row.items() if v != ""}
+            results.setdefault(key, ([], curves.get(f"{key[0]}_s{key[1]}", [])))
+            results[key][0].append(row)
+    runs_path = out / "runs.csv"
+    if runs_path.exists():
+        with open(runs_path, encoding="utf-8") as fin:
+            for row in csv.DictReader(fin):
+                key = (row["variant"], int(row["seed"]))
+                seconds[key] = float(row["minutes"] or "nan") * 60
+    return results, seconds
+
+
 def write_listening_page(args, variants):
     """``listening/index.html``: the VoiceBank-DEMAND test pairs, noisy, clean
     and every variant's output (first seed), players linking to the files."""
@@ -644,6 +707,29 @@ def _curves(results, variant):
     ]
 
 
+def earlier_curve_cells(report_path):
+    """The validation-curve cells ("first → best | gain") of each variant in
+    an earlier ``ablation.md``: what a report keeps for archived runs whose
+    curves were not archived.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ablation.md"
+    >>> _ = path.write_text(
+    ...     "| cr | + CR | 3 | 1 | 2 | 28.7 | 0.486 → 0.532 | +0.0043 ± 0.0058 |\\n")
+    >>> earlier_curve_cells(path)
+    {'cr': '0.486 → 0.532 | +0.0043 ± 0.0058'}
+    """
+    cells = {}
+    if report_path.exists():
+        for line in report_path.read_text(encoding="utf-8").splitlines():
+            parts = [p.strip() for p in line.strip().strip("|").split("|")]
+            if len(parts) == 8 and "→" in parts[6]:
+                cells[parts[0]] = f"{parts[6]} | {parts[7]}"
+    return cells
+
+
 def _mean_sd(values):
     mean = sum(values) / len(values)
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
@@ -702,9 +788,18 @@ def report(args, results, seconds):
         writer = csv.DictWriter(fout, fieldnames=fields)
         writer.writeheader()
         writer.writerows(utterance_rows)
+    (out / "curves.json").write_text(
+        json.dumps(
+            {f"{v}_s{s}": curve for (v, s), (_, curve) in sorted(results.items())},
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
     variants = [v for v in args.variants if any(k[0] == v for k in results)]
     costs = model_costs(args, variants)
+    earlier_cells = earlier_curve_cells(out / "ablation.md")
     lines = [
         f"# Ablation at an equal budget ({args.steps} steps of {args.batch_size} x "
         f"{args.segment:g} s, seeds {' '.join(map(str, args.seeds))}, network size "
@@ -744,6 +839,11 @@ def report(args, results, seconds):
         "control": "baseline + plain self-attention bottleneck, CM's parameter count",
         "metricgan": "SpeechBrain MetricGAN+ generator, reconstruction + CR",
         "cr_speaker": "+ CR in the pretrained speaker-encoder space",
+        "cr_distillmos": "+ CR in Distill-MOS's encoder (distilled from an "
+        "XLS-R based quality model)",
+        "cr_curricular": "+ CR, the baseline run's output as a second, harder "
+        "negative (curricular weights)",
+        "full_distillmos": "CMCR-Net, CR in Distill-MOS's encoder",
     }
     for variant in variants:
         minutes = [
@@ -752,15 +852,19 @@ def report(args, results, seconds):
             if k[0] == variant and seconds[k] == seconds[k]
         ]
         seeds = sum(1 for v, _ in results if v == variant)
-        curves = _curves(results, variant) or [[float("nan")] * 5]
-        first = statistics.mean(c[0] for c in curves)
-        best = statistics.mean(max(c) for c in curves)
-        gain = _mean_sd([late_gain(c) for c in curves])
+        curves = _curves(results, variant)
+        if curves:
+            first = statistics.mean(c[0] for c in curves)
+            best = statistics.mean(max(c) for c in curves)
+            gain = _mean_sd([late_gain(c) for c in curves])
+            curve_cells = f"{first:.3f} → {best:.3f} | {gain[0]:+.4f} ± {gain[1]:.4f}"
+        else:  # archived runs of a report that kept no curves: its cells
+            curve_cells = earlier_cells.get(variant, "– | –")
         lines.append(
             f"| {variant} | {what.get(variant, '')} | {seeds} | "
             f"{costs[variant]['parameters']:,} | {costs[variant]['macs'] / 1e6:,.0f} "
             f"| {(sum(minutes) / len(minutes)) if minutes else float('nan'):.1f} | "
-            f"{first:.3f} → {best:.3f} | {gain[0]:+.4f} ± {gain[1]:.4f} |"
+            f"{curve_cells} |"
         )
     lines += [
         "",
@@ -777,9 +881,24 @@ def report(args, results, seconds):
         "self-supervised models need a download this machine cannot make; "
         "silero-vad (a VAD), pitch trackers (pitch only) and DNSMOS (ONNX, not "
         "differentiable in torch) were looked at and not trained with "
-        '(docs/model.md, "The CR representation").',
+        '(docs/model.md, "The CR representation"). The nearest to the paper\'s '
+        "space that runs offline is Distill-MOS's encoder (`cr_space: distillmos`, "
+        "weights inside the `distillmos` wheel): a convolutional front end and a "
+        "transformer distilled from a wav2vec 2.0 XLS-R based quality model, so "
+        "derived from an SSL model, not one itself; its MOS head judges nothing "
+        "here (DNSMOS does).",
         "",
     ]
+    if any(not _curves(results, v) for v in variants):
+        lines += [
+            "Variants whose runs' folders are gone (the first study's, on another "
+            "machine) are reported from the per-utterance scores and minutes that "
+            "report archived (`utterances.csv`, `runs.csv`); it kept no curves, so "
+            "their validation-curve cells are the earlier report's and their "
+            "curves are in `valid_curves_first_study.png`. Reports now also "
+            "archive the curves (`curves.json`).",
+            "",
+        ]
     titles = {
         "voicebank": "VoiceBank-DEMAND test (real pairs)",
         "synthetic": "synthetic: unseen speakers x unseen noise files",
@@ -906,6 +1025,8 @@ def report(args, results, seconds):
     colours = dict(zip(variants, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for variant in variants:
         curves = _curves(results, variant)
+        if not curves:
+            continue
         for curve in curves:  # each seed, thin
             ax.plot(
                 [args.steps_per_epoch * (i + 1) for i in range(len(curve))],
@@ -1009,12 +1130,18 @@ def main(argv=None):
                 )
             time.sleep(5)
     results, seconds = {}, {}
+    archive, archived_seconds = archived_runs(args.out)
     for variant in args.variants:
         for seed in args.seeds:
             folder = args.out / "runs" / f"{variant}_s{seed}"
             if finished_folder(folder):  # runs still training are left out
                 results[(variant, seed)] = read_run(args, folder)
                 seconds[(variant, seed)] = training_seconds(folder)
+            elif (variant, seed) in archive and not folder.exists():
+                results[(variant, seed)] = archive[(variant, seed)]
+                seconds[(variant, seed)] = archived_seconds.get(
+                    (variant, seed), float("nan")
+                )
     report(args, results, seconds)
 
 
