@@ -25,7 +25,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from cmse_speechbrain.dataio import atomic_output, read_audio_checked
 from cmse_speechbrain.export import inference_yaml
 from cmse_speechbrain.init_record import init_yaml
-from cmse_speechbrain.recipe import start_experiment
+from cmse_speechbrain.recipe import load_initial_weights, start_experiment
 
 
 def decode_characters(log_probs, wav_lens, tokenizer, blank_index=0):
@@ -425,6 +425,13 @@ def run_asr_recipe(argv, prepare):
     # The enhancer's weights: a local folder, collected on the main process.
     run_on_main(hparams["pretrainer"].collect_files)
     hparams["pretrainer"].load_collected()
+    if hparams.get("asr_init_from"):  # a trained recogniser to fine-tune
+        load_initial_weights(
+            hparams["asr_model"],
+            hparams["asr_init_from"],
+            hparams["save_folder"],
+            name="asr_model",
+        )
 
     asr_brain = EnhancedCTCBrain(
         modules=hparams["modules"],

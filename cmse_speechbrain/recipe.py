@@ -74,6 +74,45 @@ def start_experiment(hparams, run_opts, hparams_file=None, overrides=None):
         shutil.copy(main_script, hparams["output_folder"])
 
 
+def load_initial_weights(module, checkpoint, save_folder, name="model"):
+    """Loads the weights a run starts from (a recipe's ``init_from`` /
+    ``asr_init_from``), with SpeechBrain's ``Pretrainer`` (a local file,
+    collected on the main process, linked into ``save_folder/init``). The
+    run's own checkpoints, recovered when it trains, win over them.
+
+    Arguments
+    ---------
+    module : torch.nn.Module
+        The module to load (its architecture must match the checkpoint's).
+    checkpoint : str or pathlib.Path
+        A state-dict file of that module (e.g. a recipe checkpoint's
+        ``model.ckpt`` or ``asr_model.ckpt``, an exported folder's
+        ``enhance_model.ckpt`` or ``asr/encoder.ckpt``).
+    save_folder : str or pathlib.Path
+        The run's checkpoint folder.
+    name : str
+        The loadable's name (and the linked file's, ``<name>.ckpt``).
+
+    Example
+    -------
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 2)
+    >>> path = getfixture("tmp_path") / "start.ckpt"
+    >>> torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    >>> load_initial_weights(net, path, getfixture("tmp_path") / "save")
+    >>> torch.equal(net.weight, torch.load(path)["weight"])
+    True
+    """
+    pathlib.Path(save_folder).mkdir(parents=True, exist_ok=True)
+    pretrainer = Pretrainer(
+        collect_in=pathlib.Path(save_folder) / "init",
+        loadables={name: module},
+        paths={name: str(pathlib.Path(checkpoint).resolve())},
+    )
+    run_on_main(pretrainer.collect_files)
+    pretrainer.load_collected()
+
+
 def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides=None):
     """Prepares the data, trains and tests on every test set.
 
@@ -105,13 +144,9 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
     datasets = enhancement_dataio_prep(hparams)
 
     if hparams.get("init_from"):  # weights to start from; a checkpoint of the run wins
-        pretrainer = Pretrainer(
-            collect_in=pathlib.Path(hparams["save_folder"]) / "init",
-            loadables={"model": hparams["modules"]["model"]},
-            paths={"model": str(pathlib.Path(hparams["init_from"]).resolve())},
+        load_initial_weights(
+            hparams["modules"]["model"], hparams["init_from"], hparams["save_folder"]
         )
-        run_on_main(pretrainer.collect_files)
-        pretrainer.load_collected()
     train_loader_kwargs = dict(hparams["train_dataloader_opts"])
     steps_per_epoch = hparams.get("train_steps_per_epoch")
     if steps_per_epoch:  # on-the-fly crops: an epoch is a number of steps

@@ -214,6 +214,24 @@ def test_exported_pipeline_transcribes_a_real_file(frozen_run, tmp_path):
         pipeline.transcribe_file(bad)
 
 
+def test_recipe_starts_from_a_trained_recogniser(frozen_run, tmp_path):
+    """asr_init_from: at lr 0 the run ends with the weights it started from,
+    another run's trained ones (its own seed-0 start would differ from them)."""
+    start = frozen_run / "pipeline" / "asr" / "encoder.ckpt"
+    out = tmp_path / "lr0"
+    run_asr_recipe(
+        out,
+        f"--asr_init_from={start}",
+        "--debug_epochs=1",
+        "--debug_batches=1",
+        "--lr=0.0",
+    )
+    kept = torch.load(out / "pipeline" / "asr" / "encoder.ckpt")
+    # the weights; batch-norm statistics move in training even at lr 0
+    weights = [k for k in kept if "running_" not in k and "num_batches" not in k]
+    assert weights and all(torch.equal(torch.load(start)[k], kept[k]) for k in weights)
+
+
 def test_recipe_joint_mode_fine_tunes_the_enhancer(tmp_path):
     out = tmp_path / "joint"
     run_asr_recipe(
