@@ -894,9 +894,10 @@ def report(args, results, seconds):
             "Variants whose runs' folders are gone (the first study's, on another "
             "machine) are reported from the per-utterance scores and minutes that "
             "report archived (`utterances.csv`, `runs.csv`); it kept no curves, so "
-            "their validation-curve cells are the earlier report's and their "
-            "curves are in `valid_curves_first_study.png`. Reports now also "
-            "archive the curves (`curves.json`).",
+            "their validation-curve cells are the earlier report's, and their "
+            "curves and spectrograms are in the figures kept from it "
+            "(`valid_curves_first_study.png`, `spectrograms_first_study.png`). "
+            "Reports now also archive the curves (`curves.json`).",
             "",
         ]
     titles = {
@@ -1014,6 +1015,13 @@ def report(args, results, seconds):
     ]
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
+    if any(not (out / "runs" / f"{v}_s{s}").exists() for v, s in results):
+        # archived runs: the figures drawn from run folders and curves lose
+        # them, so the earlier figures are kept once, as *_first_study.png
+        for name in ["spectrograms", "valid_curves"]:
+            kept = out / f"{name}_first_study.png"
+            if (out / f"{name}.png").exists() and not kept.exists():
+                shutil.copy(out / f"{name}.png", kept)
     plot_spectrograms(args, results, out / "spectrograms.png")
     write_listening_page(args, variants)
     from common import pyplot
