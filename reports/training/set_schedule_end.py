@@ -26,12 +26,13 @@ def main(argv):
     paths = sorted(folder.glob("CKPT+*/lr_annealing.ckpt"))
     if not paths:
         raise SystemExit(f"{folder}: no checkpoint with an lr_annealing.ckpt")
-    for path in paths:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
+    for path, state in zip(paths, states):  # all checked before any is written
         if end <= state["current_step"]:
             raise SystemExit(
                 f"{path}: step {state['current_step']} is already past {end}"
             )
+    for path, state in zip(paths, states):
         before = state["num_training_steps"]
         state["num_training_steps"] = end
         with atomic_output(path) as partial:
