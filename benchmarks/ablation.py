@@ -588,7 +588,12 @@ def archived_runs(out):
     ``stream_probe.json``); the spectrograms and the listening page come only
     from the runs still on disk.
 
-    Returns ``({(variant, seed): (utterances, curve)}, {(variant, seed): seconds})``.
+    Rows marked ``study=first`` are the earlier version of a run that was
+    later rerun with different results (:func:`superseded_runs`); they come
+    back separately, so that the archived runs stay paired with them.
+
+    Returns ``({(variant, seed): (utterances, curve)}, {(variant, seed):
+    seconds}, {(variant, seed): utterances of the earlier version})``.
 
     Example
     -------
@@ -598,16 +603,16 @@ def archived_runs(out):
     ...     "id,enhanced_pesq,set,variant,seed\\nu1,2.5,voicebank,cr,0\\n")
     >>> _ = (out / "runs.csv").write_text(
     ...     "variant,seed,set,minutes\\ncr,0,voicebank,30.0\\n")
-    >>> results, seconds = archived_runs(out)
+    >>> results, seconds, earlier = archived_runs(out)
     >>> results[("cr", 0)][0][0]["enhanced_pesq"], results[("cr", 0)][1]
     ('2.5', [])
-    >>> seconds[("cr", 0)]
-    1800.0
+    >>> seconds[("cr", 0)], earlier
+    (1800.0, {})
     """
-    results, seconds = {}, {}
+    results, seconds, earlier = {}, {}, {}
     path = out / "utterances.csv"
     if not path.exists():
-        return results, seconds
+        return results, seconds, earlier
     curves_path = out / "curves.json"
     curves = (
         json.loads(curves_path.read_text(encoding="utf-8"))
@@ -618,6 +623,9 @@ def archived_runs(out):
         for row in csv.DictReader(fin):
             key = (row.pop("variant"), int(row.pop("seed")))
             row = {k: v for k, v in row.items() if v != ""}
+            if row.pop("study", "") == "first":
+                earlier.setdefault(key, []).append(row)
+                continue
             results.setdefault(key, ([], curves.get(f"{key[0]}_s{key[1]}", [])))
             results[key][0].append(row)
     runs_path = out / "runs.csv"
@@ -626,7 +634,63 @@ def archived_runs(out):
             for row in csv.DictReader(fin):
                 key = (row["variant"], int(row["seed"]))
                 seconds[key] = float(row["minutes"] or "nan") * 60
-    return results, seconds
+    return results, seconds, earlier
+
+
+def superseded_runs(archive, results, metric="enhanced_pesq"):
+    """The archived versions of runs that were rerun (their folders are back)
+    with other scores: ``{(variant, seed): archived utterances}``. A rerun
+    normally reproduces its run exactly; one that does not (e.g. the earlier
+    run was resumed after an interruption, which changes its random stream)
+    replaces it in the tables, and the archived runs stay paired with the
+    version they were trained beside.
+
+    Example
+    -------
+    >>> old = ([{"id": "u1", "enhanced_pesq": "2.0"}], [])
+    >>> same, other = ([{"id": "u1", "enhanced_pesq": "2.0"}], []), (
+    ...     [{"id": "u1", "enhanced_pesq": "2.2"}], [])
+    >>> superseded_runs({("b", 0): old}, {("b", 0): same})
+    {}
+    >>> superseded_runs({("b", 0): old}, {("b", 0): other})
+    {('b', 0): [{'id': 'u1', 'enhanced_pesq': '2.0'}]}
+    """
+    differing = {}
+    for key, (utterances, _) in archive.items():
+        if key not in results or results[key] is archive[key]:
+            continue
+        rerun = {(u.get("set", ""), u["id"]): u for u in results[key][0]}
+        for u in utterances:
+            other = rerun.get((u.get("set", ""), u["id"]))
+            if (
+                other is not None
+                and metric in u
+                and abs(float(u[metric]) - float(other[metric])) > 1e-3
+            ):
+                differing[key] = utterances
+                break
+    return differing
+
+
+def paired_utterances(results, key, partner, from_archive, earlier):
+    """A run's utterance scores for a paired difference with ``partner``: the
+    version trained beside the partner's (the archived one of a rerun, where
+    the partner is archived and the rerun differs), else the current one.
+
+    Example
+    -------
+    >>> results = {("baseline", 2): (["rerun"], []), ("cm", 2): (["cm"], [])}
+    >>> earlier = {("baseline", 2): ["archived"]}
+    >>> paired_utterances(results, ("baseline", 2), ("cm", 2), {("cm", 2)}, earlier)
+    ['archived']
+    >>> paired_utterances(results, ("baseline", 2), ("cm", 2), set(), earlier)
+    ['rerun']
+    >>> paired_utterances(results, ("cm", 2), ("baseline", 2), {("cm", 2)}, earlier)
+    ['cm']
+    """
+    if partner in from_archive and key in earlier:
+        return earlier[key]
+    return results.get(key, ([], []))[0]
 
 
 def write_listening_page(args, variants):
@@ -735,8 +799,14 @@ def _mean_sd(values):
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
 
 
-def report(args, results, seconds):
-    """Writes runs.csv, utterances.csv, ablation.md and the PNGs."""
+def report(args, results, seconds, from_archive=(), earlier=None):
+    """Writes runs.csv, utterances.csv, ablation.md and the PNGs.
+
+    ``from_archive``: the keys of ``results`` rebuilt from an earlier report;
+    ``earlier``: the archived versions of reruns that differ from them
+    (:func:`superseded_runs`), which the archived runs are paired with.
+    """
+    earlier = earlier or {}
     out = args.out
     sets = TEST_SETS + ["real"]
     columns = {
@@ -761,6 +831,11 @@ def report(args, results, seconds):
     rows, utterance_rows = [], []
     for (variant, seed), (utterances, curve) in sorted(results.items()):
         utterance_rows += [dict(u, variant=variant, seed=seed) for u in utterances]
+    for (variant, seed), utterances in sorted(earlier.items()):
+        utterance_rows += [
+            dict(u, variant=variant, seed=seed, study="first") for u in utterances
+        ]
+    for (variant, seed), (utterances, curve) in sorted(results.items()):
         for name in sets:
             subset = [u for u in utterances if u["set"] == name]
             if not subset:
@@ -941,9 +1016,37 @@ def report(args, results, seconds):
         "## Paired differences (same seed, same utterances), 95 % bootstrap interval "
         "over seeds and utterances",
         "",
+    ]
+    if from_archive:
+        lines += [
+            "Runs of an earlier study whose folders are gone ("
+            + ", ".join(f"{v} s{s}" for v, s in sorted(from_archive))
+            + ") are rebuilt from its archived scores."
+        ]
+    for (variant, seed), utterances in sorted(earlier.items()):
+        old, new = (
+            {
+                u["id"]: float(u["enhanced_pesq"])
+                for u in rows
+                if u["set"] == "voicebank"
+            }
+            for rows in [utterances, results[(variant, seed)][0]]
+        )
+        shared = sorted(set(old) & set(new))
+        lines += [
+            f"The rerun of {variant} s{seed} does not reproduce the archived run "
+            "(VoiceBank-DEMAND PESQ "
+            f"{statistics.mean(old[i] for i in shared):.3f} archived, "
+            f"{statistics.mean(new[i] for i in shared):.3f} rerun): the "
+            "tables use the rerun, and the archived runs are paired with the "
+            "archived version, the one they were trained beside."
+        ]
+    lines += [
+        "",
         "| comparison | set | metric | difference | interval |",
         "|---|---|---|---:|---|",
     ]
+
     for first, second in COMPARISONS:
         if first not in variants or second not in variants:
             continue
@@ -951,16 +1054,19 @@ def report(args, results, seconds):
             for metric in ["dnsmos_ovrl"] if name == "real" else COMPARED_METRICS:
                 pairs = {}
                 for seed in args.seeds:
-                    a = {
-                        u["id"]: score(u, "enhanced", metric)
-                        for u in results.get((first, seed), ([], []))[0]
-                        if u["set"] == name
-                    }
-                    b = {
-                        u["id"]: score(u, "enhanced", metric)
-                        for u in results.get((second, seed), ([], []))[0]
-                        if u["set"] == name
-                    }
+                    a, b = (
+                        {
+                            u["id"]: score(u, "enhanced", metric)
+                            for u in paired_utterances(
+                                results, key, partner, from_archive, earlier
+                            )
+                            if u["set"] == name
+                        }
+                        for key, partner in [
+                            ((first, seed), (second, seed)),
+                            ((second, seed), (first, seed)),
+                        ]
+                    )
                     shared = sorted(set(a) & set(b))
                     if shared:
                         pairs[seed] = [(a[i], b[i]) for i in shared]
@@ -1137,8 +1243,8 @@ def main(argv=None):
                     " (add their variants to --variants)"
                 )
             time.sleep(5)
-    results, seconds = {}, {}
-    archive, archived_seconds = archived_runs(args.out)
+    results, seconds, from_archive = {}, {}, set()
+    archive, archived_seconds, earlier = archived_runs(args.out)
     for variant in args.variants:
         for seed in args.seeds:
             folder = args.out / "runs" / f"{variant}_s{seed}"
@@ -1147,10 +1253,12 @@ def main(argv=None):
                 seconds[(variant, seed)] = training_seconds(folder)
             elif (variant, seed) in archive and not folder.exists():
                 results[(variant, seed)] = archive[(variant, seed)]
+                from_archive.add((variant, seed))
                 seconds[(variant, seed)] = archived_seconds.get(
                     (variant, seed), float("nan")
                 )
-    report(args, results, seconds)
+    earlier.update(superseded_runs(archive, results))
+    report(args, results, seconds, from_archive, earlier)
 
 
 if __name__ == "__main__":
