@@ -672,10 +672,11 @@ def superseded_runs(archive, results, metric="enhanced_pesq"):
     return differing
 
 
-def paired_utterances(results, key, partner, from_archive, earlier):
+def paired_utterances(results, key, partner, first_study, earlier):
     """A run's utterance scores for a paired difference with ``partner``: the
-    version trained beside the partner's (the archived one of a rerun, where
-    the partner is archived and the rerun differs), else the current one.
+    version trained beside the partner's (the archived one of a rerun that
+    differs, where the partner is a run of that earlier study), else the
+    current one.
 
     Example
     -------
@@ -688,7 +689,7 @@ def paired_utterances(results, key, partner, from_archive, earlier):
     >>> paired_utterances(results, ("cm", 2), ("baseline", 2), {("cm", 2)}, earlier)
     ['cm']
     """
-    if partner in from_archive and key in earlier:
+    if partner in first_study and key in earlier:
         return earlier[key]
     return results.get(key, ([], []))[0]
 
@@ -799,12 +800,13 @@ def _mean_sd(values):
     return mean, (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
 
 
-def report(args, results, seconds, from_archive=(), earlier=None):
+def report(args, results, seconds, from_archive=(), earlier=None, first_study=()):
     """Writes runs.csv, utterances.csv, ablation.md and the PNGs.
 
     ``from_archive``: the keys of ``results`` rebuilt from an earlier report;
     ``earlier``: the archived versions of reruns that differ from them
-    (:func:`superseded_runs`), which the archived runs are paired with.
+    (:func:`superseded_runs`), which the runs of ``first_study`` (those
+    trained beside them) are paired with.
     """
     earlier = earlier or {}
     out = args.out
@@ -1024,6 +1026,8 @@ def report(args, results, seconds, from_archive=(), earlier=None):
             + ") are rebuilt from its archived scores."
         ]
     for (variant, seed), utterances in sorted(earlier.items()):
+        if (variant, seed) not in results:
+            continue
         old, new = (
             {
                 u["id"]: float(u["enhanced_pesq"])
@@ -1058,7 +1062,7 @@ def report(args, results, seconds, from_archive=(), earlier=None):
                         {
                             u["id"]: score(u, "enhanced", metric)
                             for u in paired_utterances(
-                                results, key, partner, from_archive, earlier
+                                results, key, partner, first_study, earlier
                             )
                             if u["set"] == name
                         }
@@ -1258,7 +1262,16 @@ def main(argv=None):
                     (variant, seed), float("nan")
                 )
     earlier.update(superseded_runs(archive, results))
-    report(args, results, seconds, from_archive, earlier)
+    # the runs trained beside the superseded versions (the earlier study's),
+    # kept for later reports, where the reruns may be archived runs too
+    first_path = args.out / "first_study_runs.json"
+    if first_path.exists():
+        first_study = {tuple(k) for k in json.loads(first_path.read_text("utf-8"))}
+    else:
+        first_study = set(from_archive) if earlier else set()
+        if first_study:
+            first_path.write_text(json.dumps(sorted(first_study)) + "\n", "utf-8")
+    report(args, results, seconds, from_archive, earlier, first_study)
 
 
 if __name__ == "__main__":
