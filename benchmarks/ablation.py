@@ -590,7 +590,8 @@ def archived_runs(out):
 
     Rows marked ``study=first`` are the earlier version of a run that was
     later rerun with different results (:func:`superseded_runs`); they come
-    back separately, so that the archived runs stay paired with them.
+    back separately, so that the runs trained beside them stay paired with
+    them.
 
     Returns ``({(variant, seed): (utterances, curve)}, {(variant, seed):
     seconds}, {(variant, seed): utterances of the earlier version})``.
@@ -833,11 +834,6 @@ def report(args, results, seconds, from_archive=(), earlier=None, first_study=()
     rows, utterance_rows = [], []
     for (variant, seed), (utterances, curve) in sorted(results.items()):
         utterance_rows += [dict(u, variant=variant, seed=seed) for u in utterances]
-    for (variant, seed), utterances in sorted(earlier.items()):
-        utterance_rows += [
-            dict(u, variant=variant, seed=seed, study="first") for u in utterances
-        ]
-    for (variant, seed), (utterances, curve) in sorted(results.items()):
         for name in sets:
             subset = [u for u in utterances if u["set"] == name]
             if not subset:
@@ -860,6 +856,10 @@ def report(args, results, seconds, from_archive=(), earlier=None, first_study=()
         writer = csv.DictWriter(fout, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    for (variant, seed), utterances in sorted(earlier.items()):
+        utterance_rows += [
+            dict(u, variant=variant, seed=seed, study="first") for u in utterances
+        ]
     fields = list(dict.fromkeys(k for r in utterance_rows for k in r))
     with open(out / "utterances.csv", "w", newline="", encoding="utf-8") as fout:
         writer = csv.DictWriter(fout, fieldnames=fields)
