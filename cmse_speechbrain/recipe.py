@@ -16,7 +16,10 @@ import sys
 
 import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.dataio.sampler import ReproducibleRandomSampler
+from speechbrain.dataio.sampler import (
+    ReproducibleRandomSampler,
+    ReproducibleWeightedRandomSampler,
+)
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from speechbrain.utils.parameter_transfer import Pretrainer
 
@@ -113,6 +116,62 @@ def load_initial_weights(module, checkpoint, save_folder, name="model"):
     pretrainer.load_collected()
 
 
+def corpus_sampling_weights(corpora, shares):
+    """Per-item sampling weights that give each corpus its share of the draws.
+
+    Each named corpus gets its ``shares`` entry; the items of the corpora not
+    named share the rest. Within a corpus every item is equally likely (as
+    without shares, where a large corpus dominates by its file count).
+
+    Arguments
+    ---------
+    corpora : list of str
+        The corpus of each training item (the manifest's ``corpus`` field).
+    shares : dict
+        Corpus name -> fraction of the draws, each in [0, 1], summing to at
+        most 1 (exactly 1 when every corpus is named).
+
+    Returns
+    -------
+    list of float
+        One weight per item, summing to 1.
+
+    Example
+    -------
+    >>> corpora = ["collection"] * 2 + ["speechocean762"] * 8
+    >>> weights = corpus_sampling_weights(corpora, {"speechocean762": 0.3})
+    >>> round(sum(weights[:2]), 6), round(sum(weights[2:]), 6)
+    (0.7, 0.3)
+    >>> corpus_sampling_weights(corpora, {"speechocean": 0.3})
+    Traceback (most recent call last):
+     ...
+    ValueError: train_corpus_shares names speechocean, which no training item has
+    (corpora: collection, speechocean762)
+    """
+    counts = {}
+    for corpus in corpora:
+        counts[corpus] = counts.get(corpus, 0) + 1
+    for name, share in shares.items():
+        if name not in counts:
+            raise ValueError(
+                f"train_corpus_shares names {name}, which no training item has "
+                f"(corpora: {', '.join(sorted(counts))})"
+            )
+        if not 0.0 <= float(share) <= 1.0:
+            raise ValueError(f"train_corpus_shares: {name}: {share} is not in [0, 1]")
+    rest = 1.0 - sum(float(share) for share in shares.values())
+    unnamed = sum(count for corpus, count in counts.items() if corpus not in shares)
+    if rest < -1e-9 or (unnamed == 0 and rest > 1e-9):
+        raise ValueError(
+            f"train_corpus_shares {dict(shares)} must sum to "
+            f"{'at most 1' if unnamed else '1 (every corpus is named)'}"
+        )
+    return [
+        float(shares[corpus]) / counts[corpus] if corpus in shares else rest / unnamed
+        for corpus in corpora
+    ]
+
+
 def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides=None):
     """Prepares the data, trains and tests on every test set.
 
@@ -149,13 +208,27 @@ def train_and_test(hparams, run_opts, prepare=None, hparams_file=None, overrides
         )
     train_loader_kwargs = dict(hparams["train_dataloader_opts"])
     steps_per_epoch = hparams.get("train_steps_per_epoch")
+    shares = hparams.get("train_corpus_shares")
+    if shares and not steps_per_epoch:
+        raise ValueError("train_corpus_shares needs train_steps_per_epoch")
     if steps_per_epoch:  # on-the-fly crops: an epoch is a number of steps
-        train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
-            datasets["train"],
-            seed=hparams["seed"],
-            replacement=True,
-            num_samples=steps_per_epoch * train_loader_kwargs["batch_size"],
-        )
+        num_samples = steps_per_epoch * train_loader_kwargs["batch_size"]
+        if shares:  # crops drawn by corpus (the manifest's "corpus" field)
+            train = datasets["train"]
+            corpora = [train.data[i].get("corpus", "") for i in train.data_ids]
+            train_loader_kwargs["sampler"] = ReproducibleWeightedRandomSampler(
+                corpus_sampling_weights(corpora, shares),
+                num_samples=num_samples,
+                replacement=True,
+                seed=hparams["seed"],
+            )
+        else:
+            train_loader_kwargs["sampler"] = ReproducibleRandomSampler(
+                datasets["train"],
+                seed=hparams["seed"],
+                replacement=True,
+                num_samples=num_samples,
+            )
         train_loader_kwargs["shuffle"] = False
 
     brain = CMSEBrain(

@@ -7,6 +7,9 @@ import sys
 
 import pytest
 import soundfile as sf
+from speechbrain.dataio.sampler import ReproducibleWeightedRandomSampler
+
+from cmse_speechbrain.recipe import corpus_sampling_weights
 
 from conftest import ROOT
 
@@ -106,6 +109,13 @@ def test_prepare_realmix_with_speechocean(tmp_path):
     assert "SPEAKER0003" not in written and "SPEAKER0004" not in written
     options = json.loads((save / "realmix_prepare.json").read_text())
     assert options["speechocean_folder"] == str(corpus.resolve())
+    # each training entry names its corpus: train_corpus_shares draws by it
+    corpora = [entry["corpus"] for entry in train.values()]
+    assert corpora.count("speechocean762") == 6 and corpora.count("collection") == 3
+    weights = corpus_sampling_weights(corpora, {"speechocean762": 0.25})
+    draws = list(ReproducibleWeightedRandomSampler(weights, 4000, True, seed=1))
+    drawn = sum(corpora[i] == "speechocean762" for i in draws) / len(draws)
+    assert abs(drawn - 0.25) < 0.03, drawn  # 6 of 9 files, a quarter of the crops
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not on this machine")

@@ -366,6 +366,7 @@ def prepare_realmix(
         "seed": seed,
         "sample_rate": sample_rate,
         "speechocean_folder": str(speechocean_folder) if speechocean_folder else None,
+        "train_corpus_field": True,  # manifests written before it lack "corpus"
         "split": {k: [str(p) for p in v] for k, v in split.items()},
     }
     options_path = save_folder / OPTIONS_FILE
@@ -376,9 +377,14 @@ def prepare_realmix(
     train = {}
     for path in split["train_speech"]:
         info = audio_info(path)
+        from_speechocean = bool(speechocean_folder) and path.is_relative_to(
+            speechocean_folder
+        )
         train[f"{path.parent.name}_{path.stem}"] = {
             "clean_wav": _root(path, data_folder),
             "length": info.frames / info.samplerate,
+            # the recipe's train_corpus_shares draws the crops by corpus
+            "corpus": "speechocean762" if from_speechocean else "collection",
         }
     _write_json(save_folder / "train.json", train)
     write_augment_csv(
