@@ -260,3 +260,15 @@ def test_asr_benchmark_mixes_only_the_cmcr_models(tmp_path):
         for s in ("noisy", "cmcr-net", "cmcr-net+mix0.5")
     ]
     assert {e["utterances"] for e in summary} == {2}
+
+
+def test_realmix_yaml_takes_corpus_shares_from_the_command_line(tmp_path):
+    """The recipe's default is a mapping, so that an override can fill it (a null
+    default makes HyperPyYAML refuse a mapping override)."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    overrides = {"output_folder": str(tmp_path), "train_corpus_shares": {}}
+    overrides["train_corpus_shares"]["speechocean762"] = 0.3
+    with open(ROOT / "hparams" / "cmse_realmix.yaml", encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    assert hparams["train_corpus_shares"] == {"speechocean762": 0.3}
