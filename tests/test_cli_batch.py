@@ -332,6 +332,9 @@ def test_interrupt_is_one_line_and_leaves_no_partial_file(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a suite started in the background by a shell inherits SIGINT ignored,
+        # and Python then keeps it ignored: the child gets the default back
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and list(out.glob("u*.wav"))):
