@@ -18,9 +18,9 @@ import json
 import pathlib
 
 import numpy as np
-import soundfile as sf
 import torch
 
+from cmse_speechbrain.dataio import read_audio_checked
 from cmse_speechbrain.metrics import (
     _frames,
     frame_log_likelihood_ratios,
@@ -70,14 +70,14 @@ def measure(enhancer, pairs, speech_range_db, band_range_db, sample_rate=16000):
     """The figures of one model (``enhancer`` None: the noisy input itself)."""
     llr, speech_llr, pause_llr, bands = [], [], [], 0.0
     for noisy_path, clean_path in pairs:
-        noisy, _ = sf.read(noisy_path, dtype="float32")
-        clean, _ = sf.read(clean_path, dtype="float32")
+        # mono float32 at the metric's rate; a bad file is named
+        noisy = read_audio_checked(noisy_path, sample_rate)
+        clean = read_audio_checked(clean_path, sample_rate).numpy()
         if enhancer is None:
-            enhanced = noisy
+            enhanced = noisy.numpy()
         else:
             with torch.no_grad():
-                enhanced = enhancer.enhance_batch(torch.from_numpy(noisy)[None])[0]
-            enhanced = enhanced.numpy()
+                enhanced = enhancer.enhance_batch(noisy[None])[0].numpy()
         length = min(len(clean), len(enhanced))
         clean, enhanced = clean[:length], enhanced[:length]
         frames = frame_log_likelihood_ratios(clean, enhanced, sample_rate)
